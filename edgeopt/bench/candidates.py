@@ -1,0 +1,148 @@
+"""What ARTIFACT expands to: one ``Candidate`` per (artifact file, runtime).
+
+ARTIFACT is an ``.onnx`` file, an OpenVINO ``.xml``, a TensorRT ``.plan``, an export folder (every
+artifact of its manifest.json, each with its own runtimes), a bundle (``.edgepkg``), or a torch
+model that ``edgeopt.models.load_model`` reads (the eager baseline, runtime ``torch``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeopt.errors import UsageError
+from edgeopt.manifest import MANIFEST, companions, read_manifest
+
+RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
+FORMAT_OF_SUFFIX = {".onnx": "onnx", ".xml": "openvino", ".plan": "tensorrt", ".engine": "tensorrt"}
+DEFAULT_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
+CAN_LOAD = {"onnxruntime": ("onnx",), "openvino": ("openvino", "onnx"), "tensorrt": ("tensorrt",),
+            "torch": ("torch",)}
+TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".safetensors", ".bin", ".ckpt")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model: str  # model name (manifest model.name, else the file's stem)
+    artifact: str  # file name as matched against a baseline (manifest-relative path)
+    path: Path
+    format: str
+    precision: str
+    runtime: str
+    bytes: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.artifact} [{self.runtime}]"
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in (path, *companions(path)))
+
+
+def _guess_precision(name: str) -> str:
+    lower = name.lower()
+    return next((p for p in ("int8", "fp16", "bf16") if p in lower), "fp32")
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise UsageError(f"no such artifact: {path}")
+    try:
+        if path.is_file():
+            with open(path, "rb") as f:
+                f.read(1)
+            if path.stat().st_size == 0:
+                raise UsageError(f"{path} is empty; pass a model artifact")
+        else:
+            os.listdir(path)
+    except PermissionError:
+        raise UsageError(f"cannot read {path}: permission denied") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _runtimes_for(fmt: str, listed: list[str], wanted: list[str] | None) -> list[str]:
+    if wanted is None:
+        return listed or [DEFAULT_RUNTIME[fmt]]
+    return [r for r in wanted if fmt in CAN_LOAD[r]]
+
+
+def _from_manifest(folder: Path, wanted: list[str] | None) -> list[Candidate]:
+    manifest = read_manifest(folder)
+    name = manifest.get("model", {}).get("name") or folder.name
+    out = []
+    for art in manifest.get("artifacts", []):
+        path = folder / art["path"]
+        if not path.is_file():
+            raise UsageError(f"{folder / MANIFEST} lists {art['path']}, which is missing; re-run `edgeopt export`")
+        fmt = art.get("format") or FORMAT_OF_SUFFIX.get(path.suffix, "onnx")
+        for runtime in _runtimes_for(fmt, list(art.get("runtimes") or []), wanted):
+            out.append(Candidate(name, art["path"], path, fmt, art.get("precision", "fp32"), runtime,
+                                 int(art.get("bytes") or _size(path))))
+    return out
+
+
+def _enclosing_manifest(path: Path) -> tuple[str, str, str | None] | None:
+    """(model name, manifest-relative path, precision) when an export folder lists this file."""
+    for folder in (path.parent, path.parent.parent):
+        if not (folder / MANIFEST).is_file():
+            continue
+        try:
+            data = json.loads((folder / MANIFEST).read_text())
+            rel = path.resolve().relative_to(folder.resolve()).as_posix()
+        except (OSError, ValueError):
+            continue
+        for art in data.get("artifacts", []) if isinstance(data, dict) else []:
+            if art.get("path") == rel:
+                return data.get("model", {}).get("name") or folder.name, rel, art.get("precision")
+    return None
+
+
+def extract_bundle(path: Path, dest: Path) -> Path:
+    try:
+        with tarfile.open(path) as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise UsageError(f"{path} is not a readable bundle (.edgepkg tar archive): {e}") from None
+    if not (dest / MANIFEST).is_file():
+        raise UsageError(f"bundle {path} has no {MANIFEST}")
+    return dest
+
+
+def expand(artifact: str | os.PathLike, *, runtimes: list[str] | None, workdir: Path) -> list[Candidate]:
+    """All (artifact, runtime) pairs to benchmark; a UsageError for anything unusable."""
+    for r in runtimes or []:
+        if r not in RUNTIMES:
+            raise UsageError(f"unknown runtime {r!r}; available: {', '.join(RUNTIMES)}")
+    path = Path(artifact)
+    _check_readable(path)
+    if path.is_dir() and (path / MANIFEST).is_file():
+        found = _from_manifest(path, runtimes)
+    elif path.suffix == ".edgepkg":
+        found = _from_manifest(extract_bundle(path, workdir / "bundle"), runtimes)
+    elif path.suffix.lower() in FORMAT_OF_SUFFIX:
+        fmt = FORMAT_OF_SUFFIX[path.suffix.lower()]
+        if fmt == "openvino" and not path.with_suffix(".bin").is_file():
+            raise UsageError(f"{path} has no weights file {path.with_suffix('.bin').name} beside it")
+        known = _enclosing_manifest(path)
+        model, rel, precision = known if known else (path.stem, path.name, None)
+        found = [Candidate(model, rel, path.resolve(), fmt, precision or _guess_precision(path.name), r, _size(path))
+                 for r in _runtimes_for(fmt, [], runtimes)]
+    elif path.is_dir() or path.suffix.lower() in TORCH_SUFFIXES:
+        if runtimes is not None and "torch" not in runtimes:
+            raise UsageError(f"{path} is a torch model: only --runtime torch can run it (the eager baseline)")
+        name = path.name if path.is_dir() else path.stem
+        found = [Candidate(name, path.name, path.resolve(), "torch", "fp32", "torch", _size(path))]
+    else:
+        raise UsageError(f"unknown artifact {path.name!r}: expected .onnx, OpenVINO .xml, TensorRT .plan, "
+                         "an export folder with manifest.json, a .edgepkg bundle, or a torch model")
+    if not found:
+        raise UsageError(f"--runtime {','.join(runtimes or [])} cannot load {path.name} "
+                         f"(which runtime loads which format: {CAN_LOAD})")
+    return found
