@@ -76,6 +76,7 @@ class Manifest:
     preprocessing: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     task: str | None = None
+    int8: dict | None = None  # the INT8 gate's report: metric, candidates, calibration
 
     def to_json(self) -> dict:
         d = {"schema": SCHEMA, "model": self.model,
@@ -87,6 +88,8 @@ class Manifest:
              "environment": self.environment}
         if self.task:
             d["task"] = self.task
+        if self.int8 is not None:
+            d["int8"] = self.int8
         return d
 
     def write(self, folder: Path) -> Path:

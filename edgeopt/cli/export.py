@@ -1,4 +1,5 @@
-"""`edgeopt export MODEL`: verified ONNX / OpenVINO / TensorRT artifacts and OUT/manifest.json."""
+"""`edgeopt export MODEL`: verified ONNX / OpenVINO / TensorRT artifacts, optional gated INT8,
+and OUT/manifest.json."""
 
 from __future__ import annotations
 
@@ -16,22 +17,48 @@ from edgeopt.cli.options import console, load_from_options, model_options
 @click.option("--to", "targets", default="onnx,openvino", show_default=True,
               help="Comma-separated targets: onnx, openvino, tensorrt.")
 @click.option("--fp16", is_flag=True, help="Also write OpenVINO IR with FP16-compressed weights.")
+@click.option("--int8", is_flag=True, help="Add accuracy-gated INT8 artifacts (model.int8.onnx, openvino/model.int8.xml).")
+@click.option("--int8-mode", type=click.Choice(["auto", "static", "dynamic"]), default="auto", show_default=True,
+              help="static QDQ, dynamic, or auto: build both and keep the fastest that passes the gate.")
+@click.option("--calib", metavar="DATA", help="Calibration data (.npz, .txt, .jsonl, image folder, .csv, module:fn). "
+              "Text models default to edgeopt's built-in product titles.")
+@click.option("--eval", "eval_data", metavar="DATA", help="Evaluation data for the gate (default: held out from --calib).")
+@click.option("--metric", help="Gate metric: cosine, top1, mse, ndcg@K, recall@K (default: by model kind).")
+@click.option("--max-drop", type=float, help="Largest allowed quality drop in the metric's units "
+              "(cosine: 1 - mean cosine, default 0.005; top1: 0.005 = 0.5 points).")
+@click.option("--min-cosine", type=float, default=0.98, show_default=True,
+              help="With --metric cosine: the worst sample's cosine must also stay above this.")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
+              show_default=True, help="Activation range calibration for static INT8.")
+@click.option("--calib-size", type=click.IntRange(1), default=256, show_default=True, help="Calibration samples.")
+@click.option("--eval-size", type=click.IntRange(1), default=500, show_default=True, help="Evaluation samples.")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
               help="torch.onnx exporter; auto tries the best fit first and falls back to the other.")
 @click.option("--threads", type=click.IntRange(1), help="Threads for verification sessions.")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
-def command(model, out, targets, fp16, exporter, threads, arch, arch_kwargs, trust_pickle, inputs, as_json):
+def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, calib_method,
+            calib_size, eval_size, exporter, threads, arch, arch_kwargs, trust_pickle, inputs, as_json):
     """Export MODEL, verify every artifact against it, and write OUT/manifest.json.
 
-    Exit 0 when all artifacts match the source within tolerance, 1 when one does not
-    (artifacts are kept for inspection, marked failed in the manifest), 2 on bad input.
+    With --int8, calibrate, measure the INT8 model against the FP32 source on held-out data and
+    return the most sensitive layers to FP32 until the drop is within --max-drop.
+
+    Exit 0 when all artifacts match the source (and INT8 passes its gate), 1 when one does not
+    (FP32 artifacts are kept; failing artifacts are marked in the manifest), 2 on bad input.
     """
     from edgeopt.errors import GateError
     from edgeopt.export.pipeline import ExportOptions, export_model
+    from edgeopt.optimize.quantize.config import Int8Config
 
+    int8_cfg = None
+    if int8:
+        int8_cfg = Int8Config(mode=int8_mode, calib_method=calib_method, metric=metric, max_drop=max_drop,
+                              min_cosine=min_cosine, calib_size=calib_size, eval_size=eval_size)
+    elif calib or eval_data or metric or max_drop is not None:
+        raise click.UsageError("--calib/--eval/--metric/--max-drop apply to --int8; add --int8")
     opts = ExportOptions(targets=tuple(t.strip() for t in targets.split(",") if t.strip()), fp16=fp16,
-                         exporter=exporter, threads=threads)
+                         exporter=exporter, threads=threads, int8=int8_cfg, calib=calib, eval_data=eval_data)
     con = console()
     with con.status("loading model") as status:
         loaded = load_from_options(model, arch, arch_kwargs, trust_pickle, inputs)
@@ -41,21 +68,33 @@ def command(model, out, targets, fp16, exporter, threads, arch, arch_kwargs, tru
         click.echo(json.dumps(result.manifest, indent=2))
     else:
         print_artifacts(con, result.manifest, title=f"{loaded.name} -> {out}")
+        for note in (result.manifest.get("int8") or {}).get("notes", []):
+            con.print(f"note: {note}")
     if not result.passed:
         raise GateError("an artifact does not match the source model within tolerance (see the table)")
+    if result.int8_passed is False:
+        int8 = result.manifest["int8"]
+        raise GateError(f"INT8 could not meet --max-drop {int8['max_drop']} on {int8['metric']}; "
+                        "FP32 artifacts kept (see manifest.json 'int8' for each candidate)")
 
 
 def print_artifacts(con, manifest: dict, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("artifact", "precision", "size", "max abs diff", "max rel diff", "cosine min", "verified"):
-        table.add_column(col, justify="right" if col not in ("artifact", "verified") else "left",
+    for col in ("artifact", "prec", "size", "max abs", "cos min", "quality", "check"):
+        table.add_column(col, justify="right" if col not in ("artifact", "check", "quality") else "left",
                          no_wrap=col == "artifact")
     for a in manifest["artifacts"]:
         v = a.get("verification", {})
         ok = "[green]pass[/]" if v.get("passed") else f"[red]FAIL[/] {v.get('error', '')}"
+        q = a.get("quality")
+        quality = "-"
+        if q:
+            quality = f"{q['metric']} {q['value']:.4f}" + (f" (min {q['min']:.3f})" if "min" in q else "")
+            if a.get("fallback_nodes"):
+                quality += f", {len(a['fallback_nodes'])} FP32"
         table.add_row(a["path"], a["precision"], f"{a['bytes'] / 1e6:.1f} MB",
-                      f"{v.get('max_abs_diff', float('nan')):.2e}", f"{v.get('max_rel_diff', float('nan')):.2e}",
-                      f"{v.get('cosine_min', float('nan')):.6f}", ok)
+                      f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else "-",
+                      f"{v['cosine_min']:.5f}" if "cosine_min" in v else "-", quality, ok)
     con.print(table)

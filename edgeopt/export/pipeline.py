@@ -26,6 +26,9 @@ class ExportOptions:
     fp16: bool = False
     exporter: str = "auto"
     threads: int | None = None
+    int8: "Int8Config | None" = None  # INT8 with the accuracy gate (edgeopt.optimize.quantize)
+    calib: str | None = None  # DATA for calibration (text models: built-in titles when absent)
+    eval_data: str | None = None  # DATA for the gate (default: held out from calib)
 
     def __post_init__(self):
         unknown = [t for t in self.targets if t not in TARGETS]
@@ -41,7 +44,8 @@ class ExportOptions:
 class ExportResult:
     out: Path
     manifest: dict
-    passed: bool
+    passed: bool  # every artifact verified
+    int8_passed: bool | None = None  # None: no INT8 asked for
 
 
 def source_digest(path: Path) -> str:
@@ -76,13 +80,17 @@ def _check_targets(opts: ExportOptions):
         avail = get_runtime(runtime).availability()
         if not avail.ok:
             raise UnavailableError(f"--to {target}: {runtime} unavailable ({avail.reason}); {avail.hint}")
-    if "tensorrt" in opts.targets:
-        raise UnavailableError("--to tensorrt: engine building is not part of this edgeopt build yet")
 
 
 def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
                  log: Callable[[str], None] = lambda msg: None) -> ExportResult:
     _check_targets(opts)
+    int8_data = None
+    if opts.int8 is not None:  # read and check the data before anything is written
+        from edgeopt.export.int8 import load_int8_data
+
+        log("reading calibration data")
+        int8_data = load_int8_data(model, opts)
     feeds = model.sample_feeds()
     if not feeds:
         raise UsageError(f"{model.name}: no sample inputs to verify with; pass --input")
@@ -118,6 +126,16 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
         from edgeopt.export.onnx import output_specs
 
         outputs = output_specs(onnx_path, model)
+        int8_report = None
+        if int8_data is not None:
+            from edgeopt.export.int8 import add_int8_artifacts
+
+            int8_report = add_int8_artifacts(model, stage, artifacts, outputs, int8_data, opts, log)
+        if "tensorrt" in opts.targets:  # availability was checked up front: this runs on GPU machines only
+            from edgeopt.export.tensorrt import add_tensorrt_artifacts
+
+            add_tensorrt_artifacts(stage, artifacts, model, feeds, refs,
+                                   int8_data.calib.samples if int8_data else None, log)
         preprocessing = {}
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(str(stage / "tokenizer"))
@@ -127,6 +145,9 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
                             inputs=list(model.io.inputs), outputs=outputs, artifacts=artifacts,
                             preprocessing=preprocessing, environment=environment(),
                             task=model.metadata.get("task"))
+        if int8_report is not None:
+            manifest.int8 = int8_report
         manifest.write(stage)
         data = manifest.to_json()
-    return ExportResult(Path(out), data, all(a.verification.get("passed") for a in artifacts))
+    passed = all(a.verification.get("passed") for a in artifacts)
+    return ExportResult(Path(out), data, passed, int8_passed=None if int8_report is None else int8_report["passed"])

@@ -1,0 +1,51 @@
+"""Calibration / evaluation data (DESIGN.md: Data): .npz, .txt, .jsonl, image folders, .csv of
+images, or ``module.path:callable``. Everything becomes a ``Dataset`` of single-sample feeds that
+are checked against the model's input specs, so bad data fails early with a one-line error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeopt.data.dataset import Dataset
+from edgeopt.errors import UsageError
+from edgeopt.spec import IOSpec
+
+FORMATS_HELP = (".npz, .txt, .jsonl, an image folder (one subfolder per class), a .csv of path,label (images) "
+                "or text[,label], or module:callable")
+
+
+def load_data(spec: str | Path, *, io: IOSpec, tokenizer=None, max_length: int | None = None,
+              limit: int | None = None, seed: int = 0, image_size: tuple[int, int] | None = None,
+              normalize: str = "imagenet") -> Dataset:
+    """Read DATA for a model with inputs ``io.inputs``; keep at most ``limit`` samples (shuffled,
+    stratified by label when labels exist)."""
+    from edgeopt.data import images, tensors, text
+
+    text_spec = str(spec)
+    path = Path(text_spec)
+    if not path.exists():
+        if ":" in text_spec and not text_spec.endswith((".npz", ".txt", ".jsonl", ".csv")) and "/" not in text_spec:
+            ds = tensors.from_callable(text_spec, io)
+        else:
+            raise UsageError(f"no such data file or folder: {text_spec}")
+    elif path.is_dir():
+        ds = images.from_folder(path, io, image_size=image_size, normalize=normalize)
+    elif path.stat().st_size == 0:
+        raise UsageError(f"{path.name} is empty; give calibration data with at least one sample")
+    elif path.suffix == ".npz":
+        ds = tensors.from_npz(path, io)
+    elif path.suffix in (".txt", ".jsonl"):
+        ds = text.from_text_file(path, io, tokenizer=tokenizer, max_length=max_length, limit=limit, seed=seed)
+    elif path.suffix == ".csv" and text.csv_has_text(path):
+        ds = text.from_csv(path, io, tokenizer=tokenizer, max_length=max_length, limit=limit, seed=seed)
+    elif path.suffix == ".csv":
+        ds = images.from_csv(path, io, image_size=image_size, normalize=normalize)
+    else:
+        raise UsageError(f"unknown data format {path.suffix or path.name!r}; expected {FORMATS_HELP}")
+    if not ds.samples:
+        raise UsageError(f"{text_spec} holds no samples")
+    ds.validate(io)
+    return ds.subsample(limit, seed=seed) if limit else ds
+
+
+__all__ = ["Dataset", "load_data"]

@@ -1,0 +1,93 @@
+"""The export pipeline's INT8 step: read calibration / evaluation data, run the gated quantizer,
+and record the kept INT8 artifacts (quality, fallback nodes, TensorRT readiness) in the manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeopt.data.dataset import Dataset
+from edgeopt.errors import UsageError
+from edgeopt.manifest import ArtifactRecord
+from edgeopt.models.base import LoadedModel
+
+BUILTIN_TITLES = Path(__file__).resolve().parents[1] / "assets" / "calibration_titles.txt"
+
+
+@dataclass
+class Int8Data:
+    calib: Dataset
+    evald: Dataset
+    metric: str
+    output: str
+    notes: list[str]
+
+
+def _metric_for(model: LoadedModel, evald: Dataset, requested: str | None) -> str:
+    from edgeopt.optimize.metrics import default_metric, parse_metric
+
+    if requested:
+        name, _ = parse_metric(requested)
+        if name in ("ndcg", "recall") and evald.labels is None:
+            raise UsageError(f"--metric {requested} needs labels in the evaluation data")
+        return requested
+    task = model.metadata.get("task")
+    out = model.io.outputs[0]
+    if task is None and evald.labels is not None and len(out.shape) == 2:
+        task = "classify"
+    return default_metric(task, out.shape)
+
+
+def load_int8_data(model: LoadedModel, opts) -> Int8Data:
+    from edgeopt.data import load_data
+
+    cfg = opts.int8
+    notes = []
+    calib_spec = opts.calib
+    if calib_spec is None:
+        if not model.is_text:
+            raise UsageError("--int8 needs --calib DATA: a few hundred representative inputs "
+                             "(.npz keyed by input name, an image folder, a .csv of images, or text)")
+        calib_spec = str(BUILTIN_TITLES)
+        notes.append("calibrated on edgeopt's built-in product titles; pass --calib with your own data for best quality")
+    kwargs = {"io": model.io, "tokenizer": model.tokenizer, "max_length": model.max_length, "seed": cfg.seed}
+    if opts.eval_data:
+        calib = load_data(calib_spec, limit=cfg.calib_size, **kwargs)
+        evald = load_data(opts.eval_data, limit=cfg.eval_size, **kwargs)
+    else:
+        full = load_data(calib_spec, limit=cfg.calib_size + cfg.eval_size, **kwargs)
+        if len(full) < 4:
+            raise UsageError(f"{calib_spec} has {len(full)} samples: too few to calibrate and hold some out")
+        holdout = cfg.eval_size / (cfg.calib_size + cfg.eval_size) if len(full) >= cfg.calib_size + cfg.eval_size \
+            else cfg.holdout
+        calib, evald = full.split(holdout, seed=cfg.seed)
+        notes.append(f"evaluated on {len(evald)} samples held out from the calibration data")
+    output = model.io.outputs[0].name
+    return Int8Data(calib, evald, _metric_for(model, evald, cfg.metric), output, notes)
+
+
+def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[ArtifactRecord], outputs, data: Int8Data,
+                       opts, log) -> dict:
+    from edgeopt.export.tensorrt import tensorrt_readiness
+    from edgeopt.optimize.quantize.int8 import quantize_int8
+
+    fp32_xml = stage / "openvino" / "model.xml"
+    outcome = quantize_int8(stage / "model.onnx", stage, calib=data.calib, evald=data.evald, cfg=opts.int8,
+                            output=data.output, metric=data.metric, text=model.is_text,
+                            fp32_xml=fp32_xml if fp32_xml.exists() and opts.int8.openvino else None,
+                            threads=opts.threads, log=log)
+    report = outcome.to_json()
+    report["notes"] = data.notes
+    for cand, rel, fmt, runtimes in ((outcome.onnx, "model.int8.onnx", "onnx", ["onnxruntime", "openvino", "tensorrt"]),
+                                     (outcome.openvino, "openvino/model.int8.xml", "openvino", ["openvino"])):
+        if cand is None:
+            continue
+        quality = {"metric": cand.quality.metric, **{k: v for k, v in cand.quality.to_json().items() if k != "metric"}}
+        extra = {"int8_mode": cand.name, "p50_ms": cand.p50_ms}
+        if fmt == "onnx" and cand.name == "static":
+            extra["tensorrt_ready"] = tensorrt_readiness(stage / rel)
+        artifacts.append(ArtifactRecord(rel, fmt, "int8", runtimes,
+                                        verification={"passed": cand.passed, "gate": "quality",
+                                                      "max_drop": outcome.max_drop},
+                                        quality=quality, fallback_nodes=cand.fallback_nodes, extra=extra))
+    return report

@@ -1,0 +1,1 @@
+"""Model optimizations: passes that take a model (and data) and return a smaller / faster one."""

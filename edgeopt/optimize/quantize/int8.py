@@ -1,0 +1,156 @@
+"""INT8 for an exported model: gated candidates per backend, the fastest passing one kept.
+
+Called by the export pipeline with the verified FP32 ``model.onnx`` (the numerical stand-in for
+the FP32 source: it matches PyTorch within 1e-4) and the calibration / evaluation data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edgeopt.data.dataset import Dataset
+from edgeopt.optimize.quantize import ort
+from edgeopt.optimize.quantize.config import Int8Config
+from edgeopt.optimize.quantize.gate import Candidate, Scorer, gated
+
+
+@dataclass
+class Int8Outcome:
+    metric: str
+    max_drop: float
+    candidates: list[Candidate]
+    onnx: Candidate | None = None  # kept as model.int8.onnx
+    openvino: Candidate | None = None  # kept as openvino/model.int8.xml
+    seconds: float = 0.0
+    calibration: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.onnx is not None
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric, "max_drop": self.max_drop, "passed": self.passed,
+                "seconds": round(self.seconds, 1), "calibration": self.calibration,
+                "candidates": [c.to_json() for c in self.candidates]}
+
+
+def calibration_warnings(calib: Dataset) -> list[str]:
+    warnings = []
+    if len(calib) < 32:
+        warnings.append(f"only {len(calib)} calibration samples: ranges may not cover real inputs (use >= 128)")
+    pad = calib.padding_fraction()
+    if pad is not None and pad > 0.5:
+        warnings.append(f"{pad:.0%} of calibration positions are padding: statistics describe padding, not text")
+    return warnings
+
+
+def _passes_fn(metric: str, max_drop: float, min_cosine: float):
+    def passes(q) -> bool:
+        return q.drop <= max_drop + 1e-12 and (q.metric != "cosine" or q.details["min"] >= min_cosine)
+
+    return passes
+
+
+def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Dataset, cfg: Int8Config, output: str,
+                  metric: str, text: bool, fp32_xml: Path | None = None, threads: int | None = None,
+                  log: Callable[[str], None] = lambda m: None) -> Int8Outcome:
+    t0 = time.perf_counter()
+    max_drop = cfg.resolved_max_drop(metric)
+    passes = _passes_fn(metric, max_drop, cfg.min_cosine)
+    log(f"FP32 reference outputs on {len(evald)} held-out samples")
+    scorer = Scorer(evald, output, metric, passes, threads=threads)
+    scorer.set_reference(fp32_onnx)
+    work = stage / ".int8-work"
+    work.mkdir(exist_ok=True)
+    nodes = ort.weight_nodes(fp32_onnx)
+    cache = work / "calibration-cache.json"
+    counter = iter(range(10_000))
+    rankings: dict[str, list[str]] = {}
+
+    def build_static(excluded):
+        path = work / f"static-{next(counter)}.onnx"
+        log(f"static INT8 ({cfg.calib_method} calibration on {len(calib)} samples, {len(excluded)} FP32 nodes)")
+        return ort.quantize_static_qdq(fp32_onnx, path, calib, method=cfg.calib_method, exclude=excluded, cache=cache)
+
+    def build_dynamic(excluded):
+        return ort.quantize_dynamic_int8(fp32_onnx, work / f"dynamic-{next(counter)}.onnx", exclude=excluded)
+
+    def ranking(first_static: Path | None = None):
+        if "static" not in rankings:
+            qdq = first_static or build_static([])
+            log("ranking nodes by quantization sensitivity")
+            rankings["static"] = ort.qdq_sensitivity(fp32_onnx, qdq, calib, nodes)
+        return rankings["static"]
+
+    candidates = []
+    if cfg.mode in ("auto", "static"):
+        candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
+                                cfg.max_fallback, log))
+    if cfg.mode in ("auto", "dynamic"):
+        candidates.append(gated("dynamic", "onnxruntime", build_dynamic, scorer, passes,
+                                lambda _first: ranking(), len(nodes), cfg.max_fallback, log))
+    chosen = _fastest([c for c in candidates if c.passed], evald, threads, log)
+    outcome = Int8Outcome(metric, max_drop, candidates,
+                          calibration={"samples": len(calib), "eval_samples": len(evald), "source": calib.source,
+                                       "method": cfg.calib_method, "warnings": calibration_warnings(calib)})
+    if chosen is not None:
+        final = stage / "model.int8.onnx"
+        shutil.move(chosen.path, final)
+        chosen.path = final
+        outcome.onnx = chosen
+        if cfg.openvino and fp32_xml is not None:
+            outcome.openvino = _openvino(chosen, fp32_xml, stage, work, calib, scorer, passes, text, threads, log)
+            if outcome.openvino is not None:
+                candidates.append(outcome.openvino)
+    shutil.rmtree(work, ignore_errors=True)
+    outcome.seconds = time.perf_counter() - t0
+    return outcome
+
+
+def _fastest(passing: list[Candidate], evald: Dataset, threads, log) -> Candidate | None:
+    if len(passing) <= 1:
+        return passing[0] if passing else None
+    from edgeopt.optimize.quantize.speed import compare_latency
+
+    log(f"timing {len(passing)} passing candidates side by side")
+    feeds = next(evald.batches(1))[0]
+    p50 = compare_latency([(str(c.path), c.runtime, "int8") for c in passing], feeds, threads=threads or 0)
+    for c in passing:
+        c.p50_ms = round(p50[str(c.path)], 3)
+    return min(passing, key=lambda c: c.p50_ms)
+
+
+def _openvino(onnx_int8: Candidate, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
+              passes, text: bool, threads, log) -> Candidate | None:
+    """OpenVINO INT8 two ways, NNCF on the IR and the gated QDQ ONNX as is; keep the faster that passes."""
+    from edgeopt.optimize.quantize import openvino as ovq
+
+    options = []
+    t = time.perf_counter()
+    log("OpenVINO INT8 with NNCF")
+    nncf_xml = ovq.nncf_quantize(fp32_xml, work / "nncf" / "model.xml", calib, transformer=text)
+    q = scorer(nncf_xml, "openvino", "int8")
+    options.append(Candidate("openvino-nncf", nncf_xml, "openvino", q, [], passes(q), time.perf_counter() - t, 1))
+    if onnx_int8.name == "static":
+        t = time.perf_counter()
+        log("OpenVINO INT8 from the gated QDQ ONNX")
+        qdq_xml = ovq.from_qdq(onnx_int8.path, work / "qdq" / "model.xml")
+        q = scorer(qdq_xml, "openvino", "int8")
+        options.append(Candidate("openvino-qdq", qdq_xml, "openvino", q, list(onnx_int8.fallback_nodes), passes(q),
+                                 time.perf_counter() - t, 1))
+    best = _fastest([c for c in options if c.passed], scorer.data, threads, log) if any(
+        c.passed for c in options) else None
+    if best is None:
+        log("no OpenVINO INT8 variant passed the gate; OpenVINO keeps FP32")
+        return None
+    final = stage / "openvino" / "model.int8.xml"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(best.path, final)
+    shutil.move(best.path.with_suffix(".bin"), final.with_suffix(".bin"))
+    best.path = final
+    best.extra["variants"] = [c.to_json() for c in options]
+    return best

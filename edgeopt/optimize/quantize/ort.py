@@ -1,0 +1,144 @@
+"""ONNX Runtime INT8: static QDQ (TensorRT-ready: symmetric int8, zero points 0, per-channel
+weights) and dynamic quantization, both through onnxruntime.quantization."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt.data.dataset import Dataset
+
+CALIB_METHODS = ("minmax", "percentile", "entropy")
+WEIGHT_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
+
+
+class _Reader:
+    """CalibrationDataReader over single samples (no padding enters the statistics)."""
+
+    def __init__(self, data: Dataset, names: list[str]):
+        self.data, self.names, self.i = data, names, 0
+
+    def get_next(self):
+        if self.i >= len(self.data):
+            return None
+        sample = self.data.samples[self.i]
+        self.i += 1
+        return {n: sample[n] for n in self.names}
+
+    def rewind(self):
+        self.i = 0
+
+    def __iter__(self):
+        self.rewind()
+        return iter(self.get_next, None)
+
+    def __len__(self):
+        return len(self.data)
+
+
+def weight_nodes(model_path: Path, op_types=WEIGHT_OPS) -> list[str]:
+    """Names of the nodes whose second input is a constant weight (what INT8 mostly speeds up)."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    consts = {i.name for i in model.graph.initializer}
+    consts |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    return [n.name for n in model.graph.node
+            if n.op_type in op_types and len(n.input) > 1 and n.input[1] in consts]
+
+
+def ensure_node_names(src: Path, dst: Path) -> Path:
+    """Quantizer options address nodes by name: give unnamed nodes stable names."""
+    import onnx
+
+    model = onnx.load(str(src))
+    unnamed = [n for n in model.graph.node if not n.name]
+    if not unnamed:
+        return src
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            n.name = f"{n.op_type}_{i}"
+    onnx.save(model, str(dst))
+    return dst
+
+
+def quantize_static_qdq(fp32: Path, out: Path, calib: Dataset, *, method: str = "minmax",
+                        per_channel: bool = True, exclude: list[str] = (), op_types=WEIGHT_OPS,
+                        cache: Path | None = None, extra: dict | None = None) -> Path:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from edgeopt.models.onnx_file import onnx_io
+
+    names = onnx_io(fp32).input_names
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    options = {"ActivationSymmetric": True, "WeightSymmetric": True, **(extra or {})}
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    quantize_static(str(fp32), str(out), _Reader(calib, names), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(op_types), per_channel=per_channel,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=list(exclude), calibrate_method=methods[method],
+                    extra_options=options, calibration_cache_path=str(cache) if cache else None)
+    return out
+
+
+def quantize_dynamic_int8(fp32: Path, out: Path, *, exclude: list[str] = ()) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                     op_types_to_quantize=["MatMul", "Gemm"], per_channel=False)
+    return out
+
+
+def _sqnr(x: list[np.ndarray], y: list[np.ndarray]) -> float:
+    """Signal-to-quantization-noise ratio in dB over all samples (ragged shapes allowed)."""
+    a = np.concatenate([np.asarray(v, np.float64).ravel() for v in x])
+    b = np.concatenate([np.asarray(v, np.float64).ravel() for v in y])
+    return float(20 * np.log10(max(np.linalg.norm(a), 1e-30) / max(np.linalg.norm(a - b), 1e-30)))
+
+
+def qdq_sensitivity(fp32: Path, qdq: Path, calib: Dataset, nodes: list[str], n_samples: int = 16) -> list[str]:
+    """Rank ``nodes`` (most sensitive first) by the quantization noise of their inputs.
+
+    onnxruntime's qdq_loss_debug records each activation before QuantizeLinear and after
+    DequantizeLinear in the QDQ model: their signal-to-quantization-noise ratio is the node's
+    *local* error, independent of what earlier layers did. Weights are compared the same way.
+    A node's score is its worst input.
+    """
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, create_weight_matching,
+                                                         modify_model_output_intermediate_tensors)
+
+    from edgeopt.models.onnx_file import onnx_io
+
+    names = onnx_io(fp32).input_names
+    debug = qdq.with_name(qdq.stem + ".debug.onnx")
+    modify_model_output_intermediate_tensors(str(qdq), str(debug))
+    try:
+        acts = collect_activations(str(debug), _Reader(Dataset(calib.samples[:n_samples]), names))
+    finally:
+        debug.unlink(missing_ok=True)
+    weights = create_weight_matching(str(fp32), str(qdq))
+    model = onnx.load(str(qdq), load_external_data=False)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    wanted, score = set(nodes), {}
+    for node in model.graph.node:
+        if node.name not in wanted:
+            continue
+        sqnr = []
+        for inp in node.input:
+            dq = producer.get(inp)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear" and q.input[0] in acts and inp in acts:
+                sqnr.append(_sqnr(acts[q.input[0]], acts[inp]))
+            else:
+                w = weights.get(dq.input[0].removesuffix("_quantized"))
+                if w is not None:
+                    sqnr.append(_sqnr([w["float"]], [w["dequantized"]]))
+        if sqnr:
+            score[node.name] = min(sqnr)
+    return sorted(score, key=score.get)
