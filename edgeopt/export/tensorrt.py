@@ -18,13 +18,41 @@ from edgeopt.errors import UnavailableError, UsageError
 _WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1}
 
 
+def fold_bias_dequantize(model):
+    """Replace int32 bias DequantizeLinear nodes with float biases, in place; returns how many.
+
+    onnxruntime wants int32 biases to fuse QDQ Conv/Gemm into integer kernels; TensorRT keeps
+    biases in float and accepts only int8 Q/DQ. The same QDQ model serves both after this fold.
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    folded = []
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[node.input[0]])
+        if q.dtype != np.int32:
+            continue
+        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        zp = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64) if len(node.input) > 2 else 0.0
+        value = ((q.astype(np.float64) - zp) * scale).astype(np.float32)
+        model.graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
+        folded.append(node)
+    for node in folded:
+        model.graph.node.remove(node)
+    return len(folded)
+
+
 def tensorrt_readiness(qdq_path: Path) -> dict:
     """TensorRT's explicit-quantization rules: int8 Q/DQ, zero points 0, positive scales,
-    per-tensor activations, per-channel weights on the output-channel axis."""
+    per-tensor activations, per-channel weights on the output-channel axis (int32 bias DQ is
+    folded to float first, as the engine builder does)."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(qdq_path), load_external_data=False)
+    bias_folded = fold_bias_dequantize(model)
     inits = {i.name: i for i in model.graph.initializer}
     consumers: dict[str, list] = {}
     for n in model.graph.node:
@@ -68,7 +96,7 @@ def tensorrt_readiness(qdq_path: Path) -> dict:
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < 13:
         issues.append(f"opset {opset}: per-channel Q/DQ needs opset >= 13")
-    return {"ok": not issues, "qdq_nodes": checked, "issues": issues[:20]}
+    return {"ok": not issues, "qdq_nodes": checked, "bias_dq_folded": bias_folded, "issues": issues[:20]}
 
 
 def engine_filename(precision: str, compute_capability: str, trt_version: str) -> str:
@@ -116,7 +144,11 @@ def build_engine(onnx_path: Path, plan_path: Path, *, precision: str, profile: d
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    fold_bias_dequantize(model)
+    if not parser.parse(model.SerializeToString(), str(onnx_path.parent)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise UsageError(f"TensorRT cannot parse {onnx_path.name}: {errors[:300]}")
     config = builder.create_builder_config()

@@ -3,6 +3,7 @@ weights) and dynamic quantization, both through onnxruntime.quantization."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -36,6 +37,18 @@ class _Reader:
 
     def __len__(self):
         return len(self.data)
+
+
+@contextlib.contextmanager
+def quiet_root_logger():
+    """onnxruntime.quantization logs advice on the root logger; keep it off the user's terminal."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def weight_nodes(model_path: Path, op_types=WEIGHT_OPS) -> list[str]:
@@ -75,20 +88,21 @@ def quantize_static_qdq(fp32: Path, out: Path, calib: Dataset, *, method: str = 
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
     options = {"ActivationSymmetric": True, "WeightSymmetric": True, **(extra or {})}
-    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
-    quantize_static(str(fp32), str(out), _Reader(calib, names), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(op_types), per_channel=per_channel,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=list(exclude), calibrate_method=methods[method],
-                    extra_options=options, calibration_cache_path=str(cache) if cache else None)
+    with quiet_root_logger():
+        quantize_static(str(fp32), str(out), _Reader(calib, names), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(op_types), per_channel=per_channel,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=list(exclude), calibrate_method=methods[method],
+                        extra_options=options, calibration_cache_path=str(cache) if cache else None)
     return out
 
 
 def quantize_dynamic_int8(fp32: Path, out: Path, *, exclude: list[str] = ()) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
-                     op_types_to_quantize=["MatMul", "Gemm"], per_channel=False)
+    with quiet_root_logger():
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                         op_types_to_quantize=["MatMul", "Gemm"], per_channel=False)
     return out
 
 

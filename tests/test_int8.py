@@ -1,0 +1,88 @@
+"""export --int8 on real tiny models: the gate, the fallback, the manifest, and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def calib_npz(tmp_path_factory):
+    d = tmp_path_factory.mktemp("calib")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((48, 3, 32, 32)).astype("float32")
+    np.savez(d / "calib.npz", x=x)
+    np.savez(d / "labelled.npz", x=x, labels=rng.integers(0, 10, 48))
+    np.savez(d / "wrong_name.npz", image=x)
+    np.savez(d / "wrong_shape.npz", x=x[:, :, :16])
+    np.savez(d / "wrong_dtype.npz", x=(x > 0).astype("complex64"))
+    bad = x.copy()
+    bad[3, 0, 0, 0] = np.nan
+    np.savez(d / "nan.npz", x=bad)
+    (d / "empty.npz").write_bytes(b"")
+    (d / "titles.txt").write_text("red shoes\nblue shirt\n")
+    return d
+
+
+def test_int8_static_passes_gate_and_records_quality(tiny, calib_npz, tmp_path):
+    out = tmp_path / "o"
+    r = run_cli("export", tiny["resnet_pt2"], "-o", out, "--to", "onnx", "--int8", "--int8-mode", "static",
+                "--calib", calib_npz / "calib.npz", "--metric", "cosine", "--max-drop", "0.01", "--json")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads(r.stdout)
+    art = next(a for a in manifest["artifacts"] if a["path"] == "model.int8.onnx")
+    assert art["precision"] == "int8" and art["quality"]["metric"] == "cosine"
+    assert art["quality"]["mean"] >= 0.99 and art["verification"]["passed"]
+    assert art["tensorrt_ready"]["ok"], art["tensorrt_ready"]
+    assert (out / "model.int8.onnx").stat().st_size < 0.75 * (out / "model.onnx").stat().st_size
+    assert manifest["int8"]["calibration"]["samples"] + manifest["int8"]["calibration"]["eval_samples"] == 48
+    assert not list(out.glob(".int8-work*"))
+
+
+def test_impossible_gate_exits_1_and_keeps_fp32(tiny, calib_npz, tmp_path):
+    out = tmp_path / "o"
+    r = run_cli("export", tiny["resnet_pt2"], "-o", out, "--to", "onnx", "--int8", "--int8-mode", "static",
+                "--calib", calib_npz / "calib.npz", "--metric", "mse", "--max-drop", "0")
+    assert r.returncode == 1, r.stderr
+    assert "INT8 could not meet" in r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [a["path"] for a in manifest["artifacts"]] == ["model.onnx"]
+    cand = manifest["int8"]["candidates"][0]
+    assert not cand["passed"] and cand["attempts"] > 1  # it did try falling back
+    assert not (out / "model.int8.onnx").exists()
+
+
+def test_labelled_top1_gate(tiny, calib_npz, tmp_path):
+    r = run_cli("export", tiny["resnet_pt2"], "-o", tmp_path / "o", "--to", "onnx", "--int8", "--int8-mode",
+                "dynamic", "--calib", calib_npz / "labelled.npz", "--max-drop", "0.2", "--json")
+    assert r.returncode == 0, r.stderr
+    art = next(a for a in json.loads(r.stdout)["artifacts"] if a["precision"] == "int8")
+    assert art["quality"]["metric"] == "top1" and art["quality"]["labels"] is True
+
+
+BAD = {
+    "wrong input names": (["--calib", "{d}/wrong_name.npz"], "the model takes"),
+    "wrong shapes": (["--calib", "{d}/wrong_shape.npz"], "on axis 2"),
+    "wrong dtype": (["--calib", "{d}/wrong_dtype.npz"], "complex64"),
+    "NaN": (["--calib", "{d}/nan.npz"], "NaN"),
+    "empty file": (["--calib", "{d}/empty.npz"], "is empty"),
+    "text for a model without tokenizer": (["--calib", "{d}/titles.txt"], "no tokenizer"),
+    "max-drop out of range": (["--calib", "{d}/calib.npz", "--metric", "cosine", "--max-drop", "2"], "out of range"),
+    "no calibration data": ([], "--int8 needs --calib"),
+    "missing data": (["--calib", "{d}/nope.npz"], "no such data"),
+    "unknown metric": (["--calib", "{d}/calib.npz", "--metric", "auc"], "unknown --metric"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_int8_input(tiny, calib_npz, tmp_path, case):
+    args, expected = BAD[case]
+    out = tmp_path / "o"
+    r = run_cli("export", tiny["resnet_pt2"], "-o", out, "--to", "onnx", "--int8",
+                *[a.format(d=calib_npz) for a in args])
+    assert r.returncode == 2, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("W1")]
+    assert len(lines) == 1 and expected in lines[0], r.stderr
+    assert not out.exists()
