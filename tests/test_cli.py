@@ -34,9 +34,17 @@ def test_planned_commands_say_so_and_exit_2():
 
 
 def test_importing_the_cli_loads_no_heavy_library():
-    code = ("import sys, edgeopt.cli, edgeopt.cli.export, edgeopt.cli.doctor, edgeopt.cli.demo; "
+    code = ("import sys, edgeopt.cli, edgeopt.cli.export, edgeopt.cli.doctor, edgeopt.cli.demo, edgeopt.cli.bench; "
             "heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt', 'onnx', 'transformers', 'nncf') "
             "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_bench_child_module_loads_nothing_before_its_runtime():
+    """The cold-start child must pay only for numpy and the runtime it measures."""
+    code = ("import sys, edgeopt.bench.child; heavy = [m for m in ('numpy', 'torch', 'onnxruntime', 'openvino', "
+            "'click', 'rich', 'yaml') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

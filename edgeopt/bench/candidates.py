@@ -134,7 +134,8 @@ def expand(artifact: str | os.PathLike, *, runtimes: list[str] | None, workdir: 
         model, rel, precision = known if known else (path.stem, path.name, None)
         found = [Candidate(model, rel, path.resolve(), fmt, precision or _guess_precision(path.name), r, _size(path))
                  for r in _runtimes_for(fmt, [], runtimes)]
-    elif path.is_dir() or path.suffix.lower() in TORCH_SUFFIXES:
+    elif (path.is_dir() and any((path / f).is_file() for f in ("config.json", "modules.json", "model.pt2"))) \
+            or (path.is_file() and path.suffix.lower() in TORCH_SUFFIXES):
         if runtimes is not None and "torch" not in runtimes:
             raise UsageError(f"{path} is a torch model: only --runtime torch can run it (the eager baseline)")
         name = path.name if path.is_dir() else path.stem

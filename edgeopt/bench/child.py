@@ -15,6 +15,9 @@ import json  # noqa: E402
 import sys  # noqa: E402
 
 MARK = "@@edgeopt-bench "
+HEAVY = ("torch", "onnxruntime", "openvino", "tensorrt", "onnx", "transformers", "click", "rich", "matplotlib")
+# how an address-space cap (RLIMIT_AS) shows up in runtime and loader errors
+MEMORY_ERRORS = ("bad_alloc", "cannot allocate", "out of memory", "failed to map segment", "memoryerror")
 RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
 
 
@@ -140,6 +143,8 @@ def warm(session, cfg: dict) -> list[dict]:
         m = w.measure(timed, seconds=cfg["seconds"], blocks=cfg.get("blocks", 4))
         row["latency_ms"] = [round(x / 1e6, 5) for x in m["latency_ns"]]
         row["reference_ms"] = [round(x / 1e6, 5) for x in m["reference_ns"]]
+        row["cpu_ms"] = [round(x / 1e6, 5) for x in m["cpu_ns"]]
+        row["reference_cpu_ms"] = [round(x / 1e6, 5) for x in m["reference_cpu_ns"]]
         row["concurrent_ips"] = {}
         for workers in cfg.get("concurrency", []):
             if workers <= 1:
@@ -174,7 +179,8 @@ def main(argv: list[str]) -> int:
         session.run(feeds)
         t_first = time.perf_counter_ns()
         emit({"event": "cold", "t_start": T_START, "t_import": t_import, "t_load": t_load,
-              "t_feeds": t_feeds, "t_first": t_first})
+              "t_feeds": t_feeds, "t_first": t_first,
+              "heavy_modules": sorted(m for m in HEAVY if m in sys.modules)})
         if cfg.get("mode") == "warm":
             phase = "warm"
             emit({"event": "warm", "batches": warm(session, cfg)})
@@ -184,7 +190,7 @@ def main(argv: list[str]) -> int:
     except Exception as e:  # noqa: BLE001 - reported to the parent as an error record
         text = str(e).strip().splitlines()
         emit({"event": "error", "phase": phase, "error": f"{type(e).__name__}: {text[0] if text else ''}"[:500],
-              "memory": "bad_alloc" in str(e) or "Cannot allocate" in str(e) or "out of memory" in str(e).lower()})
+              "memory": any(t in str(e).lower() for t in MEMORY_ERRORS)})
         return 3
     return 0
 

@@ -132,7 +132,7 @@ def spawn(job: Job, cfg: dict, *, timeout: float) -> dict:
                            "import_ms": (m["t_import"] - m["t_start"]) / 1e6,
                            "load_ms": (m["t_load"] - m["t_import"]) / 1e6,
                            "first_inference_ms": (m["t_first"] - m["t_feeds"]) / 1e6,
-                           "total_ms": (m["t_first"] - start) / 1e6}
+                           "total_ms": (m["t_first"] - start) / 1e6, "heavy_modules": m.get("heavy_modules", [])}
         elif m["event"] == "warm":
             out["warm"] = m["batches"]
         elif m["event"] == "error":

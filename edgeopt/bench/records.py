@@ -12,7 +12,7 @@ import numpy as np
 
 from edgeopt import __version__
 from edgeopt.bench.driver import Job, JobResult
-from edgeopt.bench.stats import median_min_max, subsample, summary
+from edgeopt.bench.stats import QUANTILE, median_min_max, subsample, summary
 from edgeopt.errors import UsageError
 
 SCHEMA = "edgeopt-bench/1"
@@ -32,7 +32,8 @@ def cold_summary(runs: list[dict]) -> dict | None:
 def _cold(job: Job, res: JobResult) -> tuple[dict | None, dict | None]:
     cold = cold_summary(res.cold)
     if cold:
-        cold.update(batch=1, page_cache=res.page_cache, runs_ms=[{k: round(r[k], 3) for k in PHASES} for r in res.cold])
+        cold.update(batch=1, page_cache=res.page_cache, heavy_modules=res.cold[0].get("heavy_modules", []),
+                    runs_ms=[{k: round(r[k], 3) for k in PHASES} for r in res.cold])
     cache = None
     if res.cold_cache:
         cache = {"mechanism": CACHE_MECHANISM[job.candidate.runtime],
@@ -46,7 +47,7 @@ def _warm(batch: int, rounds: list[list[dict]]) -> dict:
     if not ok:
         return {"error": next((row["error"] for row in rows if "error" in row), "no warm measurement")}
     latency = [x for row in ok for x in row["latency_ms"]]
-    refs = [float(np.median(row["reference_ms"])) for row in ok]
+    refs = [float(np.quantile(row["reference_ms"], QUANTILE)) for row in ok]
     concurrent: dict[str, list[float]] = {}
     for row in ok:
         for k, v in row.get("concurrent_ips", {}).items():
@@ -56,9 +57,14 @@ def _warm(batch: int, rounds: list[list[dict]]) -> dict:
             "throughput_concurrent_ips": {k: float(np.median(v)) for k, v in concurrent.items()},
             "peak_rss_mb": max(row["peak_rss_mb"] for row in ok),
             "reference_ms": float(np.median(refs)),
-            "normalized_p50": float(np.mean([np.median(row["latency_ms"]) / r for row, r in zip(ok, refs)])),
-            "samples": {"rounds": [{"latency_ms": subsample(row["latency_ms"], SAMPLES_PER_ROUND), "reference_ms": r}
-                                   for row, r in zip(ok, refs)]}}
+            "normalized_latency": float(np.mean([np.quantile(row["latency_ms"], QUANTILE) / r
+                                                 for row, r in zip(ok, refs)])),
+            "cpu_ms": summary([x for row in ok for x in row["cpu_ms"]]),
+            "samples": {"statistic": f"p{QUANTILE * 100:.0f}", "rounds": [
+                {"latency_ms": subsample(row["latency_ms"], SAMPLES_PER_ROUND), "reference_ms": r,
+                 "cpu_ms": subsample(row["cpu_ms"], SAMPLES_PER_ROUND),
+                 "reference_cpu_ms": float(np.quantile(row["reference_cpu_ms"], QUANTILE))}
+                for row, r in zip(ok, refs)]}}
 
 
 def build_records(jobs: list[Job], results: dict, *, batches: list[int], seq_len: int) -> list[dict]:
@@ -139,7 +145,7 @@ def pytest_benchmark_document(doc: dict) -> dict:
             "group": rec["model"], "name": f"{rec['artifact']}[{param}]",
             "fullname": f"edgeopt-bench::{rec['model']}::{rec['artifact']}[{param}]",
             "params": {"runtime": rec["runtime"], "target": rec["target"], "batch": rec["batch"]}, "param": param,
-            "extra_info": {k: rec.get(k) for k in ("throughput_ips", "peak_rss_mb", "model_bytes", "normalized_p50")}
+            "extra_info": {k: rec.get(k) for k in ("throughput_ips", "peak_rss_mb", "model_bytes", "normalized_latency")}
                           | {"cold_start_total_ms": (rec.get("cold_start") or {}).get("total_ms")},
             "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 1, "max_time": None,
                         "min_time": None, "warmup": True},

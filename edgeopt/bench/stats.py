@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+QUANTILE = 0.2
+
 
 def summary(values) -> dict:
     a = np.asarray(values, dtype=float)
@@ -40,33 +42,33 @@ def subsample(values: list[float], k: int) -> list[float]:
 @dataclass(frozen=True)
 class Round:
     latency_ms: tuple[float, ...]
-    reference_ms: float | None  # median of the reference kernel in the same process
+    reference_ms: float | None  # QUANTILE of the reference kernel in the same process
 
     def values(self, normalize: bool) -> np.ndarray:
         a = np.asarray(self.latency_ms, dtype=float)
         return a / self.reference_ms if normalize and self.reference_ms else a
 
 
-def _round_medians(rounds: list[Round], normalize: bool, n_boot: int, rng) -> np.ndarray:
-    """(rounds, n_boot): bootstrap replicates of each round's median."""
+def _round_stats(rounds: list[Round], normalize: bool, n_boot: int, rng) -> np.ndarray:
+    """(rounds, n_boot): bootstrap replicates of each round's statistic."""
     out = np.empty((len(rounds), n_boot))
     for i, r in enumerate(rounds):
         v = r.values(normalize)
         idx = rng.integers(0, v.size, size=(n_boot, v.size))
-        out[i] = np.median(v[idx], axis=1)
+        out[i] = np.quantile(v[idx], QUANTILE, axis=1)
     return out
 
 
 def point(rounds: list[Round], normalize: bool) -> float:
-    return float(np.mean([np.median(r.values(normalize)) for r in rounds]))
+    return float(np.mean([np.quantile(r.values(normalize), QUANTILE) for r in rounds]))
 
 
 def ratio_ci(current: list[Round], baseline: list[Round], *, normalize: bool = True, confidence: float = 0.95,
              n_boot: int = 2000, seed: int = 0) -> dict:
     """Ratio current / baseline of the typical latency, with a two-sided bootstrap CI."""
     rng = np.random.default_rng(seed)
-    cur = _round_medians(current, normalize, n_boot, rng)
-    base = _round_medians(baseline, normalize, n_boot, rng)
+    cur = _round_stats(current, normalize, n_boot, rng)
+    base = _round_stats(baseline, normalize, n_boot, rng)
     pick_c = rng.integers(0, len(current), size=(n_boot, len(current)))
     pick_b = rng.integers(0, len(baseline), size=(n_boot, len(baseline)))
     cols = np.arange(n_boot)[:, None]
@@ -77,4 +79,4 @@ def ratio_ci(current: list[Round], baseline: list[Round], *, normalize: bool = T
     return {"ratio": point(current, normalize) / point(baseline, normalize),
             "ci_low": float(np.quantile(ratios, alpha)), "ci_high": float(np.quantile(ratios, 1 - alpha)),
             "confidence": confidence, "normalized": normalize,
-            "rounds": [len(current), len(baseline)]}
+            "rounds": [len(current), len(baseline)], "statistic": f"p{QUANTILE * 100:.0f} per round"}

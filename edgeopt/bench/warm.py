@@ -32,19 +32,33 @@ def time_ns(fn, n: int) -> list[int]:
     return out
 
 
-def with_slowdown(call, fraction: float):
-    """``call`` plus a busy-wait of ``fraction`` x its own median time, inside the call.
+def time_both_ns(fn, n: int, wall: list[int], cpu: list[int]) -> None:
+    """Wall time and process CPU time (all threads) of n calls."""
+    for _ in range(n):
+        c0, t0 = time.process_time_ns(), time.perf_counter_ns()
+        fn()
+        t1, c1 = time.perf_counter_ns(), time.process_time_ns()
+        wall.append(t1 - t0)
+        cpu.append(c1 - c0)
 
-    Used only by the benchmark of the regression gate (a real, known slowdown).
+
+def with_slowdown(call, fraction: float):
+    """``call`` plus extra CPU work of ``fraction`` x its own median CPU time, inside the call.
+
+    A busy-wait on this thread's CPU clock: a real, known slowdown (as if the model did that much
+    more computation), used only by the benchmark of the regression gate.
     """
     if fraction <= 0:
         return call
-    extra = int(np.median(time_ns(call, 9)) * fraction)
+    wall: list[int] = []
+    cpu: list[int] = []
+    time_both_ns(call, 9, wall, cpu)
+    extra = int(np.median(cpu) * fraction)
 
     def slowed():
         call()
-        end = time.perf_counter_ns() + extra
-        while time.perf_counter_ns() < end:
+        end = time.thread_time_ns() + extra
+        while time.thread_time_ns() < end:
             pass
 
     return slowed
@@ -62,23 +76,22 @@ def measure(call, *, seconds: float, blocks: int = 4, reference: bool = True,
             min_iters: int = 10, max_iters: int = 5000) -> dict:
     """Latency samples of ``call`` in ``blocks`` blocks, each preceded by a reference block.
 
-    Returns {"latency_ns": [...], "reference_ns": [...]}; the total measured time of the
-    candidate is about ``seconds`` (at least ``min_iters`` calls).
+    Returns wall-clock ``latency_ns`` and ``reference_ns`` and the process CPU time of the same
+    calls (``cpu_ns``, ``reference_cpu_ns``: insensitive to time spent descheduled by other
+    processes); the candidate is measured for about ``seconds`` (at least ``min_iters`` calls).
     """
-    latency, ref = [], []
+    latency, cpu, ref, ref_cpu = [], [], [], []
     per_block = seconds / blocks
     for _ in range(blocks):
         if reference:
-            ref += time_ns(reference_kernel, 8)
+            time_both_ns(reference_kernel, 8, ref, ref_cpu)
         n, deadline = 0, time.perf_counter() + per_block
         while (n < min_iters // blocks + 1 or time.perf_counter() < deadline) and len(latency) < max_iters:
-            t0 = time.perf_counter_ns()
-            call()
-            latency.append(time.perf_counter_ns() - t0)
+            time_both_ns(call, 1, latency, cpu)
             n += 1
     if reference:
-        ref += time_ns(reference_kernel, 8)
-    return {"latency_ns": latency, "reference_ns": ref}
+        time_both_ns(reference_kernel, 8, ref, ref_cpu)
+    return {"latency_ns": latency, "reference_ns": ref, "cpu_ns": cpu, "reference_cpu_ns": ref_cpu}
 
 
 def parallel_throughput(call, *, workers: int, seconds: float) -> float:

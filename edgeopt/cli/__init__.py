@@ -18,7 +18,7 @@ from edgeopt.errors import EdgeoptError
 COMMANDS = {
     "doctor": ("edgeopt.cli.doctor", "Which runtimes and devices are usable here, and how to get the rest."),
     "export": ("edgeopt.cli.export", "Export a model to ONNX / OpenVINO / TensorRT and verify each artifact."),
-    "bench": ("edgeopt.cli.planned", "Cold start, warm latency, throughput and memory; CI regression gate."),
+    "bench": ("edgeopt.cli.bench", "Cold start, warm latency, throughput and memory; CI regression gate."),
     "distill": ("edgeopt.cli.planned", "Knowledge distillation teacher -> student."),
     "prune": ("edgeopt.cli.planned", "Structured / unstructured pruning with recovery."),
     "update": ("edgeopt.cli.planned", "Incremental update on new data without forgetting."),
