@@ -61,6 +61,17 @@ def sentence_transformers_parity(out: Path, manifest: dict, st, titles: list[str
     return rows
 
 
+def demo_benchmark(out: Path, log: Callable[[str], None]) -> list[dict]:
+    """A cheap `edgeopt bench`: 3 cold starts and a short warm run per artifact; full JSON in out/bench.json."""
+    from edgeopt.bench.records import compact
+    from edgeopt.bench.run import BenchOptions, run_bench
+
+    doc = run_bench(out, BenchOptions(runtimes=["onnxruntime", "openvino"], cold_runs=3, repeats=1, seconds=0.3,
+                                      cache_modes=False), log=log)
+    (out / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return compact(doc)
+
+
 def run_demo(out: Path, *, titles_path: Path | None = None, n_titles: int = 256,
              log: Callable[[str], None] = lambda m: None) -> dict:
     from edgeopt.export.pipeline import ExportOptions, export_model
@@ -75,5 +86,6 @@ def run_demo(out: Path, *, titles_path: Path | None = None, n_titles: int = 256,
     report = {"model": result.manifest["model"], "out": str(out), "titles": source,
               "artifacts": result.manifest["artifacts"], "sentence_transformers_parity": parity,
               "passed": result.passed and all(p["cosine_min"] > 0.999 for p in parity)}
+    report["benchmark"] = demo_benchmark(out, log)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -161,3 +161,16 @@ def pytest_benchmark_document(doc: dict) -> dict:
                                      "flags": cpu["flags"]}},
             "commit_info": {"id": None, "dirty": None, "project": "edgeopt"},
             "benchmarks": benches, "datetime": doc["created"], "version": "5.1.0"}
+
+
+def compact(doc: dict) -> list[dict]:
+    """One short row per record (for reports that embed a benchmark, such as `edgeopt demo`)."""
+    rows = []
+    for r in doc["records"]:
+        lat, cold = r.get("latency_ms") or {}, r.get("cold_start") or {}
+        rows.append({"artifact": r["artifact"], "runtime": r["runtime"], "target": r["target"], "batch": r["batch"],
+                     "cold_start_total_ms": (cold.get("total_ms") or {}).get("median"),
+                     "cold_runs": cold.get("runs"), "p50_ms": lat.get("p50"), "p90_ms": lat.get("p90"),
+                     "throughput_ips": r.get("throughput_ips"), "peak_rss_mb": r.get("peak_rss_mb"),
+                     "status": r.get("unavailable") or r.get("error") or "ok"})
+    return rows

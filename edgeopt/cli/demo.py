@@ -40,6 +40,14 @@ def command(out, titles, n_titles, as_json):
         for p in report["sentence_transformers_parity"]:
             table.add_row(p["artifact"], p["runtime"], f"{p['cosine_mean']:.6f}", f"{p['cosine_min']:.6f}")
         con.print(table)
+        bench = Table(title=f"benchmark (cold start: median of 3 fresh processes; full: {out / 'bench.json'})")
+        for col in ("artifact", "runtime", "cold start ms", "p50 ms", "items/s", "RSS MB"):
+            bench.add_column(col, no_wrap=col == "artifact")
+        for b in report["benchmark"]:
+            fmt = lambda v, s=".1f": "-" if v is None else format(v, s)  # noqa: E731
+            bench.add_row(b["artifact"], b["runtime"], fmt(b["cold_start_total_ms"], ".0f"), fmt(b["p50_ms"], ".2f"),
+                          fmt(b["throughput_ips"]), fmt(b["peak_rss_mb"], ".0f"))
+        con.print(bench)
         con.print(f"report: {out / 'report.json'}")
     if not report["passed"]:
         raise GateError("an artifact does not match the source model (see the tables)")
