@@ -1,6 +1,6 @@
 """Train the product-photo classifier on ../shared/data/myntra (articleType, 20 most common classes).
 
-    python benchmarks/train_photo_classifier.py OUT_DIR [--epochs 8]
+    python benchmarks/train_photo_classifier.py OUT_DIR [--epochs 5]
 
 Writes OUT_DIR/photo_cnn.pth (state dict), classes.json, and train.csv / test.csv (path,label,
 paths relative to OUT_DIR) for `edgeopt export --int8 --calib train.csv --eval test.csv`. The
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from photo_cnn import photo_resnet  # noqa: E402
 
 DATA = Path(os.environ.get("EDGEOPT_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-SIZE = 128
+SIZE = 96  # input height/width; the benchmark exports with --input x:1x3x96x96:float32
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
@@ -60,7 +60,7 @@ def to_tensor(x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out", type=Path)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=5)
     args = ap.parse_args()
     if not (DATA / "myntra" / "images").is_dir():
         sys.exit(f"shared data missing: {DATA / 'myntra'}")

@@ -48,3 +48,14 @@ def test_metric_parsing_and_ranges():
     check_max_drop("mse", 3.0)
     with pytest.raises(UsageError):
         evaluate("recall@5", np.ones((4, 2)), np.ones((4, 2)))
+
+
+def test_neighbour_agreement_tolerates_near_ties():
+    from edgeopt.optimize.metrics import neighbour_agreement
+
+    # sample 0's two nearest neighbours (1 and 2) are near-duplicates; the candidate swaps them
+    ref = np.array([[1.0, 0.0, 0.0], [0.99, 0.141, 0.0], [0.99, 0.0, 0.141], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    out = ref.copy()
+    out[2] = [0.995, 0.0, 0.1]
+    assert neighbour_agreement(ref, out) < 1.0
+    assert neighbour_agreement(ref, out, tie=0.01) == 1.0

@@ -46,13 +46,16 @@ def fold_bias_dequantize(model):
 
 def tensorrt_readiness(qdq_path: Path) -> dict:
     """TensorRT's explicit-quantization rules: int8 Q/DQ, zero points 0, positive scales,
-    per-tensor activations, per-channel weights on the output-channel axis (int32 bias DQ is
-    folded to float first, as the engine builder does)."""
+    per-tensor activations, per-channel weights on the output-channel axis. Checked on the graph
+    the engine builder parses: int32 bias DQ folded to float, uint8 activations shifted to int8."""
     import onnx
     from onnx import numpy_helper
 
+    from edgeopt.optimize.quantize.qdq import shift_activations
+
     model = onnx.load(str(qdq_path), load_external_data=False)
     bias_folded = fold_bias_dequantize(model)
+    shifted = shift_activations(model, to="int8")
     inits = {i.name: i for i in model.graph.initializer}
     consumers: dict[str, list] = {}
     for n in model.graph.node:
@@ -96,7 +99,13 @@ def tensorrt_readiness(qdq_path: Path) -> dict:
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < 13:
         issues.append(f"opset {opset}: per-channel Q/DQ needs opset >= 13")
-    return {"ok": not issues, "qdq_nodes": checked, "bias_dq_folded": bias_folded, "issues": issues[:20]}
+    if shifted["lossy"]:
+        issues_note = f"{shifted['lossy']} non-negative uint8 activations (e.g. softmax outputs) become int8 with one bit less"
+    else:
+        issues_note = None
+    return {"ok": not issues, "qdq_nodes": checked, "bias_dq_folded": bias_folded,
+            "activations_shifted_to_int8": shifted["exact"] + shifted["lossy"], "note": issues_note,
+            "issues": issues[:20]}
 
 
 def engine_filename(precision: str, compute_capability: str, trt_version: str) -> str:
@@ -146,8 +155,11 @@ def build_engine(onnx_path: Path, plan_path: Path, *, precision: str, profile: d
     parser = trt.OnnxParser(network, logger)
     import onnx
 
+    from edgeopt.optimize.quantize.qdq import shift_activations
+
     model = onnx.load(str(onnx_path))
     fold_bias_dequantize(model)
+    shift_activations(model, to="int8")  # TensorRT: int8 activations, zero point 0
     if not parser.parse(model.SerializeToString(), str(onnx_path.parent)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise UsageError(f"TensorRT cannot parse {onnx_path.name}: {errors[:300]}")

@@ -70,18 +70,28 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     cache = work / "calibration-cache.json"
     counter = iter(range(10_000))
     rankings: dict[str, list[str]] = {}
+    first_static: dict[str, Path] = {}
 
     def build_static(excluded):
         path = work / f"static-{next(counter)}.onnx"
-        log(f"static INT8 ({cfg.calib_method} calibration on {len(calib)} samples, {len(excluded)} FP32 nodes)")
-        return ort.quantize_static_qdq(fp32_onnx, path, calib, method=cfg.calib_method, exclude=excluded, cache=cache)
+        if text:  # transformers: NNCF's SmoothQuant + transformer rules (ORT's quantizer loses MiniLM)
+            log(f"static INT8 with NNCF ({len(calib)} calibration samples, {len(excluded)} FP32 nodes)")
+            ort.nncf_qdq(fp32_onnx, path, calib, transformer=True, exclude=excluded)
+        else:
+            log(f"static INT8 ({cfg.calib_method} calibration on {len(calib)} samples, {len(excluded)} FP32 nodes)")
+            ort.quantize_static_qdq(fp32_onnx, path, calib, method=cfg.calib_method, exclude=excluded, cache=cache)
+        if not excluded:
+            first_static["path"] = path
+        return path
 
     def build_dynamic(excluded):
         return ort.quantize_dynamic_int8(fp32_onnx, work / f"dynamic-{next(counter)}.onnx", exclude=excluded)
 
-    def ranking(first_static: Path | None = None):
+    def ranking(_first=None):
+        """Nodes by the SQNR of their inputs in the all-INT8 static model (built once, shared)."""
         if "static" not in rankings:
-            qdq = first_static or build_static([])
+            qdq = first_static.get("path")
+            qdq = qdq if qdq is not None and qdq.exists() else build_static([])
             log("ranking nodes by quantization sensitivity")
             rankings["static"] = ort.qdq_sensitivity(fp32_onnx, qdq, calib, nodes)
         return rankings["static"]
@@ -91,21 +101,24 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
                                 cfg.max_fallback, log))
     if cfg.mode in ("auto", "dynamic"):
-        candidates.append(gated("dynamic", "onnxruntime", build_dynamic, scorer, passes,
-                                lambda _first: ranking(), len(nodes), cfg.max_fallback, log))
-    chosen = _fastest([c for c in candidates if c.passed], evald, threads, log)
+        candidates.append(gated("dynamic", "onnxruntime", build_dynamic, scorer, passes, ranking, len(nodes),
+                                cfg.max_fallback, log))
     outcome = Int8Outcome(metric, max_drop, candidates,
                           calibration={"samples": len(calib), "eval_samples": len(evald), "source": calib.source,
-                                       "method": cfg.calib_method, "warnings": calibration_warnings(calib)})
+                                       "method": "nncf" if text else cfg.calib_method,
+                                       "warnings": calibration_warnings(calib)})
+    passing = [c for c in candidates if c.passed]
+    chosen = _fastest(passing, evald, threads, log)
+    if chosen is not None and cfg.openvino and fp32_xml is not None:
+        static = next((c for c in passing if c.name == "static"), None)
+        outcome.openvino = _openvino(static, fp32_xml, stage, work, calib, scorer, passes, text, threads, log)
+        if outcome.openvino is not None:
+            candidates.append(outcome.openvino)
     if chosen is not None:
         final = stage / "model.int8.onnx"
         shutil.move(chosen.path, final)
         chosen.path = final
         outcome.onnx = chosen
-        if cfg.openvino and fp32_xml is not None:
-            outcome.openvino = _openvino(chosen, fp32_xml, stage, work, calib, scorer, passes, text, threads, log)
-            if outcome.openvino is not None:
-                candidates.append(outcome.openvino)
     shutil.rmtree(work, ignore_errors=True)
     outcome.seconds = time.perf_counter() - t0
     return outcome
@@ -124,24 +137,25 @@ def _fastest(passing: list[Candidate], evald: Dataset, threads, log) -> Candidat
     return min(passing, key=lambda c: c.p50_ms)
 
 
-def _openvino(onnx_int8: Candidate, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
+def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
               passes, text: bool, threads, log) -> Candidate | None:
     """OpenVINO INT8 two ways, NNCF on the IR and the gated QDQ ONNX as is; keep the faster that passes."""
     from edgeopt.optimize.quantize import openvino as ovq
 
     options = []
-    t = time.perf_counter()
-    log("OpenVINO INT8 with NNCF")
-    nncf_xml = ovq.nncf_quantize(fp32_xml, work / "nncf" / "model.xml", calib, transformer=text)
-    q = scorer(nncf_xml, "openvino", "int8")
-    options.append(Candidate("openvino-nncf", nncf_xml, "openvino", q, [], passes(q), time.perf_counter() - t, 1))
-    if onnx_int8.name == "static":
+    if static is not None:  # the gated QDQ: a cheap conversion, as fast as NNCF on the IR
         t = time.perf_counter()
         log("OpenVINO INT8 from the gated QDQ ONNX")
-        qdq_xml = ovq.from_qdq(onnx_int8.path, work / "qdq" / "model.xml")
+        qdq_xml = ovq.from_qdq(static.path, work / "qdq" / "model.xml")
         q = scorer(qdq_xml, "openvino", "int8")
-        options.append(Candidate("openvino-qdq", qdq_xml, "openvino", q, list(onnx_int8.fallback_nodes), passes(q),
+        options.append(Candidate("openvino-qdq", qdq_xml, "openvino", q, list(static.fallback_nodes), passes(q),
                                  time.perf_counter() - t, 1))
+    if not any(c.passed for c in options):
+        t = time.perf_counter()
+        log("OpenVINO INT8 with NNCF on the IR")
+        nncf_xml = ovq.nncf_quantize(fp32_xml, work / "nncf" / "model.xml", calib, transformer=text)
+        q = scorer(nncf_xml, "openvino", "int8")
+        options.append(Candidate("openvino-nncf", nncf_xml, "openvino", q, [], passes(q), time.perf_counter() - t, 1))
     best = _fastest([c for c in options if c.passed], scorer.data, threads, log) if any(
         c.passed for c in options) else None
     if best is None:

