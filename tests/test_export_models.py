@@ -96,3 +96,13 @@ def test_export_replaces_an_earlier_output_but_not_a_foreign_folder(tiny, tmp_pa
     (foreign / "notes.txt").write_text("keep me")
     r = run_cli("export", tiny["resnet_pt2"], "-o", foreign, "--to", "onnx")
     assert r.returncode == 2 and (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_parity_break_exits_1_and_marks_the_artifact(tiny, tmp_path):
+    out = tmp_path / "o"
+    r = run_cli("export", tiny["resnet_pt2"], "-o", out, "--to", "onnx", "--atol", "0", "--rtol", "0")
+    assert r.returncode == 1, r.stderr
+    assert "does not match the source" in r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    v = manifest["artifacts"][0]["verification"]
+    assert v["passed"] is False and v["max_abs_diff"] > 0 and v["atol"] == 0

@@ -34,11 +34,14 @@ from edgeopt.cli.options import console, load_from_options, model_options
 @click.option("--eval-size", type=click.IntRange(1), default=500, show_default=True, help="Evaluation samples.")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
               help="torch.onnx exporter; auto tries the best fit first and falls back to the other.")
+@click.option("--atol", type=float, help="Verification: absolute tolerance for every artifact "
+              "[default: ONNX 1e-4, OpenVINO FP32 1e-3, FP16 2e-2].")
+@click.option("--rtol", type=float, help="Verification: tolerance relative to |source output| [default: as --atol].")
 @click.option("--threads", type=click.IntRange(1), help="Threads for verification sessions.")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, calib_method,
-            calib_size, eval_size, exporter, threads, arch, arch_kwargs, trust_pickle, inputs, as_json):
+            calib_size, eval_size, exporter, atol, rtol, threads, arch, arch_kwargs, trust_pickle, inputs, as_json):
     """Export MODEL, verify every artifact against it, and write OUT/manifest.json.
 
     With --int8, calibrate, measure the INT8 model against the FP32 source on held-out data and
@@ -58,7 +61,8 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
     elif calib or eval_data or metric or max_drop is not None:
         raise click.UsageError("--calib/--eval/--metric/--max-drop apply to --int8; add --int8")
     opts = ExportOptions(targets=tuple(t.strip() for t in targets.split(",") if t.strip()), fp16=fp16,
-                         exporter=exporter, threads=threads, int8=int8_cfg, calib=calib, eval_data=eval_data)
+                         exporter=exporter, threads=threads, int8=int8_cfg, calib=calib, eval_data=eval_data,
+                         atol=atol, rtol=rtol)
     con = console()
     with con.status("loading model") as status:
         loaded = load_from_options(model, arch, arch_kwargs, trust_pickle, inputs)

@@ -29,6 +29,8 @@ class ExportOptions:
     int8: "Int8Config | None" = None  # INT8 with the accuracy gate (edgeopt.optimize.quantize)
     calib: str | None = None  # DATA for calibration (text models: built-in titles when absent)
     eval_data: str | None = None  # DATA for the gate (default: held out from calib)
+    atol: float | None = None  # overrides the per-format verification tolerances (verify.py)
+    rtol: float | None = None
 
     def __post_init__(self):
         unknown = [t for t in self.targets if t not in TARGETS]
@@ -36,6 +38,9 @@ class ExportOptions:
             raise UsageError(f"unknown --to target {unknown[0]!r}; choose from {', '.join(TARGETS)}")
         if "onnx" not in self.targets:  # every other target is built from the ONNX file
             self.targets = ("onnx", *self.targets)
+        for name, value in (("--atol", self.atol), ("--rtol", self.rtol)):
+            if value is not None and value < 0:
+                raise UsageError(f"{name} must be >= 0, got {value}")
         if self.exporter not in ("auto", "dynamo", "torchscript"):
             raise UsageError(f"unknown exporter {self.exporter!r}; choose auto, dynamo or torchscript")
 
@@ -62,12 +67,15 @@ def environment() -> dict:
     return {k: v for k in ENV_PACKAGES if (v := dist_version(k) or (dist_version(f"{k}-cu12") if k == "tensorrt" else None))}
 
 
-def _verify(path: Path, runtime: str, fmt: str, precision: str, feeds, refs, threads) -> dict:
+def _verify(path: Path, runtime: str, fmt: str, precision: str, feeds, refs, opts: ExportOptions) -> dict:
     from edgeopt.runtimes import get_runtime
 
-    session = get_runtime(runtime).load(str(path), threads=threads, precision=precision)
+    session = get_runtime(runtime).load(str(path), threads=opts.threads, precision=precision)
     outs = [session.run(f) for f in feeds]
-    result = compare(refs, outs, Tolerance.for_artifact(fmt, precision))
+    tol = Tolerance.for_artifact(fmt, precision)
+    tol.atol = tol.atol if opts.atol is None else opts.atol
+    tol.rtol = tol.rtol if opts.rtol is None else opts.rtol
+    result = compare(refs, outs, tol)
     result["runtime"] = runtime
     return result
 
@@ -110,7 +118,7 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
         log("verifying model.onnx with onnxruntime")
         artifacts.append(ArtifactRecord("model.onnx", "onnx", "fp32", ["onnxruntime", "openvino", "tensorrt"],
                                         verification=_verify(onnx_path, "onnxruntime", "onnx", "fp32",
-                                                             feeds, refs, opts.threads),
+                                                             feeds, refs, opts),
                                         extra={"exporter": exporter}))
         if "openvino" in opts.targets:
             from edgeopt.export.openvino import export_openvino
@@ -122,7 +130,7 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
                 log(f"verifying {rel} with openvino")
                 artifacts.append(ArtifactRecord(rel, "openvino", precision, ["openvino"],
                                                 verification=_verify(stage / rel, "openvino", "openvino", precision,
-                                                                     feeds, refs, opts.threads)))
+                                                                     feeds, refs, opts)))
         from edgeopt.export.onnx import output_specs
 
         outputs = output_specs(onnx_path, model)

@@ -79,7 +79,8 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
             ort.nncf_qdq(fp32_onnx, path, calib, transformer=True, exclude=excluded)
         else:
             log(f"static INT8 ({cfg.calib_method} calibration on {len(calib)} samples, {len(excluded)} FP32 nodes)")
-            ort.quantize_static_qdq(fp32_onnx, path, calib, method=cfg.calib_method, exclude=excluded, cache=cache)
+            ort.quantize_static_qdq(fp32_onnx, path, calib, method=cfg.calib_method, exclude=excluded, cache=cache,
+                                    progress=log)
         if not excluded:
             first_static["path"] = path
         return path

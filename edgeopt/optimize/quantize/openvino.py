@@ -30,6 +30,9 @@ def nncf_quantize(fp32_xml: Path, xml: Path, calib: Dataset, *, transformer: boo
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
     if ignored:
         kwargs["ignored_scope"] = nncf.IgnoredScope(names=list(ignored), validate=False)
-    quantized = nncf.quantize(model, dataset, **kwargs)
+    from edgeopt.optimize.quantize.ort import quiet_root_logger
+
+    with quiet_root_logger():
+        quantized = nncf.quantize(model, dataset, **kwargs)
     ov.save_model(quantized, str(xml), compress_to_fp16=False)
     return xml

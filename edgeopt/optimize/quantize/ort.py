@@ -18,14 +18,16 @@ WEIGHT_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
 class _Reader:
     """CalibrationDataReader over single samples (no padding enters the statistics)."""
 
-    def __init__(self, data: Dataset, names: list[str]):
-        self.data, self.names, self.i = data, names, 0
+    def __init__(self, data: Dataset, names: list[str], progress=None):
+        self.data, self.names, self.i, self.progress = data, names, 0, progress
 
     def get_next(self):
         if self.i >= len(self.data):
             return None
         sample = self.data.samples[self.i]
         self.i += 1
+        if self.progress and (self.i % 16 == 0 or self.i == len(self.data)):
+            self.progress(f"calibrating: {self.i}/{len(self.data)} samples")
         return {n: sample[n] for n in self.names}
 
     def rewind(self):
@@ -41,14 +43,20 @@ class _Reader:
 
 @contextlib.contextmanager
 def quiet_root_logger():
-    """onnxruntime.quantization logs advice on the root logger; keep it off the user's terminal."""
-    root = logging.getLogger()
-    level = root.level
+    """Library chatter stays off stdout (``--json`` owns it): onnxruntime.quantization logs advice
+    on the root logger, NNCF logs on its own and draws progress bars on stdout (sent to stderr)."""
+    import sys
+
+    root, nncf_log = logging.getLogger(), logging.getLogger("nncf")
+    levels = root.level, nncf_log.level
     root.setLevel(logging.ERROR)
+    nncf_log.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
-        root.setLevel(level)
+        root.setLevel(levels[0])
+        nncf_log.setLevel(levels[1])
 
 
 def weight_nodes(model_path: Path, op_types=WEIGHT_OPS) -> list[str]:
@@ -79,7 +87,7 @@ def ensure_node_names(src: Path, dst: Path) -> Path:
 
 def quantize_static_qdq(fp32: Path, out: Path, calib: Dataset, *, method: str = "minmax",
                         per_channel: bool = True, exclude: list[str] = (), op_types=WEIGHT_OPS,
-                        cache: Path | None = None, extra: dict | None = None) -> Path:
+                        cache: Path | None = None, extra: dict | None = None, progress=None) -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from edgeopt.models.onnx_file import onnx_io
@@ -91,7 +99,7 @@ def quantize_static_qdq(fp32: Path, out: Path, calib: Dataset, *, method: str = 
     # and an exact shift to TensorRT's int8 / zero point 0 (see qdq.py)
     options = {"ActivationSymmetric": True, "WeightSymmetric": True, **(extra or {})}
     with quiet_root_logger():
-        quantize_static(str(fp32), str(out), _Reader(calib, names), quant_format=QuantFormat.QDQ,
+        quantize_static(str(fp32), str(out), _Reader(calib, names, progress), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(op_types), per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=list(exclude), calibrate_method=methods[method],
