@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench bench-gate clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,16 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks --benchmark-only $(PYTEST_ARGS)
+
+# CI regression gate (copy into your pipeline): exit 1 when an artifact's per-call CPU time is slower
+# than BASELINE by more than MAX_REGRESSION % with 95 % confidence. First run: `make bench-gate
+# BASELINE=` writes bench.json; commit it as the baseline. ARTIFACT: a file, export folder or bundle.
+ARTIFACT       ?= demo-out
+BASELINE       ?= bench-baseline.json
+MAX_REGRESSION ?= 10
+bench-gate: $(STAMP)
+	$(VENV)/bin/edgeopt bench $(ARTIFACT) --json bench.json --html bench-report \
+		$(if $(BASELINE),--baseline $(BASELINE) --max-regression $(MAX_REGRESSION))
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .benchmarks

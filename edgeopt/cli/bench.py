@@ -115,15 +115,18 @@ def print_records(con, doc: dict) -> None:
     warm = Table(title="warm: latency ms, throughput, peak RSS")
     for col in ("artifact", "runtime", "target", "batch", "p50", "p90", "p99", "items/s", "RSS MB"):
         warm.add_column(col, justify="left" if col in ("artifact", "runtime", "target") else "right")
+    missing: dict[str, None] = {}
     for r in doc["records"]:
         lat = r.get("latency_ms") or {}
         if not lat:
             why = f"unavailable: {r['unavailable']}" if r.get("unavailable") else f"error: {r.get('error')}"
-            warm.add_row(r["artifact"], r["runtime"], r["target"], str(r["batch"]), f"[yellow]{escape(why)}[/]")
+            missing[f"{r['artifact']} [{r['runtime']}] on {r['target']}: {why}"] = None
             continue
         warm.add_row(r["artifact"], r["runtime"], r["target"], str(r["batch"]), _f(lat["p50"]), _f(lat["p90"]),
                      _f(lat["p99"]), _f(r.get("throughput_ips"), ".1f"), _f(r.get("peak_rss_mb"), ".0f"))
     con.print(warm)
+    for line in missing:
+        con.print(f"[yellow]{escape(line)}[/]")
     first = doc["records"][0]["batch"] if doc["records"] else None
     colds = [r for r in doc["records"] if r["batch"] == first and r.get("cold_start")]
     if not colds:
