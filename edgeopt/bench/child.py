@@ -21,6 +21,20 @@ MEMORY_ERRORS = ("bad_alloc", "cannot allocate", "out of memory", "failed to map
 RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
 
 
+def peak_rss_mb(resource) -> float:
+    """This process's peak RSS. /proc's VmHWM belongs to the current address space; getrusage's
+    ru_maxrss survives execve on Linux, so a child forked from a large parent (the demo, after
+    loading torch) would report the parent's peak instead of its own."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def emit(obj: dict) -> None:
     sys.stdout.write(MARK + json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -155,7 +169,7 @@ def warm(session, cfg: dict) -> list[dict]:
             else:
                 ips = w.parallel_throughput(call, workers=workers, seconds=span)
             row["concurrent_ips"][str(workers)] = ips * batch
-        row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        row["peak_rss_mb"] = peak_rss_mb(resource)
         results.append(row)
     return results
 

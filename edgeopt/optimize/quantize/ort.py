@@ -170,7 +170,8 @@ def qdq_sensitivity(fp32: Path, qdq: Path, calib: Dataset, nodes: list[str], n_s
         acts = collect_activations(str(debug), _Reader(Dataset(calib.samples[:n_samples]), names))
     finally:
         debug.unlink(missing_ok=True)
-    weights = create_weight_matching(str(fp32), str(qdq))
+    with quiet_root_logger():  # it logs an error for every DQ of a non-weight initializer
+        weights = create_weight_matching(str(fp32), str(qdq))
     model = onnx.load(str(qdq), load_external_data=False)
     producer = {o: n for n in model.graph.node for o in n.output}
     wanted, score = set(nodes), {}

@@ -1,0 +1,38 @@
+"""Integration: accuracy-gated INT8 of the real all-MiniLM-L6-v2 on real product titles."""
+
+import json
+
+import pytest
+
+from tests.conftest import SHARED_DATA, run_cli
+
+
+@pytest.fixture(scope="module")
+def int8_export(minilm_path, tmp_path_factory):
+    titles = SHARED_DATA / "myntra" / "styles_text.csv"
+    if not titles.is_file():
+        pytest.skip(f"shared data missing: {titles}")
+    out = tmp_path_factory.mktemp("minilm8") / "out"
+    r = run_cli("export", minilm_path, "-o", out, "--int8", "--int8-mode", "static", "--calib", titles,
+                "--calib-size", "128", "--eval-size", "200", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out, json.loads(r.stdout)
+
+
+def test_static_int8_meets_the_embedding_targets(int8_export):
+    out, manifest = int8_export
+    art = {a["path"]: a for a in manifest["artifacts"]}
+    q = art["model.int8.onnx"]["quality"]
+    assert q["metric"] == "cosine" and q["mean"] >= 0.995 and q["min"] >= 0.98, q
+    assert q["nn_agreement_tie_0.01"] >= 0.97, q
+    assert art["model.int8.onnx"]["tensorrt_ready"]["ok"], art["model.int8.onnx"]["tensorrt_ready"]
+    assert art["openvino/model.int8.xml"]["quality"]["mean"] >= 0.995
+    assert art["model.int8.onnx"]["bytes"] < 0.8 * art["model.onnx"]["bytes"]
+
+
+def test_manifest_records_the_gate(int8_export):
+    out, manifest = int8_export
+    int8 = manifest["int8"]
+    assert int8["passed"] and int8["metric"] == "cosine" and int8["max_drop"] == 0.005
+    assert int8["calibration"]["samples"] == 128 and int8["calibration"]["eval_samples"] == 200
+    assert json.loads((out / "manifest.json").read_text()) == manifest
