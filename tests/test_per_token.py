@@ -1,0 +1,109 @@
+"""Per-token dynamic INT8 rewrite (edgeopt.optimize.quantize.per_token) on a tiny MatMul+Add graph
+whose input has one outlier row, the case per-tensor dynamic quantization handles badly."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeopt.optimize.quantize.per_token import per_token_file, per_token_matmuls
+
+OPS = {
+    "dqmm": ["Abs", "ReduceMax", "Max", "Div", "DynamicQuantizeMatMul", "Mul", "Add"],
+    "integer": ["Abs", "ReduceMax", "Div", "Max", "Div", "Round", "Add", "Clip", "Cast", "MatMulInteger",
+                "Cast", "Mul", "Mul", "Add"],
+}
+
+
+def _model(opset: int = 17) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (16, 8)).astype(np.float32), "W")
+    b = numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["mm"], name="fc/MatMul"),
+         helper.make_node("Add", ["mm", "b"], ["y"], name="fc/Add")],
+        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 8])], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _x() -> np.ndarray:
+    x = np.random.default_rng(1).normal(0, 1, (2, 5, 16)).astype(np.float32)
+    x[0, 0] *= 40.0  # one outlier token, like MiniLM's [CLS] after GELU
+    return x
+
+
+def _err_normal_tokens(out: np.ndarray, ref: np.ndarray) -> float:
+    """Mean abs error over the non-outlier tokens: where one per-tensor scale loses resolution."""
+    err = np.abs(out - ref)
+    err[0, 0] = np.nan
+    return float(np.nanmean(err))
+
+
+def _run(model: onnx.ModelProto | str, x: np.ndarray) -> np.ndarray:
+    src = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize("kernel", ["dqmm", "integer"])
+@pytest.mark.parametrize("opset", [17, 18])
+def test_per_token_beats_per_tensor(tmp_path, kernel, opset):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    x, model = _x(), _model(opset)
+    onnx.save(model, tmp_path / "fp32.onnx")
+    ref = _run(model, x)
+    quantize_dynamic(str(tmp_path / "fp32.onnx"), str(tmp_path / "dyn.onnx"), weight_type=QuantType.QInt8)
+    err_tensor = _err_normal_tokens(_run(str(tmp_path / "dyn.onnx"), x), ref)
+
+    assert per_token_matmuls(model, ["fc/MatMul"], kernel=kernel) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == OPS[kernel]
+    assert {i.name for i in model.graph.initializer}.isdisjoint({"W"})  # FP32 weight dropped
+    out = _run(model, x)
+    err_token = _err_normal_tokens(out, ref)  # ~0.07x per-tensor's here
+    assert err_token < 0.25 * err_tensor, (err_token, err_tensor)
+    np.testing.assert_allclose(out, ref, atol=0.05 * np.abs(ref).max())
+
+
+def test_on_quantize_dynamic_graph_and_file(tmp_path):
+    """Intended use: stock dynamic INT8 with the sensitive MatMul excluded, then rewrite it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = _model()
+    # a second MatMul that stock dynamic INT8 quantizes, and one whose B is not a constant
+    model.graph.node.extend([
+        helper.make_node("MatMul", ["y", "W2"], ["z"], name="fc2/MatMul"),
+        helper.make_node("Transpose", ["y"], ["y_t"], perm=[0, 2, 1], name="t"),
+        helper.make_node("MatMul", ["y", "y_t"], ["g"], name="gram/MatMul"),
+    ])
+    model.graph.initializer.append(numpy_helper.from_array(
+        np.random.default_rng(2).normal(0, 0.3, (8, 4)).astype(np.float32), "W2"))
+    del model.graph.output[:]
+    model.graph.output.extend([helper.make_tensor_value_info("z", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("g", TensorProto.FLOAT, None)])
+    onnx.save(model, tmp_path / "fp32.onnx")
+    quantize_dynamic(str(tmp_path / "fp32.onnx"), str(tmp_path / "dyn.onnx"), weight_type=QuantType.QInt8,
+                     nodes_to_exclude=["fc/MatMul"])
+    dyn = onnx.load(tmp_path / "dyn.onnx")
+    # already-quantized, non-constant-B and unknown names are left alone
+    assert per_token_matmuls(dyn, ["fc2/MatMul", "gram/MatMul", "nope"]) == 0
+    dst = per_token_file(tmp_path / "dyn.onnx", tmp_path / "out" / "pt.onnx", ["fc/MatMul"])
+    ops = [n.op_type for n in onnx.load(dst).graph.node]
+    assert ops.count("DynamicQuantizeMatMul") == 1 and "MatMulInteger" in ops  # ours + stock fc2
+    assert ops.count("MatMul") == 1  # gram stays FP32
+    x = _x()
+    got, ref = (ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(["z"], {"x": x})[0]
+                for f in (dst, tmp_path / "fp32.onnx"))
+    np.testing.assert_allclose(got, ref, atol=0.05 * np.abs(ref).max())
+
+
+def test_bad_kernel():
+    with pytest.raises(ValueError):
+        per_token_matmuls(_model(), ["fc/MatMul"], kernel="int4")
