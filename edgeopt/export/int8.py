@@ -84,6 +84,8 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
             continue
         quality = {"metric": cand.quality.metric, **{k: v for k, v in cand.quality.to_json().items() if k != "metric"}}
         extra = {"int8_mode": cand.name, "p50_ms": cand.p50_ms}
+        if cand.extra.get("per_token_nodes"):
+            extra["per_token_nodes"] = cand.extra["per_token_nodes"]
         if fmt == "onnx" and cand.name == "static":
             extra["tensorrt_ready"] = tensorrt_readiness(stage / rel)
         artifacts.append(ArtifactRecord(rel, fmt, "int8", runtimes,

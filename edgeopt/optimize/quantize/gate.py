@@ -77,7 +77,7 @@ def fallback_search(build: Callable[[list[str]], Path], score: Callable[[Path], 
         path = build(ranking[:k])
         q = score(path)
         tried[k] = (path, q)
-        log(f"INT8 with {k} node(s) in FP32: {q.metric} {q.value:.4f} (drop {q.drop:.4f})")
+        log(f"INT8 with the {k} most sensitive node(s) in fallback: {q.metric} {q.value:.4f} (drop {q.drop:.4f})")
         return passes(q)
 
     if attempt(0):

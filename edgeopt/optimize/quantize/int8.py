@@ -85,8 +85,9 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
             first_static["path"] = path
         return path
 
-    def build_dynamic(excluded):
-        return ort.quantize_dynamic_int8(fp32_onnx, work / f"dynamic-{next(counter)}.onnx", exclude=excluded)
+    def build_dynamic(per_token):  # its "fallback" is per-token INT8, not FP32
+        log(f"dynamic INT8 ({len(per_token)} nodes per-token)")
+        return ort.quantize_dynamic_int8(fp32_onnx, work / f"dynamic-{next(counter)}.onnx", per_token=per_token)
 
     def ranking(_first=None):
         """Nodes by the SQNR of their inputs in the all-INT8 static model (built once, shared)."""
@@ -102,8 +103,10 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
                                 cfg.max_fallback, log))
     if cfg.mode in ("auto", "dynamic"):
-        candidates.append(gated("dynamic", "onnxruntime", build_dynamic, scorer, passes, ranking, len(nodes),
-                                cfg.max_fallback, log))
+        dynamic = gated("dynamic", "onnxruntime", build_dynamic, scorer, passes, ranking, len(nodes),
+                        cfg.max_fallback, log)
+        dynamic.extra["per_token_nodes"], dynamic.fallback_nodes = dynamic.fallback_nodes, []
+        candidates.append(dynamic)
     outcome = Int8Outcome(metric, max_drop, candidates,
                           calibration={"samples": len(calib), "eval_samples": len(evald), "source": calib.source,
                                        "method": "nncf" if text else cfg.calib_method,

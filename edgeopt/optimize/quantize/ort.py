@@ -133,12 +133,18 @@ def nncf_qdq(fp32: Path, out: Path, calib: Dataset, *, transformer: bool, exclud
     return out
 
 
-def quantize_dynamic_int8(fp32: Path, out: Path, *, exclude: list[str] = ()) -> Path:
+def quantize_dynamic_int8(fp32: Path, out: Path, *, per_token: list[str] = ()) -> Path:
+    """Dynamic INT8 (per-tensor activation scales computed at run time); the ``per_token`` nodes
+    get per-token scales instead (per_token.py), which survives one-token activation outliers."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from edgeopt.optimize.quantize.per_token import per_token_file
+
     with quiet_root_logger():
-        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=list(per_token),
                          op_types_to_quantize=["MatMul", "Gemm"], per_channel=False)
+    if per_token:
+        per_token_file(out, out, list(per_token))
     return out
 
 
