@@ -72,7 +72,10 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
         click.echo(json.dumps(result.manifest, indent=2))
     else:
         print_artifacts(con, result.manifest, title=f"{loaded.name} -> {out}")
-        for note in (result.manifest.get("int8") or {}).get("notes", []):
+        int8 = result.manifest.get("int8") or {}
+        for warning in int8.get("calibration", {}).get("warnings", []):
+            con.print(f"[yellow]warning:[/] {warning}")
+        for note in int8.get("notes", []):
             con.print(f"note: {note}")
     if not result.passed:
         raise GateError("an artifact does not match the source model within tolerance (see the table)")
