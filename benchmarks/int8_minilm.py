@@ -130,6 +130,27 @@ def build(work: Path, calib64: list[str]) -> dict:
     }}
 
 
+def side_by_side(cands: dict, script: str, rounds: int, env: dict, quality: dict) -> list[dict]:
+    """p50 of each candidate in its own process (``script --child KIND PATH PRECISION``), the
+    order rotated every round; ratios to ORT FP32 and to the best stock INT8 taken per round."""
+    per_round, names = [], list(cands)
+    for r in range(rounds):
+        res = {}
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            kind, path, precision = cands[name]
+            p = subprocess.run([sys.executable, script, "--child", kind, path, precision], env=env,
+                               capture_output=True, text=True, check=True)
+            res[name] = json.loads(p.stdout.strip().splitlines()[-1])["p50"]
+        per_round.append(res)
+        print(f"round {r + 1}: " + ", ".join(f"{n} {v:.2f}" for n, v in res.items()), flush=True)
+    stock_int8 = [n for n in names if n.startswith("stock")]
+    return [{"candidate": name, "p50_ms": round(statistics.median(r[name] for r in per_round), 2),
+             "vs_ort_fp32": round(statistics.median(r[name] / r["ORT FP32"] for r in per_round), 3),
+             "vs_best_stock_int8": round(statistics.median(r[name] / min(r[s] for s in stock_int8)
+                                                           for r in per_round), 3),
+             **quality.get(name, {})} for name in names]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache" / "int8_minilm")
@@ -151,27 +172,8 @@ def main():
             continue
         q = evaluate("cosine", ref, embed(kind, path, precision, out, held_out))
         quality[name] = {k: round(v, 4) for k, v in q.details.items()}
-    rounds = []
-    names = list(cands)
     env = {**os.environ, "EDGEOPT_BENCH_OUT": str(out)}
-    for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        res = {}
-        for name in order:
-            kind, path, precision = cands[name]
-            p = subprocess.run([sys.executable, __file__, "--child", kind, path, precision], env=env,
-                               capture_output=True, text=True, check=True)
-            res[name] = json.loads(p.stdout.strip().splitlines()[-1])["p50"]
-        rounds.append(res)
-        print(f"round {r + 1}: " + ", ".join(f"{n} {v:.2f}" for n, v in res.items()), flush=True)
-    stock_int8 = [n for n in names if n.startswith("stock")]
-    table = []
-    for name in names:
-        p50 = statistics.median(r[name] for r in rounds)
-        vs_fp32 = statistics.median(r[name] / r["ORT FP32"] for r in rounds)
-        vs_best_stock = statistics.median(r[name] / min(r[s] for s in stock_int8) for r in rounds)
-        table.append({"candidate": name, "p50_ms": round(p50, 2), "vs_ort_fp32": round(vs_fp32, 3),
-                      "vs_best_stock_int8": round(vs_best_stock, 3), **quality.get(name, {})})
+    table = side_by_side(cands, __file__, args.rounds, env, quality)
     result = {"export_with_int8_seconds": round(built["export_seconds"], 1), "rounds": args.rounds,
               "held_out_titles": len(held_out), "table": table}
     print("| candidate | p50 ms | / ORT FP32 | / best stock INT8 | cosine mean | cosine min | NN | NN (ties 0.01) |")

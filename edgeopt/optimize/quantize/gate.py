@@ -48,12 +48,15 @@ class Scorer:
         self.batch_size, self.threads = batch_size, threads
         self.labels = data.labels
         self.reference: np.ndarray | None = None
+        self._batches: list | None = None  # decoded once (images decode lazily), reused per attempt
 
     def outputs(self, path: Path, runtime: str = "onnxruntime", precision: str = "fp32") -> np.ndarray:
         from edgeopt.runtimes import get_runtime
 
+        if self._batches is None:
+            self._batches = [feeds for feeds, _ in self.data.batches(self.batch_size)]
         session = get_runtime(runtime).load(str(path), threads=self.threads, precision=precision)
-        return np.concatenate([session.run(feeds)[self.output] for feeds, _ in self.data.batches(self.batch_size)])
+        return np.concatenate([session.run(feeds)[self.output] for feeds in self._batches])
 
     def set_reference(self, fp32: Path) -> None:
         self.reference = self.outputs(fp32)
