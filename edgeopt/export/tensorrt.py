@@ -127,14 +127,16 @@ def profile_from_data(inputs, samples: list[dict[str, np.ndarray]], max_batch: i
         lo, opt, hi = [], [], []
         for axis, dim in enumerate(spec.shape):
             if isinstance(dim, int):
-                lo.append(dim), opt.append(dim), hi.append(dim)
+                span = (dim, dim, dim)
             elif axis == 0:
-                lo.append(1), opt.append(1), hi.append(max_batch)
+                span = (1, 1, max_batch)
             elif sizes is None:
                 raise UsageError(f"no data to size dynamic axis {dim!r} of {spec.name}; pass --calib")
             else:
                 col = sizes[:, axis]
-                lo.append(int(col.min())), opt.append(int(np.median(col))), hi.append(int(col.max()))
+                span = (int(col.min()), int(np.median(col)), int(col.max()))
+            for bound, value in zip((lo, opt, hi), span):
+                bound.append(value)
         profile[spec.name] = (tuple(lo), tuple(opt), tuple(hi))
     return profile
 

@@ -88,6 +88,10 @@ def random_feeds(inputs: tuple[TensorSpec, ...], *, batch: int, seed: int) -> di
             arr = rng.standard_normal(shape).astype("float32" if spec.dtype == "bfloat16" else spec.dtype)
         elif spec.dtype == "bool":
             arr = rng.random(shape) > 0.5
+        elif spec.name.endswith("mask"):  # attention masks: attend everywhere
+            arr = np.ones(shape, dtype=spec.dtype)
+        elif spec.name == "token_type_ids":  # segment ids: one segment
+            arr = np.zeros(shape, dtype=spec.dtype)
         else:
             arr = rng.integers(0, 10, size=shape).astype(spec.dtype)
         feeds[spec.name] = arr
@@ -109,10 +113,11 @@ def torch_reference(module, io: IOSpec):
     return run
 
 
-def probe_outputs(module, io_inputs: tuple[TensorSpec, ...], source: str) -> tuple[TensorSpec, ...]:
+def probe_outputs(module, io_inputs: tuple[TensorSpec, ...], source: str,
+                  feeds: dict[str, np.ndarray] | None = None) -> tuple[TensorSpec, ...]:
     """Run the model once on sample inputs: proves the inputs fit and names/shapes the outputs."""
     torch = _torch()
-    feeds = random_feeds(io_inputs, batch=2, seed=0)
+    feeds = feeds or random_feeds(io_inputs, batch=2, seed=0)
     args = [torch.from_numpy(feeds[s.name]) for s in io_inputs]
     try:
         with torch.inference_mode():

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from edgeopt.errors import UsageError
-from edgeopt.models.adapter import make_adapter, torch_reference
+from edgeopt.models.adapter import make_adapter, probe_outputs, torch_reference
 from edgeopt.models.base import LoadedModel
 from edgeopt.spec import IOSpec, TensorSpec
 
@@ -124,16 +124,13 @@ def load_hf(path: Path, inputs=None) -> LoadedModel:
     _check_inputs(inputs, specs, path)
     names = [s.name for s in specs]
     adapter = make_adapter(model, names)
-    from edgeopt.models.adapter import probe_outputs
-
-    # probe with real token ids (random ids may exceed small vocabularies' special handling)
     max_length = min(int(getattr(tokenizer, "model_max_length", 128) or 128), 512)
-    outputs = probe_outputs(adapter, specs, path.name)
+    samples = _text_samples(tokenizer, names, max_length)
+    outputs = probe_outputs(adapter, specs, path.name, feeds=samples()[0])
     outputs = tuple(TensorSpec(o.name, o.dtype, ("batch", "sequence", *o.shape[2:]) if len(o.shape) == 3 else o.shape)
                     for o in outputs)
     io = IOSpec(specs, outputs)
     task = "classify" if arch and arch.endswith("ForSequenceClassification") else None
     return LoadedModel(name=model_name(path), source=path, family="hf", io=io, module=adapter, tokenizer=tokenizer,
                        max_length=max_length, reference=torch_reference(adapter, io),
-                       sample_feeds=_text_samples(tokenizer, names, max_length),
-                       metadata={"task": task, "architecture": arch})
+                       sample_feeds=samples, metadata={"task": task, "architecture": arch})
