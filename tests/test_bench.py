@@ -152,3 +152,19 @@ def test_memory_cap_hit_is_an_error_record(export_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     [rec] = json.loads(r.stdout)["records"]
     assert rec["latency_ms"] is None and "memory cap of 40 MB" in rec["error"]
+
+
+def test_bundle_is_benchmarked_like_its_export_folder(export_dir, tmp_path):
+    """A .edgepkg (DESIGN.md: a tar archive holding manifest.json and the artifacts)."""
+    import tarfile
+
+    bundle = tmp_path / "tiny.edgepkg"
+    with tarfile.open(bundle, "w") as tar:
+        for p in sorted(export_dir.rglob("*")):
+            tar.add(p, arcname=str(p.relative_to(export_dir)), recursive=False)
+    r = run_cli("bench", bundle, "--runtime", "onnxruntime", "--target", "cpu", "--batch", "1", *FAST, "--json", "-")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    arts = {rec["artifact"] for rec in doc["records"]}
+    assert "model.onnx" in arts
+    assert all(rec["cold_start"]["total_ms"]["median"] > 0 for rec in doc["records"] if rec.get("cold_start"))
