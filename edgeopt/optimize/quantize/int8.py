@@ -66,6 +66,7 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     scorer.set_reference(fp32_onnx)
     work = stage / ".int8-work"
     work.mkdir(exist_ok=True)
+    fp32_onnx = ort.ensure_node_names(fp32_onnx, work / "named.onnx")  # fallback addresses nodes by name
     nodes = ort.weight_nodes(fp32_onnx)
     cache = work / "calibration-cache.json"
     counter = iter(range(10_000))

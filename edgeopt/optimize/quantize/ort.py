@@ -11,7 +11,6 @@ import numpy as np
 
 from edgeopt.data.dataset import Dataset
 
-CALIB_METHODS = ("minmax", "percentile", "entropy")
 WEIGHT_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
 
 
