@@ -31,7 +31,10 @@ def load_from_options(model, arch, arch_kwargs, trust_pickle, inputs):
 
 
 def console():
-    """A rich console on stderr, so --json keeps stdout clean."""
+    """A rich console on stderr, so --json keeps stdout clean; 120 columns when it is not a
+    terminal (CI logs, pipes), where rich would otherwise squeeze tables into 80."""
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 120)
