@@ -152,9 +152,7 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
                                    "sha256": source_digest(model.source)},
                             inputs=list(model.io.inputs), outputs=outputs, artifacts=artifacts,
                             preprocessing=preprocessing, environment=environment(),
-                            task=model.metadata.get("task"))
-        if int8_report is not None:
-            manifest.int8 = int8_report
+                            task=model.metadata.get("task"), int8=int8_report)
         manifest.write(stage)
         data = manifest.to_json()
     passed = all(a.verification.get("passed") for a in artifacts)
