@@ -38,7 +38,7 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
             flags.update(value.split())
     isa = [name for flag, name in ISA_FLAGS.items() if flag in flags]
     return {"model": model, "arch": platform.machine(), "logical_cores": os.cpu_count(),
-            "isa": isa, "int8_acceleration": any("INT8" in n for n in isa)}
+            "isa": isa, "int8_acceleration": any("INT8" in n for n in isa), "flags": sorted(flags)}
 
 
 def torch_availability() -> Availability:

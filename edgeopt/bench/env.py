@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-from pathlib import Path
 
 from edgeopt import __version__
 from edgeopt.runtimes.base import dist_version
@@ -19,13 +18,7 @@ def environment() -> dict:
     from edgeopt.runtimes.tensorrt import nvidia_gpus
 
     cpu = cpu_info()
-    flags: set[str] = set()
-    p = Path("/proc/cpuinfo")
-    if p.exists():
-        for line in p.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("flags", "Features"):
-                flags.update(f for f in value.split() if _FLAG_RE.match(f))
+    flags = {f for f in cpu["flags"] if _FLAG_RE.match(f)}
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {"cpu": {"model": cpu["model"], "arch": cpu["arch"], "isa": cpu["isa"], "flags": sorted(flags),
                     "logical_cores": cpu["logical_cores"], "allowed_cores": allowed},

@@ -7,7 +7,7 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from edgeopt.atomic import output_dir
 from edgeopt.errors import UnavailableError, UsageError
@@ -15,6 +15,9 @@ from edgeopt.export.verify import Tolerance, compare
 from edgeopt.manifest import ArtifactRecord, Manifest, sha256_file
 from edgeopt.models.base import LoadedModel
 from edgeopt.runtimes.base import dist_version
+
+if TYPE_CHECKING:
+    from edgeopt.optimize.quantize.config import Int8Config
 
 TARGETS = ("onnx", "openvino", "tensorrt")
 ENV_PACKAGES = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "transformers", "tensorrt")
@@ -64,7 +67,11 @@ def source_digest(path: Path) -> str:
 
 
 def environment() -> dict:
-    return {k: v for k in ENV_PACKAGES if (v := dist_version(k) or (dist_version(f"{k}-cu12") if k == "tensorrt" else None))}
+    from edgeopt.runtimes.tensorrt import tensorrt_version
+
+    found = {k: dist_version(k) for k in ENV_PACKAGES}
+    found["tensorrt"] = tensorrt_version()
+    return {k: v for k, v in found.items() if v}
 
 
 def _verify(path: Path, runtime: str, fmt: str, precision: str, feeds, refs, opts: ExportOptions) -> dict:

@@ -71,13 +71,6 @@ def make_adapter(module, input_names: list[str], output_keys: list[str] | None =
     return adapter
 
 
-def torch_dtype(name: str):
-    torch = _torch()
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-            "int64": torch.int64, "int32": torch.int32, "int8": torch.int8, "uint8": torch.uint8,
-            "bool": torch.bool}[name]
-
-
 def random_feeds(inputs: tuple[TensorSpec, ...], *, batch: int, seed: int) -> dict[str, np.ndarray]:
     """Seeded sample inputs from specs: normal floats, small non-negative ints, random bools."""
     rng = np.random.default_rng(seed)

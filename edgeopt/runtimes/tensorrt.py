@@ -37,6 +37,11 @@ def nvidia_gpus() -> list[dict]:
     return gpus
 
 
+def tensorrt_version() -> str | None:
+    """Installed TensorRT (the metapackage or a CUDA-specific wheel), without importing it."""
+    return dist_version("tensorrt") or dist_version("tensorrt-cu12") or dist_version("tensorrt-cu13")
+
+
 def gpu_arch_tag(compute_capability: str) -> str:
     """Engine file tag for a GPU: compute capability 8.9 -> 'sm89'."""
     return "sm" + compute_capability.replace(".", "")
@@ -47,8 +52,7 @@ class TensorRtRuntime:
     formats = ("tensorrt",)
 
     def availability(self) -> Availability:
-        version = (dist_version("tensorrt") or dist_version("tensorrt-cu12")
-                   or dist_version("tensorrt-cu13"))
+        version = tensorrt_version()
         gpus = nvidia_gpus()
         if version is None:
             return Availability(self.name, False, reason="tensorrt is not installed", hint=HINT)
