@@ -32,3 +32,67 @@ def test_hf_classifier_folder_exports_logits(tiny_bert, tmp_path):
     assert manifest["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 3]}]
     assert manifest["task"] == "classify"
     assert all(a["verification"]["max_abs_diff"] < 1e-3 for a in manifest["artifacts"])
+
+
+def test_transformer_ir_keeps_attention_fused(tiny_bert, tmp_path):
+    """OpenVINO's PyTorch frontend keeps scaled_dot_product_attention as one op; ONNX spells it out."""
+    from edgeopt.export.openvino import has_fused_attention
+
+    result = export_model(load_model(tiny_bert), tmp_path / "out", ExportOptions(targets=("onnx", "openvino")))
+    assert result.passed
+    art = {a["path"]: a for a in result.manifest["artifacts"]}
+    assert art["openvino/model.xml"]["converter"] == "pytorch-frontend"
+    assert has_fused_attention(tmp_path / "out" / "openvino" / "model.xml")
+
+
+@pytest.mark.parametrize("frontend", ["fails", "wrong"])
+def test_frontend_failure_falls_back_to_onnx(tiny_bert, tmp_path, monkeypatch, frontend):
+    """A frontend that raises, or whose IR does not match the source, never reaches the output."""
+    import torch
+
+    import edgeopt.export.openvino as ovx
+    from edgeopt.export.openvino import has_fused_attention
+
+    wrong = None
+    if frontend == "wrong":  # a real conversion of the same architecture with other weights
+        other = load_model(tiny_bert)
+        with torch.no_grad():
+            for p in other.module.parameters():
+                p.add_(0.5)
+        wrong = ovx.from_torch(other)
+        assert wrong is not None
+    monkeypatch.setattr(ovx, "from_torch", lambda model: wrong)
+    result = export_model(load_model(tiny_bert), tmp_path / "out", ExportOptions(targets=("onnx", "openvino")))
+    assert result.passed
+    art = {a["path"]: a for a in result.manifest["artifacts"]}
+    assert art["openvino/model.xml"]["converter"] == "onnx"
+    assert not has_fused_attention(tmp_path / "out" / "openvino" / "model.xml")
+
+
+def test_tensorrt_target_keeps_a_qdq_int8_model(tiny_bert, tmp_path):
+    """With TensorRT among the targets, auto also builds static QDQ for a transformer and keeps it
+    (as model.int8.onnx or model.int8.qdq.onnx) for the engine builder."""
+    import numpy as np
+
+    from edgeopt.data.dataset import Dataset
+    from edgeopt.export.tensorrt import int8_qdq_source
+    from edgeopt.optimize.quantize.config import Int8Config
+    from edgeopt.optimize.quantize.int8 import quantize_int8
+
+    model = load_model(tiny_bert)
+    stage = tmp_path / "out"
+    export_model(model, stage, ExportOptions(targets=("onnx", "openvino")))
+    words = "red blue navy men women shirt shoes slim fit cotton kurta watch bag jeans".split()
+    rng = np.random.default_rng(0)
+    samples = []
+    for _ in range(48):
+        enc = model.tokenizer([" ".join(rng.choice(words, 6))], return_tensors="np")
+        samples.append({n: enc[n].astype("int64") for n in model.io.input_names})
+    data = Dataset(samples, source="titles")
+    outcome = quantize_int8(stage / "model.onnx", stage, calib=data, evald=data, output="logits", metric="mse",
+                            cfg=Int8Config(max_drop=0.5), text=True, fp32_xml=stage / "openvino" / "model.xml",
+                            want_qdq=True)
+    assert outcome.passed and "static" in [c.name for c in outcome.candidates]
+    source = int8_qdq_source(stage)
+    assert source is not None and source.name in ("model.int8.onnx", "model.int8.qdq.onnx")
+    assert (outcome.qdq is None) == (source.name == "model.int8.onnx")

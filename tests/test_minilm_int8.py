@@ -36,3 +36,31 @@ def test_manifest_records_the_gate(int8_export):
     assert int8["passed"] and int8["metric"] == "cosine" and int8["max_drop"] == 0.005
     assert int8["calibration"]["samples"] == 128 and int8["calibration"]["eval_samples"] == 200
     assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
+@pytest.fixture(scope="module")
+def auto_export(minilm_path, tmp_path_factory):
+    """The headline command with its defaults (--int8-mode auto)."""
+    titles = SHARED_DATA / "myntra" / "styles_text.csv"
+    if not titles.is_file():
+        pytest.skip(f"shared data missing: {titles}")
+    out = tmp_path_factory.mktemp("minilm8auto") / "out"
+    r = run_cli("export", minilm_path, "-o", out, "--int8", "--calib", titles, "--calib-size", "128",
+                "--eval-size", "200", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out, json.loads(r.stdout)
+
+
+def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_export):
+    """auto on a transformer: dynamic INT8 with per-token fallback for ONNX Runtime (static QDQ is
+    skipped: 3x slower there), NNCF on the fused-attention IR for OpenVINO."""
+    out, manifest = auto_export
+    art = {a["path"]: a for a in manifest["artifacts"]}
+    assert [c["name"] for c in manifest["int8"]["candidates"]] == ["dynamic", "openvino-nncf"]
+    ort8, ov8 = art["model.int8.onnx"], art["openvino/model.int8.xml"]
+    assert ort8["int8_mode"] == "dynamic" and 0 < len(ort8["per_token_nodes"]) < 18
+    assert ov8["int8_mode"] == "openvino-nncf" and art["openvino/model.xml"]["converter"] == "pytorch-frontend"
+    for a in (ort8, ov8):
+        q = a["quality"]
+        assert q["mean"] >= 0.995 and q["min"] >= 0.98, (a["path"], q)
+    assert "model.int8.qdq.onnx" not in art and not (out / "model.int8.qdq.onnx").exists()

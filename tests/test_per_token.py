@@ -107,3 +107,38 @@ def test_on_quantize_dynamic_graph_and_file(tmp_path):
 def test_bad_kernel():
     with pytest.raises(ValueError):
         per_token_matmuls(_model(), ["fc/MatMul"], kernel="int4")
+
+
+def _two_branch_model(path) -> None:
+    """Two MatMuls on two inputs: 'a' is well behaved, 'b' carries one outlier token."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (16, 8)).astype(np.float32), n) for n in ("Wa", "Wb")]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "Wa"], ["ya"], name="mm_a"),
+         helper.make_node("MatMul", ["b", "Wb"], ["yb"], name="mm_b"),
+         helper.make_node("Add", ["ya", "yb"], ["y"], name="sum")],
+        "two", [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "seq", 16]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_dynamic_sensitivity_ranks_the_outlier_input_first(tmp_path):
+    from edgeopt.data.dataset import Dataset
+    from edgeopt.optimize.quantize.ort import _dynamic_roundtrip, dynamic_sensitivity
+
+    _two_branch_model(tmp_path / "two.onnx")
+    rng = np.random.default_rng(3)
+    samples = []
+    for _ in range(4):
+        b = rng.normal(0, 1, (1, 5, 16)).astype(np.float32)
+        b[0, 0] *= 40.0
+        samples.append({"a": rng.normal(0, 1, (1, 5, 16)).astype(np.float32), "b": b})
+    assert dynamic_sensitivity(tmp_path / "two.onnx", Dataset(samples, source="t"), ["mm_a", "mm_b"]) == \
+        ["mm_b", "mm_a"]
+    x = _x()
+    back = _dynamic_roundtrip(x)
+    scale = (x.max() - min(x.min(), 0)) / 255
+    assert np.abs(back - x).max() <= scale / 2 + 1e-6
+    assert _dynamic_roundtrip(np.zeros(3, np.float32)).tolist() == [0, 0, 0]

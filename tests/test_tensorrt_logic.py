@@ -60,3 +60,22 @@ def test_stock_asymmetric_qdq_is_flagged(tiny_onnx, tmp_path):
                     activation_type=QuantType.QUInt8, per_channel=True)
     report = tensorrt_readiness(tmp_path / "stock.onnx")
     assert not report["ok"] and any("zero point" in i for i in report["issues"])
+
+
+def test_int8_source_for_tensorrt_is_always_qdq(tiny_onnx, tmp_path):
+    """TensorRT parses Q/DQ, not dynamic MatMulInteger graphs: the builder takes model.int8.onnx only
+    when it is QDQ, else the static model kept beside it, else nothing."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    from edgeopt.export.tensorrt import int8_qdq_source
+    from edgeopt.optimize.quantize.ort import quantize_static_qdq
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    quantize_dynamic(str(tiny_onnx[0]), str(stage / "model.int8.onnx"))
+    assert int8_qdq_source(stage) is None
+    quantize_static_qdq(tiny_onnx[0], stage / "model.int8.qdq.onnx", _calib())
+    assert int8_qdq_source(stage) == stage / "model.int8.qdq.onnx"
+    (stage / "model.int8.qdq.onnx").unlink()
+    quantize_static_qdq(tiny_onnx[0], stage / "model.int8.onnx", _calib())
+    assert int8_qdq_source(stage) == stage / "model.int8.onnx"

@@ -4,6 +4,7 @@ and OUT/manifest.json."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -40,8 +41,10 @@ from edgeopt.cli.options import console, load_from_options, model_options
 @click.option("--threads", type=click.IntRange(1), help="Threads for verification sessions.")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
+@click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, calib_method,
-            calib_size, eval_size, exporter, atol, rtol, threads, arch, arch_kwargs, trust_pickle, inputs, as_json):
+            calib_size, eval_size, exporter, atol, rtol, threads, arch, arch_kwargs, trust_pickle, inputs, as_json,
+            verbose):
     """Export MODEL, verify every artifact against it, and write OUT/manifest.json.
 
     With --int8, calibrate, measure the INT8 model against the FP32 source on held-out data and
@@ -64,10 +67,17 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
                          exporter=exporter, threads=threads, int8=int8_cfg, calib=calib, eval_data=eval_data,
                          atol=atol, rtol=rtol)
     con = console()
+    t0 = time.perf_counter()
     with con.status("loading model") as status:
+        def log(msg: str) -> None:
+            if verbose:
+                con.print(f"[dim]{time.perf_counter() - t0:6.1f} s[/dim]  {msg}", highlight=False)
+            status.update(msg)
+
         loaded = load_from_options(model, arch, arch_kwargs, trust_pickle, inputs)
+        log(f"loaded {loaded.name} ({loaded.family})")
         out = out or Path(f"{Path(model).stem or Path(model).name}-edgeopt")
-        result = export_model(loaded, out, opts, log=lambda msg: status.update(msg))
+        result = export_model(loaded, out, opts, log=log)
     if as_json:
         click.echo(json.dumps(result.manifest, indent=2))
     else:

@@ -75,10 +75,11 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
     outcome = quantize_int8(stage / "model.onnx", stage, calib=data.calib, evald=data.evald, cfg=opts.int8,
                             output=data.output, metric=data.metric, text=model.is_text,
                             fp32_xml=fp32_xml if fp32_xml.exists() and opts.int8.openvino else None,
-                            threads=opts.threads, log=log)
+                            threads=opts.threads, want_qdq="tensorrt" in opts.targets, log=log)
     report = outcome.to_json()
     report["notes"] = data.notes
     for cand, rel, fmt, runtimes in ((outcome.onnx, "model.int8.onnx", "onnx", ["onnxruntime", "openvino", "tensorrt"]),
+                                     (outcome.qdq, "model.int8.qdq.onnx", "onnx", ["tensorrt", "onnxruntime"]),
                                      (outcome.openvino, "openvino/model.int8.xml", "openvino", ["openvino"])):
         if cand is None:
             continue

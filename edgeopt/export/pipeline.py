@@ -97,6 +97,36 @@ def _check_targets(opts: ExportOptions):
             raise UnavailableError(f"--to {target}: {runtime} unavailable ({avail.reason}); {avail.hint}")
 
 
+def _add_openvino(model: LoadedModel, onnx_path: Path, stage: Path, artifacts: list, feeds, refs,
+                  opts: ExportOptions, log) -> None:
+    """FP32 (and FP16) IR: through the PyTorch frontend for transformers (fused attention), from
+    model.onnx for the rest and whenever the frontend's IR fails to convert or to verify."""
+    from edgeopt.export.openvino import (
+        TORCH_FRONTEND_FAMILIES,
+        export_openvino,
+        from_torch,
+    )
+
+    converted = None
+    if model.module is not None and model.family in TORCH_FRONTEND_FAMILIES:
+        log("converting to OpenVINO IR with the PyTorch frontend")
+        converted = from_torch(model)
+    for precision in ("fp32", "fp16") if opts.fp16 else ("fp32",):
+        rel = "openvino/model.xml" if precision == "fp32" else "openvino/model.fp16.xml"
+        while True:
+            log(f"converting to OpenVINO IR ({precision})")
+            how = export_openvino(onnx_path, stage / rel, fp16=precision == "fp16",
+                                  converted=None if converted is None else converted.clone())
+            log(f"verifying {rel} with openvino")
+            verification = _verify(stage / rel, "openvino", "openvino", precision, feeds, refs, opts)
+            if verification.get("passed") or converted is None:
+                break
+            log("the PyTorch frontend's IR did not verify; converting model.onnx instead")
+            converted = None
+        artifacts.append(ArtifactRecord(rel, "openvino", precision, ["openvino"], verification=verification,
+                                        extra={"converter": how}))
+
+
 def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
                  log: Callable[[str], None] = lambda msg: None) -> ExportResult:
     _check_targets(opts)
@@ -128,16 +158,7 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
                                                              feeds, refs, opts),
                                         extra={"exporter": exporter}))
         if "openvino" in opts.targets:
-            from edgeopt.export.openvino import export_openvino
-
-            for precision in ("fp32", "fp16") if opts.fp16 else ("fp32",):
-                rel = "openvino/model.xml" if precision == "fp32" else "openvino/model.fp16.xml"
-                log(f"converting to OpenVINO IR ({precision})")
-                export_openvino(onnx_path, stage / rel, fp16=precision == "fp16")
-                log(f"verifying {rel} with openvino")
-                artifacts.append(ArtifactRecord(rel, "openvino", precision, ["openvino"],
-                                                verification=_verify(stage / rel, "openvino", "openvino", precision,
-                                                                     feeds, refs, opts)))
+            _add_openvino(model, onnx_path, stage, artifacts, feeds, refs, opts, log)
         from edgeopt.export.onnx import output_specs
 
         outputs = output_specs(onnx_path, model)

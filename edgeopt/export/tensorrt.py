@@ -190,6 +190,21 @@ def build_engine(onnx_path: Path, plan_path: Path, *, precision: str, profile: d
     return plan_path
 
 
+def int8_qdq_source(stage: Path) -> Path | None:
+    """The Q/DQ INT8 model TensorRT builds from: model.int8.onnx when it is QDQ (static), else the
+    static model kept beside it as model.int8.qdq.onnx; None when there is neither (dynamic
+    MatMulInteger graphs do not parse in TensorRT)."""
+    import onnx
+
+    for name in ("model.int8.qdq.onnx", "model.int8.onnx"):
+        path = stage / name
+        if path.exists():
+            ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+            if "QuantizeLinear" in ops and "DynamicQuantizeLinear" not in ops:
+                return path
+    return None
+
+
 def add_tensorrt_artifacts(stage: Path, artifacts: list, model, feeds, refs, samples,
                            log) -> None:  # pragma: no cover - GPU
     """Engines for the GPU here: INT8 from the gated QDQ ONNX (when present) and FP16 from FP32,
@@ -203,8 +218,9 @@ def add_tensorrt_artifacts(stage: Path, artifacts: list, model, feeds, refs, sam
     profile = profile_from_data(model.io.inputs, samples or feeds)
     cache = stage / "tensorrt" / "timing.cache"
     jobs = [("fp16", stage / "model.onnx")]
-    if (stage / "model.int8.onnx").exists():
-        jobs.insert(0, ("int8", stage / "model.int8.onnx"))
+    qdq = int8_qdq_source(stage)
+    if qdq is not None:
+        jobs.insert(0, ("int8", qdq))
     for precision, source in jobs:
         rel = f"tensorrt/{engine_filename(precision, gpu['compute_capability'], version)}"
         log(f"building TensorRT {precision} engine")

@@ -25,6 +25,7 @@ class Int8Outcome:
     candidates: list[Candidate]
     onnx: Candidate | None = None  # kept as model.int8.onnx
     openvino: Candidate | None = None  # kept as openvino/model.int8.xml
+    qdq: Candidate | None = None  # kept as model.int8.qdq.onnx for TensorRT when model.int8.onnx is not QDQ
     seconds: float = 0.0
     calibration: dict = field(default_factory=dict)
 
@@ -57,7 +58,9 @@ def _passes_fn(metric: str, max_drop: float, min_cosine: float):
 
 def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Dataset, cfg: Int8Config, output: str,
                   metric: str, text: bool, fp32_xml: Path | None = None, threads: int | None = None,
-                  log: Callable[[str], None] = lambda m: None) -> Int8Outcome:
+                  want_qdq: bool = False, log: Callable[[str], None] = lambda m: None) -> Int8Outcome:
+    """Gated INT8 candidates; ``want_qdq`` (TensorRT is a target) keeps a passing static QDQ model
+    as ``model.int8.qdq.onnx`` when it is not the fastest one for ONNX Runtime."""
     t0 = time.perf_counter()
     max_drop = cfg.resolved_max_drop(metric)
     passes = _passes_fn(metric, max_drop, cfg.min_cosine)
@@ -90,6 +93,13 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         log(f"dynamic INT8 ({len(per_token)} nodes per-token)")
         return ort.quantize_dynamic_int8(fp32_onnx, work / f"dynamic-{next(counter)}.onnx", per_token=per_token)
 
+    def dynamic_ranking(_first=None):
+        """Nodes by the SQNR of their inputs after a per-call uint8 round trip (one FP32 run)."""
+        if "dynamic" not in rankings:
+            log("ranking nodes by dynamic-quantization sensitivity")
+            rankings["dynamic"] = ort.dynamic_sensitivity(fp32_onnx, calib, nodes)
+        return rankings["dynamic"]
+
     def ranking(_first=None):
         """Nodes by the SQNR of their inputs in the all-INT8 static model (built once, shared)."""
         if "static" not in rankings:
@@ -100,11 +110,15 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         return rankings["static"]
 
     candidates = []
-    if cfg.mode in ("auto", "static"):
+    # Transformers in ONNX Runtime: static QDQ measured 3x slower than dynamic INT8 on CPU (MiniLM
+    # 6.3 vs 2.1 ms, docs/PERFORMANCE.md) and costs ~25 s to calibrate; auto builds it only for
+    # TensorRT, which needs Q/DQ. OpenVINO INT8 comes from NNCF on the fused-attention IR instead.
+    skip_static = cfg.mode == "auto" and text and not want_qdq and fp32_xml is not None and _fused(fp32_xml)
+    if cfg.mode == "static" or (cfg.mode == "auto" and not skip_static):
         candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
                                 cfg.max_fallback, log))
     if cfg.mode in ("auto", "dynamic"):
-        dynamic = gated("dynamic", "onnxruntime", build_dynamic, scorer, passes, ranking, len(nodes),
+        dynamic = gated("dynamic", "onnxruntime", build_dynamic, scorer, passes, dynamic_ranking, len(nodes),
                         cfg.max_fallback, log)
         dynamic.extra["per_token_nodes"], dynamic.fallback_nodes = dynamic.fallback_nodes, []
         candidates.append(dynamic)
@@ -124,9 +138,20 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         shutil.move(chosen.path, final)
         chosen.path = final
         outcome.onnx = chosen
+        static = next((c for c in passing if c.name == "static"), None)
+        if want_qdq and static is not None and static is not chosen:
+            shutil.move(static.path, stage / "model.int8.qdq.onnx")
+            static.path = stage / "model.int8.qdq.onnx"
+            outcome.qdq = static
     shutil.rmtree(work, ignore_errors=True)
     outcome.seconds = time.perf_counter() - t0
     return outcome
+
+
+def _fused(xml: Path) -> bool:
+    from edgeopt.optimize.quantize.openvino import has_fused_attention
+
+    return has_fused_attention(xml)
 
 
 def _fastest(passing: list[Candidate], evald: Dataset, threads, log) -> Candidate | None:
@@ -144,25 +169,39 @@ def _fastest(passing: list[Candidate], evald: Dataset, threads, log) -> Candidat
 
 def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
               passes, text: bool, threads, log) -> Candidate | None:
-    """OpenVINO INT8 two ways, the gated QDQ ONNX as is and NNCF on the IR; keep the faster that passes."""
+    """OpenVINO INT8 two ways, the gated QDQ ONNX as is and NNCF on the IR; keep the faster that passes.
+
+    Transformers try one way first and the other only if it fails the gate: NNCF on the IR when the
+    IR has fused attention (PyTorch frontend; the QDQ graph spells attention out and is ~10 %
+    slower), else the QDQ conversion (NNCF on an unfused IR costs ~20 s and measured no faster).
+    Other models time both: NNCF placed quantizers better for a CNN (0.58 vs 0.71 ms)."""
     from edgeopt.optimize.quantize import openvino as ovq
 
-    options = []
-    if static is not None:  # the gated QDQ: a cheap conversion, as fast as NNCF on the IR
+    def from_qdq():
         t = time.perf_counter()
         log("OpenVINO INT8 from the gated QDQ ONNX")
         qdq_xml = ovq.from_qdq(static.path, work / "qdq" / "model.xml")
         q = scorer(qdq_xml, "openvino", "int8")
-        options.append(Candidate("openvino-qdq", qdq_xml, "openvino", q, list(static.fallback_nodes), passes(q),
-                                 time.perf_counter() - t, 1))
-    # NNCF on the IR as well, timed against it: it placed quantizers better for a CNN (0.58 vs
-    # 0.71 ms, docs/PERFORMANCE.md); for transformers it costs ~20 s and measured no faster.
-    if not text or not any(c.passed for c in options):
+        return Candidate("openvino-qdq", qdq_xml, "openvino", q, list(static.fallback_nodes), passes(q),
+                         time.perf_counter() - t, 1)
+
+    def from_nncf():
         t = time.perf_counter()
         log("OpenVINO INT8 with NNCF on the IR")
         nncf_xml = ovq.nncf_quantize(fp32_xml, work / "nncf" / "model.xml", calib, transformer=text)
         q = scorer(nncf_xml, "openvino", "int8")
-        options.append(Candidate("openvino-nncf", nncf_xml, "openvino", q, [], passes(q), time.perf_counter() - t, 1))
+        return Candidate("openvino-nncf", nncf_xml, "openvino", q, [], passes(q), time.perf_counter() - t, 1)
+
+    ways = [from_qdq] if static is not None else []
+    if text and _fused(fp32_xml):
+        ways.insert(0, from_nncf)
+    else:
+        ways.append(from_nncf)
+    options = []
+    for way in ways:
+        if text and any(c.passed for c in options):
+            break
+        options.append(way())
     best = _fastest([c for c in options if c.passed], scorer.data, threads, log) if any(
         c.passed for c in options) else None
     if best is None:

@@ -91,7 +91,12 @@ def ensure_node_names(src: Path, dst: Path) -> Path:
 def quantize_static_qdq(fp32: Path, out: Path, calib: Dataset, *, method: str = "minmax",
                         per_channel: bool = True, exclude: list[str] = (), op_types=STATIC_OPS,
                         cache: Path | None = None, extra: dict | None = None, progress=None) -> Path:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from edgeopt.models.onnx_file import onnx_io
 
@@ -168,8 +173,11 @@ def qdq_sensitivity(fp32: Path, qdq: Path, calib: Dataset, nodes: list[str], n_s
     A node's score is its worst input.
     """
     import onnx
-    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, create_weight_matching,
-                                                         modify_model_output_intermediate_tensors)
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        create_weight_matching,
+        modify_model_output_intermediate_tensors,
+    )
 
     from edgeopt.models.onnx_file import onnx_io
 
@@ -202,4 +210,48 @@ def qdq_sensitivity(fp32: Path, qdq: Path, calib: Dataset, nodes: list[str], n_s
                     sqnr.append(_sqnr([w["float"]], [w["dequantized"]]))
         if sqnr:
             score[node.name] = min(sqnr)
+    return sorted(score, key=score.get)
+
+
+def _dynamic_roundtrip(x: np.ndarray) -> np.ndarray:
+    """What DynamicQuantizeLinear does to a MatMul input at run time: one uint8 range per call
+    (per tensor, asymmetric, always containing 0), then back to float."""
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    scale = (hi - lo) / 255 or 1.0
+    zero = np.clip(np.round(-lo / scale), 0, 255)
+    return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
+
+
+def dynamic_sensitivity(fp32: Path, calib: Dataset, nodes: list[str], n_samples: int = 16) -> list[str]:
+    """Rank ``nodes`` (most sensitive first) for dynamic INT8: the signal-to-noise ratio of each
+    node's activation input after a per-call uint8 round trip, on single calibration samples.
+
+    One FP32 run with the inputs exposed as outputs, no quantized model needed: the local error that
+    per-token scaling (per_token.py) removes. Activations with a few huge rows (the [CLS] token's
+    outlier channels) have a low ratio.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from edgeopt.models.onnx_file import onnx_io
+
+    model = onnx.load(str(fp32))
+    wanted = set(nodes)
+    act = {n.name: n.input[0] for n in model.graph.node if n.name in wanted}
+    outputs = {o.name for o in model.graph.output}
+    for name in dict.fromkeys(act.values()):
+        if name not in outputs:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = onnx_io(fp32).input_names
+    fetch = list(dict.fromkeys(act.values()))
+    clean = {t: [] for t in fetch}
+    noisy = {t: [] for t in fetch}
+    for sample in calib.samples[:n_samples]:
+        for t, value in zip(fetch, session.run(fetch, {n: sample[n] for n in names})):
+            clean[t].append(value)
+            noisy[t].append(_dynamic_roundtrip(np.asarray(value, np.float32)))
+    score = {node: _sqnr(clean[t], noisy[t]) for node, t in act.items()}
     return sorted(score, key=score.get)
