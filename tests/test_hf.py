@@ -96,3 +96,27 @@ def test_tensorrt_target_keeps_a_qdq_int8_model(tiny_bert, tmp_path):
     source = int8_qdq_source(stage)
     assert source is not None and source.name in ("model.int8.onnx", "model.int8.qdq.onnx")
     assert (outcome.qdq is None) == (source.name == "model.int8.onnx")
+
+
+def test_onnxruntime_fused_graph_matches_the_source(tiny_bert, tmp_path):
+    """The eager-attention re-export fuses every layer's attention and computes the same logits;
+    the source module keeps its own attention implementation afterwards."""
+    from edgeopt.export.ort_fused import fused_fp32
+
+    model = load_model(tiny_bert)
+    before = model.module.inner.config._attn_implementation
+    feeds = model.sample_feeds()
+    refs = [model.reference(f) for f in feeds]
+    path, report = fused_fp32(model, tmp_path / "fused.onnx", feeds, refs)
+    assert path is not None and report["fused"], report
+    assert report["ops"]["Attention"] == 2 and report["max_abs_diff"] < 1e-4
+    assert model.module.inner.config._attn_implementation == before
+    assert not (tmp_path / "fused.eager.onnx").exists()
+
+
+def test_onnxruntime_fusion_is_skipped_for_other_models(tiny, tmp_path):
+    from edgeopt.export.ort_fused import fused_fp32
+
+    model = load_model(tiny["resnet_pt2"])
+    path, report = fused_fp32(model, tmp_path / "fused.onnx", [], [])
+    assert path is None and not report["fused"] and "pt2" in report["reason"]

@@ -52,13 +52,15 @@ def auto_export(minilm_path, tmp_path_factory):
 
 
 def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_export):
-    """auto on a transformer: dynamic INT8 with per-token fallback for ONNX Runtime (static QDQ is
-    skipped: 3x slower there), NNCF on the fused-attention IR for OpenVINO."""
+    """auto on a transformer: dynamic INT8 with per-token fallback on onnxruntime's fused-attention
+    graph (static QDQ is skipped: 3x slower there), NNCF on the fused-attention IR for OpenVINO."""
     out, manifest = auto_export
     art = {a["path"]: a for a in manifest["artifacts"]}
     assert [c["name"] for c in manifest["int8"]["candidates"]] == ["dynamic", "openvino-nncf"]
     ort8, ov8 = art["model.int8.onnx"], art["openvino/model.int8.xml"]
-    assert ort8["int8_mode"] == "dynamic" and 0 < len(ort8["per_token_nodes"]) < 18
+    assert ort8["int8_mode"] == "dynamic" and ort8["graph"] == "onnxruntime-fused"
+    assert ort8["runtimes"] == ["onnxruntime"] and 0 < len(ort8["per_token_nodes"]) <= 18
+    assert manifest["int8"]["ort_fusion"]["ops"]["Attention"] == 6
     assert ov8["int8_mode"] == "openvino-nncf" and art["openvino/model.xml"]["converter"] == "pytorch-frontend"
     for a in (ort8, ov8):
         q = a["quality"]

@@ -67,16 +67,26 @@ def load_int8_data(model: LoadedModel, opts) -> Int8Data:
 
 
 def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[ArtifactRecord], data: Int8Data,
-                       opts, log) -> dict:
+                       opts, log, feeds=(), refs=()) -> dict:
     from edgeopt.export.tensorrt import tensorrt_readiness
     from edgeopt.optimize.quantize.int8 import quantize_int8
 
     fp32_xml = stage / "openvino" / "model.xml"
+    ort_fp32, fusion = None, None
+    if model.is_text and opts.int8.mode in ("auto", "dynamic") and feeds:
+        from edgeopt.export.ort_fused import fused_fp32
+
+        log("fusing attention for onnxruntime (dynamic INT8)")
+        (stage / ".int8-work").mkdir(exist_ok=True)
+        ort_fp32, fusion = fused_fp32(model, stage / ".int8-work" / "ort-fused.onnx", list(feeds), list(refs))
     outcome = quantize_int8(stage / "model.onnx", stage, calib=data.calib, evald=data.evald, cfg=opts.int8,
                             output=data.output, metric=data.metric, text=model.is_text,
                             fp32_xml=fp32_xml if fp32_xml.exists() and opts.int8.openvino else None,
-                            threads=opts.threads, want_qdq="tensorrt" in opts.targets, log=log)
+                            threads=opts.threads, want_qdq="tensorrt" in opts.targets, ort_fp32=ort_fp32,
+                            log=log)
     report = outcome.to_json()
+    if fusion is not None:
+        report["ort_fusion"] = fusion
     report["notes"] = data.notes
     for cand, rel, fmt, runtimes in ((outcome.onnx, "model.int8.onnx", "onnx", ["onnxruntime", "openvino", "tensorrt"]),
                                      (outcome.qdq, "model.int8.qdq.onnx", "onnx", ["tensorrt", "onnxruntime"]),
@@ -85,6 +95,10 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
             continue
         quality = {"metric": cand.quality.metric, **{k: v for k, v in cand.quality.to_json().items() if k != "metric"}}
         extra = {"int8_mode": cand.name, "p50_ms": cand.p50_ms}
+        if cand.name == "dynamic":  # MatMulInteger / contrib ops: onnxruntime only
+            runtimes = ["onnxruntime"]
+            if ort_fp32 is not None:
+                extra["graph"] = "onnxruntime-fused"
         if cand.extra.get("per_token_nodes"):
             extra["per_token_nodes"] = cand.extra["per_token_nodes"]
         if fmt == "onnx" and cand.name == "static":

@@ -166,7 +166,7 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
         if int8_data is not None:
             from edgeopt.export.int8 import add_int8_artifacts
 
-            int8_report = add_int8_artifacts(model, stage, artifacts, int8_data, opts, log)
+            int8_report = add_int8_artifacts(model, stage, artifacts, int8_data, opts, log, feeds=feeds, refs=refs)
         if "tensorrt" in opts.targets:  # availability was checked up front: this runs on GPU machines only
             from edgeopt.export.tensorrt import add_tensorrt_artifacts
 

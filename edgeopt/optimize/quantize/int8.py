@@ -58,9 +58,12 @@ def _passes_fn(metric: str, max_drop: float, min_cosine: float):
 
 def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Dataset, cfg: Int8Config, output: str,
                   metric: str, text: bool, fp32_xml: Path | None = None, threads: int | None = None,
-                  want_qdq: bool = False, log: Callable[[str], None] = lambda m: None) -> Int8Outcome:
+                  want_qdq: bool = False, ort_fp32: Path | None = None,
+                  log: Callable[[str], None] = lambda m: None) -> Int8Outcome:
     """Gated INT8 candidates; ``want_qdq`` (TensorRT is a target) keeps a passing static QDQ model
-    as ``model.int8.qdq.onnx`` when it is not the fastest one for ONNX Runtime."""
+    as ``model.int8.qdq.onnx`` when it is not the fastest one for ONNX Runtime. ``ort_fp32`` is an
+    equivalent onnxruntime-only FP32 graph (fused attention, export/ort_fused.py) that dynamic INT8
+    is built from; the quality reference stays ``fp32_onnx``."""
     t0 = time.perf_counter()
     max_drop = cfg.resolved_max_drop(metric)
     passes = _passes_fn(metric, max_drop, cfg.min_cosine)
@@ -71,6 +74,8 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     work.mkdir(exist_ok=True)
     fp32_onnx = ort.ensure_node_names(fp32_onnx, work / "named.onnx")  # fallback addresses nodes by name
     nodes = ort.weight_nodes(fp32_onnx)
+    dyn_src = fp32_onnx if ort_fp32 is None else ort.ensure_node_names(ort_fp32, work / "named-fused.onnx")
+    dyn_nodes = nodes if ort_fp32 is None else ort.weight_nodes(dyn_src)
     cache = work / "calibration-cache.json"
     counter = iter(range(10_000))
     rankings: dict[str, list[str]] = {}
@@ -91,13 +96,13 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
 
     def build_dynamic(per_token):  # its "fallback" is per-token INT8, not FP32
         log(f"dynamic INT8 ({len(per_token)} nodes per-token)")
-        return ort.quantize_dynamic_int8(fp32_onnx, work / f"dynamic-{next(counter)}.onnx", per_token=per_token)
+        return ort.quantize_dynamic_int8(dyn_src, work / f"dynamic-{next(counter)}.onnx", per_token=per_token)
 
     def dynamic_ranking(_first=None):
         """Nodes by the SQNR of their inputs after a per-call uint8 round trip (one FP32 run)."""
         if "dynamic" not in rankings:
             log("ranking nodes by dynamic-quantization sensitivity")
-            rankings["dynamic"] = ort.dynamic_sensitivity(fp32_onnx, calib, nodes)
+            rankings["dynamic"] = ort.dynamic_sensitivity(dyn_src, calib, dyn_nodes)
         return rankings["dynamic"]
 
     def ranking(_first=None):
@@ -118,8 +123,9 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
                                 cfg.max_fallback, log))
     if cfg.mode in ("auto", "dynamic"):
-        dynamic = gated("dynamic", "onnxruntime", build_dynamic, scorer, passes, dynamic_ranking, len(nodes),
-                        cfg.max_fallback, log)
+        # per-token nodes stay INT8, so the FP32 share limit does not apply: any number may go per token
+        dynamic = gated("dynamic", "onnxruntime", build_dynamic, scorer, passes, dynamic_ranking, len(dyn_nodes),
+                        1.0, log)
         dynamic.extra["per_token_nodes"], dynamic.fallback_nodes = dynamic.fallback_nodes, []
         candidates.append(dynamic)
     outcome = Int8Outcome(metric, max_drop, candidates,

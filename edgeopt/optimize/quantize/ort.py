@@ -145,13 +145,18 @@ def quantize_dynamic_int8(fp32: Path, out: Path, *, per_token: list[str] = ()) -
     """Dynamic INT8 (per-tensor activation scales computed at run time); the ``per_token`` nodes
     get per-token scales instead (per_token.py), which survives one-token activation outliers.
     Gather is included: embedding tables become int8 (MiniLM: 58 -> 22 MB at equal quality)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from edgeopt.optimize.quantize.per_token import per_token_file
 
     with quiet_root_logger():
+        # Attention / EmbedLayerNormalization: onnxruntime's fused transformer ops (ort_fused.py),
+        # which it quantizes to QAttention / QEmbedLayerNormalization; shape inference cannot type
+        # their outputs, hence DefaultTensorType.
         quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=list(per_token),
-                         op_types_to_quantize=["MatMul", "Gemm", "Gather"], per_channel=False)
+                         op_types_to_quantize=["MatMul", "Gemm", "Gather", "Attention", "EmbedLayerNormalization"],
+                         per_channel=False, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     if per_token:
         per_token_file(out, out, list(per_token))
     return out
