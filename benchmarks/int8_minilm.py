@@ -1,6 +1,6 @@
 """MiniLM INT8 side by side: edgeopt vs the stock tools vs FP32, quality and latency in one run.
 
-    python benchmarks/int8_minilm.py [--work DIR] [--rounds 5] [--json FILE]
+    python benchmarks/int8_minilm.py [--work DIR] [--rounds 20] [--json FILE]
 
 Candidates (all from the same FP32 export of the embedded all-MiniLM-L6-v2):
   torch eager FP32 (sentence-transformers), ORT FP32, stock ORT quantize_dynamic, stock ORT
@@ -10,8 +10,9 @@ Candidates (all from the same FP32 export of the embedded all-MiniLM-L6-v2):
   (`edgeopt export --int8 --calib styles_text.csv`, 256 calibration titles).
 Quality: sentence-embedding cosine vs FP32 on 500 held-out Myntra titles (disjoint from every
 calibration set), nearest-neighbour agreement strict and up to 0.01-cosine ties.
-Latency: batch 1, 64 tokens, 2 threads, p50 of 200 runs after 20 warm-up, each candidate in its
-own process, candidates rotated over rounds; ratios are taken within a round.
+Latency: batch 1, 64 tokens, 2 threads, 20 warm-up calls, then --rounds rounds of one 50-call
+burst per candidate, each candidate in its own persistent process, bursts interleaved in an order
+rotated every round; p50 per burst, ratios taken within a round (edgeopt/bench/interleave.py).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def titles():
 
 
 def child(kind: str, path: str, precision: str) -> None:
-    """Own process: build a batch-1, 64-token feed and time 200 runs."""
+    """Own process: build a batch-1, 64-token feed and serve timed bursts (edgeopt.bench.interleave)."""
+    from edgeopt.bench.interleave import serve
     from edgeopt.text import Tokenizer
 
     out_dir = Path(os.environ["EDGEOPT_BENCH_OUT"])
@@ -65,15 +67,10 @@ def child(kind: str, path: str, precision: str) -> None:
         from edgeopt.runtimes import get_runtime
 
         session = get_runtime(kind).load(path, threads=2, precision=precision)
-        run = lambda: session.run(feed)  # noqa: E731
-    for _ in range(20):
-        run()
-    times = []
-    for _ in range(200):
-        t = time.perf_counter_ns()
-        run()
-        times.append((time.perf_counter_ns() - t) / 1e6)
-    print(json.dumps({"p50": statistics.median(times), "p90": float(np.percentile(times, 90))}))
+
+        def run():
+            session.run(feed)
+    serve(run)
 
 
 def embed(kind: str, path: str, precision: str, out_dir: Path, texts: list[str]) -> np.ndarray:
@@ -163,31 +160,36 @@ def build(work: Path, calib64: list[str]) -> dict:
     }}
 
 
-def side_by_side(cands: dict, script: str, rounds: int, env: dict, quality: dict) -> list[dict]:
-    """p50 of each candidate in its own process (``script --child KIND PATH PRECISION``), the
-    order rotated every round; ratios to ORT FP32 and to the best stock INT8 taken per round."""
-    per_round, names = [], list(cands)
-    for r in range(rounds):
-        res = {}
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            kind, path, precision = cands[name]
-            p = subprocess.run([sys.executable, script, "--child", kind, path, precision], env=env,
-                               capture_output=True, text=True, check=True)
-            res[name] = json.loads(p.stdout.strip().splitlines()[-1])["p50"]
-        per_round.append(res)
-        print(f"round {r + 1}: " + ", ".join(f"{n} {v:.2f}" for n, v in res.items()), flush=True)
+def side_by_side(cands: dict, script: str, rounds: int, env: dict, quality: dict, runs: int = 50) -> list[dict]:
+    """Every candidate in its own persistent process (``script --child KIND PATH PRECISION``), timed
+    in interleaved bursts of ``runs`` calls, the order rotated every round; the ratios to ORT FP32
+    and to the best stock INT8 are medians of per-round ratios (edgeopt/bench/interleave.py)."""
+    from edgeopt.bench.interleave import interleaved, ratios
+
+    names = list(cands)
+    commands = {name: [sys.executable, script, "--child", *cands[name]] for name in names}
+
+    def progress(r, last):
+        print(f"round {r + 1}: " + ", ".join(f"{n} {v:.2f}" for n, v in last.items()), flush=True)
+
+    per = interleaved(commands, rounds=rounds, runs=runs, env=env, progress=progress)
+    baseline = "ORT FP32" if "ORT FP32" in names else names[0]
     stock_int8 = [n for n in names if n.startswith("stock")]
-    return [{"candidate": name, "p50_ms": round(statistics.median(r[name] for r in per_round), 2),
-             "vs_ort_fp32": round(statistics.median(r[name] / r["ORT FP32"] for r in per_round), 3),
-             "vs_best_stock_int8": round(statistics.median(r[name] / min(r[s] for s in stock_int8)
-                                                           for r in per_round), 3),
-             **quality.get(name, {})} for name in names]
+    vs_fp32, vs_stock = ratios(per, baseline), ratios(per, stock_int8)
+    rows = []
+    for name in names:
+        same = [n for n in stock_int8 if cands[n][0] == cands[name][0]]  # same runtime
+        rows.append({"candidate": name, "p50_ms": round(statistics.median(per[name]), 2),
+                     "vs_ort_fp32": round(vs_fp32[name], 3), "vs_best_stock_int8": round(vs_stock[name], 3),
+                     "vs_best_stock_same_runtime": round(ratios(per, same)[name], 3) if same else None,
+                     **quality.get(name, {}), "p50_per_round": [round(v, 3) for v in per[name]]})
+    return rows
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache" / "int8_minilm")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if not TITLES.is_file():
@@ -209,10 +211,12 @@ def main():
     table = side_by_side(cands, __file__, args.rounds, env, quality)
     result = {"export_with_int8_seconds": round(built["export_seconds"], 1), "rounds": args.rounds,
               "held_out_titles": len(held_out), "table": table}
-    print("| candidate | p50 ms | / ORT FP32 | / best stock INT8 | cosine mean | cosine min | NN | NN (ties 0.01) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| candidate | p50 ms | / ORT FP32 | / best stock INT8 | / best stock INT8, same runtime | cosine mean "
+          "| cosine min | NN | NN (ties 0.01) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in table:
         print(f"| {row['candidate']} | {row['p50_ms']} | {row['vs_ort_fp32']} | {row['vs_best_stock_int8']} | "
+              f"{row['vs_best_stock_same_runtime'] or '-'} | "
               f"{row.get('mean', '-')} | {row.get('min', '-')} | {row.get('nn_agreement', '-')} | "
               f"{row.get('nn_agreement_tie_0.01', '-')} |")
     print(f"edgeopt export --int8 took {result['export_with_int8_seconds']} s")

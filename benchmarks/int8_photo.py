@@ -1,14 +1,15 @@
 """Product-photo CNN INT8 side by side: edgeopt vs the stock tools vs FP32, top-1 and latency.
 
     python benchmarks/train_photo_classifier.py benchmarks/.cache/photo      # once (~10-40 min)
-    python benchmarks/int8_photo.py [--model-dir benchmarks/.cache/photo] [--rounds 5] [--json FILE]
+    python benchmarks/int8_photo.py [--model-dir benchmarks/.cache/photo] [--rounds 20] [--json FILE]
 
 Model: PhotoResNet (benchmarks/photo_cnn.py) trained on Myntra photos (articleType, 20 classes).
 Calibration: 256 training photos; evaluation: the images-test split (never trained or calibrated on).
 Candidates: ORT FP32, stock ORT quantize_static (QDQ, defaults, per-channel), stock OpenVINO + NNCF
 (defaults, same 256 photos), and edgeopt's gated INT8 for ORT and OpenVINO
 (`edgeopt export --int8 --calib train.csv --eval test.csv --metric top1 --max-drop 0.005`).
-Latency: batch 1, 3x96x96, 2 threads, each candidate in its own process, rotated rounds.
+Latency: batch 1, 3x96x96, 2 threads, each candidate in its own persistent process, timed in
+interleaved 50-call bursts, the order rotated every round (edgeopt/bench/interleave.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -32,18 +32,12 @@ INPUT = "x:1x3x96x96:float32"
 
 
 def child(kind: str, path: str, precision: str) -> None:
+    from edgeopt.bench.interleave import serve
     from edgeopt.runtimes import get_runtime
 
     session = get_runtime(kind).load(path, threads=2, precision=precision)
     feed = {"x": np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype("float32")}
-    for _ in range(20):
-        session.run(feed)
-    times = []
-    for _ in range(200):
-        t = time.perf_counter_ns()
-        session.run(feed)
-        times.append((time.perf_counter_ns() - t) / 1e6)
-    print(json.dumps({"p50": statistics.median(times)}))
+    serve(lambda: session.run(feed))
 
 
 def load_split(model_dir: Path, name: str, limit: int | None = None):
@@ -66,7 +60,7 @@ def top1(kind, path, precision, x, labels) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", type=Path, default=ROOT / "benchmarks" / ".cache" / "photo")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     weights = args.model_dir / "photo_cnn.pth"

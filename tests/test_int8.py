@@ -86,3 +86,15 @@ def test_bad_int8_input(tiny, calib_npz, tmp_path, case):
     lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("W1")]
     assert len(lines) == 1 and expected in lines[0], r.stderr
     assert not out.exists()
+
+
+def test_auto_times_the_passing_candidates_and_keeps_the_fastest(tiny, calib_npz, tmp_path):
+    r = run_cli("export", tiny["resnet_pt2"], "-o", tmp_path / "o", "--to", "onnx", "--int8", "--calib",
+                calib_npz / "calib.npz", "--metric", "cosine", "--max-drop", "0.05", "--json")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads(r.stdout)
+    passing = [c for c in manifest["int8"]["candidates"] if c["passed"]]
+    assert [c["name"] for c in passing] == ["static", "dynamic"]
+    assert all(c["p50_ms"] > 0 for c in passing)
+    art = next(a for a in manifest["artifacts"] if a["path"] == "model.int8.onnx")
+    assert art["int8_mode"] == min(passing, key=lambda c: c["p50_ms"])["name"]

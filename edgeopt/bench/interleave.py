@@ -1,0 +1,104 @@
+"""Side-by-side latency by interleaved bursts: each candidate in its own persistent process.
+
+Sessions sharing a process disturb each other through their thread pools, so every candidate gets
+a process of its own. Timing them one process after another leaves them exposed to a shared
+machine's drift (here, 20-40 % within a minute). So all candidate processes are started once and
+stay loaded. The parent then asks each in turn, in an order rotated every round, for a short burst
+of timed runs, and only one process works at a time. Each round's ratios compare bursts taken
+seconds apart, and the medians of per-round ratios are what the benchmarks report.
+
+Child side: build a zero-argument ``run`` callable, then call :func:`serve`.
+Parent side: :func:`interleaved` with one command line per candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable
+
+READY = "edgeopt-interleave-ready"
+
+
+def serve(run: Callable[[], object], *, warmup: int = 20) -> None:
+    """Child loop: warm up, say ready, then answer ``N`` on stdin with the N timings (ms) as JSON."""
+    for _ in range(warmup):
+        run()
+    print(READY, flush=True)
+    for line in sys.stdin:
+        n = int(line.strip() or 0)
+        if n <= 0:
+            break
+        times = []
+        for _ in range(n):
+            t = time.perf_counter_ns()
+            run()
+            times.append((time.perf_counter_ns() - t) / 1e6)
+        print(json.dumps(times), flush=True)
+
+
+class _Child:
+    def __init__(self, name: str, argv: list[str], env: dict | None):
+        self.name = name
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+
+    def read_line(self) -> str:
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                err = self.proc.stderr.read()[-2000:]
+                raise RuntimeError(f"{self.name}: the timing process ended early: {err.strip()}")
+            if line.startswith(READY) or line.startswith("["):
+                return line
+
+    def burst(self, runs: int) -> list[float]:
+        self.proc.stdin.write(f"{runs}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.read_line())
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.write("0\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+def interleaved(commands: dict[str, list[str]], *, rounds: int = 20, runs: int = 50, env: dict | None = None,
+                pause_s: float = 0.05, progress: Callable[[int, dict], None] | None = None) -> dict[str, list[float]]:
+    """{name: [p50 ms of each round]}: every candidate's process started once, then ``rounds``
+    rounds of one ``runs``-call burst each, in rotated order, with ``pause_s`` between bursts so
+    spinning thread pools go idle before the next candidate runs."""
+    children: list[_Child] = []
+    try:
+        for name, argv in commands.items():  # loaded one at a time: loads must not overlap timings
+            child = _Child(name, argv, env)
+            children.append(child)
+            child.read_line()
+        per: dict[str, list[float]] = {c.name: [] for c in children}
+        for r in range(rounds):
+            k = r % len(children)
+            for child in children[k:] + children[:k]:
+                time.sleep(pause_s)
+                per[child.name].append(statistics.median(child.burst(runs)))
+            if progress is not None:
+                progress(r, {n: v[-1] for n, v in per.items()})
+        return per
+    finally:
+        for child in children:
+            child.close()
+
+
+def ratios(per_round: dict[str, list[float]], baseline: str | list[str]) -> dict[str, float]:
+    """Median over rounds of each candidate's p50 divided by the baseline's (or by the fastest of
+    several baselines) in the same round."""
+    names = [baseline] if isinstance(baseline, str) else baseline
+    n = len(next(iter(per_round.values())))
+    base = [min(per_round[b][i] for b in names) for i in range(n)]
+    return {name: statistics.median(v[i] / base[i] for i in range(n)) for name, v in per_round.items()}

@@ -1,0 +1,31 @@
+"""Interleaved-burst timing (edgeopt/bench/interleave.py): the protocol, the ratios, the errors."""
+
+import sys
+
+import pytest
+
+from edgeopt.bench.interleave import interleaved, ratios
+
+CHILD = "from edgeopt.bench.interleave import serve; import time; serve(lambda: time.sleep({}), warmup=1)"
+
+
+def test_every_candidate_gets_one_burst_per_round():
+    commands = {name: [sys.executable, "-c", CHILD.format(s)] for name, s in (("a", 0.0005), ("b", 0.001))}
+    seen = []
+    per = interleaved(commands, rounds=3, runs=4, pause_s=0, progress=lambda r, last: seen.append((r, set(last))))
+    assert set(per) == {"a", "b"} and all(len(v) == 3 and min(v) > 0 for v in per.values())
+    assert seen == [(0, {"a", "b"}), (1, {"a", "b"}), (2, {"a", "b"})]
+
+
+def test_ratios_are_per_round_medians_against_the_fastest_baseline():
+    per = {"x": [2.0, 4.0, 3.0], "s1": [1.0, 2.0, 4.0], "s2": [2.0, 1.0, 2.0]}
+    r = ratios(per, ["s1", "s2"])
+    assert r["x"] == pytest.approx(2.0) and r["s2"] == pytest.approx(1.0)  # x: 2/1, 4/1, 3/2; s2: 2, 1, 1
+    assert ratios(per, "s1")["x"] == pytest.approx(2.0)  # 2, 2, 0.75
+
+
+def test_a_child_that_dies_is_reported_with_its_error():
+    commands = {"ok": [sys.executable, "-c", CHILD.format(0)],
+                "bad": [sys.executable, "-c", "raise SystemExit('cannot load model.onnx')"]}
+    with pytest.raises(RuntimeError, match="bad: .*cannot load model.onnx"):
+        interleaved(commands, rounds=1, runs=1)
