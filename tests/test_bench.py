@@ -168,3 +168,21 @@ def test_bundle_is_benchmarked_like_its_export_folder(export_dir, tmp_path):
     arts = {rec["artifact"] for rec in doc["records"]}
     assert "model.onnx" in arts
     assert all(rec["cold_start"]["total_ms"]["median"] > 0 for rec in doc["records"] if rec.get("cold_start"))
+
+
+def test_requested_runtimes_respect_the_manifest(export_dir, tmp_path):
+    """--runtime picks among the runtimes an artifact's manifest lists: a dynamic INT8 ONNX that
+    lists only onnxruntime is not handed to OpenVINO."""
+    import shutil
+
+    from edgeopt.bench.candidates import expand
+
+    folder = tmp_path / "out"
+    shutil.copytree(export_dir, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for art in manifest["artifacts"]:
+        if art["path"] == "model.onnx":
+            art["runtimes"] = ["onnxruntime"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    found = {(c.artifact, c.runtime) for c in expand(folder, runtimes=["onnxruntime", "openvino"], workdir=tmp_path)}
+    assert found == {("model.onnx", "onnxruntime"), ("openvino/model.xml", "openvino")}

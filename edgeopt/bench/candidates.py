@@ -68,9 +68,11 @@ def _check_readable(path: Path) -> None:
 
 
 def _runtimes_for(fmt: str, listed: list[str], wanted: list[str] | None) -> list[str]:
+    """The runtimes to bench an artifact on: those asked for that can load its format and that its
+    manifest lists (dynamic INT8 ONNX, for one, runs on onnxruntime only)."""
     if wanted is None:
         return listed or [DEFAULT_RUNTIME[fmt]]
-    return [r for r in wanted if fmt in CAN_LOAD[r]]
+    return [r for r in wanted if fmt in CAN_LOAD[r] and (not listed or r in listed)]
 
 
 def _from_manifest(folder: Path, wanted: list[str] | None) -> list[Candidate]:
