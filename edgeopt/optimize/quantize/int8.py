@@ -128,6 +128,10 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
                         1.0, log)
         dynamic.extra["per_token_nodes"], dynamic.fallback_nodes = dynamic.fallback_nodes, []
         candidates.append(dynamic)
+        if skip_static and not dynamic.passed:  # skipped for speed, not quality: try it before giving up
+            log("dynamic INT8 failed the gate; trying static INT8")
+            candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
+                                    cfg.max_fallback, log))
     outcome = Int8Outcome(metric, max_drop, candidates,
                           calibration={"samples": len(calib), "eval_samples": len(evald), "source": calib.source,
                                        "method": "nncf" if text else cfg.calib_method,
