@@ -29,3 +29,12 @@ def test_a_child_that_dies_is_reported_with_its_error():
                 "bad": [sys.executable, "-c", "raise SystemExit('cannot load model.onnx')"]}
     with pytest.raises(RuntimeError, match="bad: .*cannot load model.onnx"):
         interleaved(commands, rounds=1, runs=1)
+
+
+def test_chatty_children_neither_block_nor_confuse_the_protocol():
+    """A child that writes 1 MB to stderr and prints stray lines on stdout still serves bursts."""
+    chatty = ("import sys; sys.stderr.write('w' * 1_000_000); print('[INFO] loaded'); "
+              "from edgeopt.bench.interleave import serve; "
+              "serve(lambda: print('[1, 2]') or sys.stderr.write('x' * 10_000), warmup=1)")
+    per = interleaved({"chatty": [sys.executable, "-c", chatty]}, rounds=2, runs=20, pause_s=0)
+    assert len(per["chatty"]) == 2

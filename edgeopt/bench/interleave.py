@@ -17,10 +17,12 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable
 
 READY = "edgeopt-interleave-ready"
+TIMES = "edgeopt-interleave-times "
 
 
 def serve(run: Callable[[], object], *, warmup: int = 20) -> None:
@@ -37,23 +39,30 @@ def serve(run: Callable[[], object], *, warmup: int = 20) -> None:
             t = time.perf_counter_ns()
             run()
             times.append((time.perf_counter_ns() - t) / 1e6)
-        print(json.dumps(times), flush=True)
+        print(TIMES + json.dumps(times), flush=True)
 
 
 class _Child:
     def __init__(self, name: str, argv: list[str], env: dict | None):
         self.name = name
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # stderr to a file, not a pipe nobody reads: a chatty child would block on a full pipe
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                      text=True, env=env)
 
     def read_line(self) -> str:
+        """The next protocol line; anything else the child prints on stdout is skipped."""
         while True:
             line = self.proc.stdout.readline()
             if not line:
-                err = self.proc.stderr.read()[-2000:]
-                raise RuntimeError(f"{self.name}: the timing process ended early: {err.strip()}")
-            if line.startswith(READY) or line.startswith("["):
+                self.proc.wait()
+                self.stderr.seek(0)
+                err = self.stderr.read()[-2000:].strip()
+                raise RuntimeError(f"{self.name}: the timing process ended early: {err}")
+            if line.startswith(READY):
                 return line
+            if line.startswith(TIMES):
+                return line[len(TIMES):]
 
     def burst(self, runs: int) -> list[float]:
         self.proc.stdin.write(f"{runs}\n")
@@ -68,6 +77,8 @@ class _Child:
                 self.proc.wait(timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
+        finally:
+            self.stderr.close()
 
 
 def interleaved(commands: dict[str, list[str]], *, rounds: int = 20, runs: int = 50, env: dict | None = None,
