@@ -7,16 +7,21 @@ import pytest
 from tests.conftest import SHARED_DATA, run_cli
 
 
-@pytest.fixture(scope="module")
-def int8_export(minilm_path, tmp_path_factory):
+def _export(minilm_path, tmp_path_factory, *mode):
+    """`edgeopt export --int8` of MiniLM on real titles (128 to calibrate, 200 held out)."""
     titles = SHARED_DATA / "myntra" / "styles_text.csv"
     if not titles.is_file():
         pytest.skip(f"shared data missing: {titles}")
     out = tmp_path_factory.mktemp("minilm8") / "out"
-    r = run_cli("export", minilm_path, "-o", out, "--int8", "--int8-mode", "static", "--calib", titles,
-                "--calib-size", "128", "--eval-size", "200", "--json")
+    r = run_cli("export", minilm_path, "-o", out, "--int8", *mode, "--calib", titles, "--calib-size", "128",
+                "--eval-size", "200", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     return out, json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def int8_export(minilm_path, tmp_path_factory):
+    return _export(minilm_path, tmp_path_factory, "--int8-mode", "static")
 
 
 def test_static_int8_meets_the_embedding_targets(int8_export):
@@ -41,14 +46,7 @@ def test_manifest_records_the_gate(int8_export):
 @pytest.fixture(scope="module")
 def auto_export(minilm_path, tmp_path_factory):
     """The headline command with its defaults (--int8-mode auto)."""
-    titles = SHARED_DATA / "myntra" / "styles_text.csv"
-    if not titles.is_file():
-        pytest.skip(f"shared data missing: {titles}")
-    out = tmp_path_factory.mktemp("minilm8auto") / "out"
-    r = run_cli("export", minilm_path, "-o", out, "--int8", "--calib", titles, "--calib-size", "128",
-                "--eval-size", "200", "--json")
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out, json.loads(r.stdout)
+    return _export(minilm_path, tmp_path_factory)
 
 
 def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_export):
