@@ -5,7 +5,7 @@ LayerNorms into EmbedLayerNormalization / SkipLayerNormalization), which quantiz
 into QAttention. It recognises the attention of the *eager* implementation only: transformers'
 default (sdpa) exports a mask pattern it does not match (0 Attention fused). So the torch module is
 exported once more with eager attention, optimized, and checked against the source on the sample
-inputs; the result feeds the dynamic INT8 candidate (MiniLM: ~13 % faster than the unfused graph
+inputs with model.onnx's tolerance; the result feeds the dynamic INT8 candidate (MiniLM: ~13 % faster than the unfused graph
 at equal quality, docs/PERFORMANCE.md). model.onnx stays the portable, unfused FP32 artifact.
 """
 
@@ -15,8 +15,6 @@ import io
 import warnings
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
-
-import numpy as np
 
 from edgeopt.models.base import LoadedModel
 
@@ -46,8 +44,7 @@ def _eager_attention(hf_model):
             hf_model.set_attn_implementation(before)
 
 
-def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict],
-               atol: float = 1e-4) -> tuple[Path | None, dict]:
+def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict]) -> tuple[Path | None, dict]:
     """Write the fused graph to ``out``; returns (path or None, a report for the manifest)."""
     if model.module is None or model.family not in FAMILIES:
         return None, {"fused": False, "reason": f"not a Hugging Face transformer ({model.family})"}
@@ -85,22 +82,13 @@ def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict
         return None, {"fused": False, "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"}
     finally:
         raw.unlink(missing_ok=True)
-    worst = _max_abs_diff(out, feeds, refs)
-    if not worst <= atol:
+    from edgeopt.export.verify import Tolerance, compare
+    from edgeopt.runtimes import get_runtime
+
+    session = get_runtime("onnxruntime").load(str(out))
+    check = compare(refs, [session.run(f) for f in feeds], Tolerance.for_artifact("onnx", "fp32"))
+    worst = check["max_abs_diff"]
+    if not check["passed"]:
         out.unlink(missing_ok=True)
         return None, {"fused": False, "reason": f"fused graph differs from the source by {worst:.2e}"}
     return out, {"fused": True, "ops": stats, "max_abs_diff": worst}
-
-
-def _max_abs_diff(path: Path, feeds: list[dict], refs: list[dict]) -> float:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
-    worst = 0.0
-    for feed, ref in zip(feeds, refs):
-        outs = dict(zip([o.name for o in session.get_outputs()],
-                        session.run(None, {k: v for k, v in feed.items() if k in names})))
-        for name, r in ref.items():
-            worst = max(worst, float(np.max(np.abs(np.asarray(outs[name], np.float64) - r))))
-    return worst

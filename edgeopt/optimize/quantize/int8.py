@@ -118,7 +118,8 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     # Transformers in ONNX Runtime: static QDQ measured 3x slower than dynamic INT8 on CPU (MiniLM
     # 6.3 vs 2.1 ms, docs/PERFORMANCE.md) and costs ~25 s to calibrate; auto builds it only for
     # TensorRT, which needs Q/DQ. OpenVINO INT8 comes from NNCF on the fused-attention IR instead.
-    skip_static = cfg.mode == "auto" and text and not want_qdq and fp32_xml is not None and _fused(fp32_xml)
+    fused = text and fp32_xml is not None and _fused(fp32_xml)  # read the IR once
+    skip_static = cfg.mode == "auto" and fused and not want_qdq
     if cfg.mode == "static" or (cfg.mode == "auto" and not skip_static):
         candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
                                 cfg.max_fallback, log))
@@ -138,9 +139,10 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
                                        "warnings": calibration_warnings(calib)})
     passing = [c for c in candidates if c.passed]
     chosen = _fastest(passing, evald, threads, log)
+    static = next((c for c in passing if c.name == "static"), None)
     if chosen is not None and cfg.openvino and fp32_xml is not None:
-        static = next((c for c in passing if c.name == "static"), None)
-        outcome.openvino = _openvino(static, fp32_xml, stage, work, calib, scorer, passes, text, threads, log)
+        outcome.openvino = _openvino(static, fp32_xml, stage, work, calib, scorer, passes, text, fused, threads,
+                                     log)
         if outcome.openvino is not None:
             candidates.append(outcome.openvino)
     if chosen is not None:
@@ -148,7 +150,6 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         shutil.move(chosen.path, final)
         chosen.path = final
         outcome.onnx = chosen
-        static = next((c for c in passing if c.name == "static"), None)
         if want_qdq and static is not None and static is not chosen:
             shutil.move(static.path, stage / "model.int8.qdq.onnx")
             static.path = stage / "model.int8.qdq.onnx"
@@ -159,7 +160,7 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
 
 
 def _fused(xml: Path) -> bool:
-    from edgeopt.optimize.quantize.openvino import has_fused_attention
+    from edgeopt.export.openvino import has_fused_attention
 
     return has_fused_attention(xml)
 
@@ -178,7 +179,7 @@ def _fastest(passing: list[Candidate], evald: Dataset, threads, log) -> Candidat
 
 
 def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
-              passes, text: bool, threads, log) -> Candidate | None:
+              passes, text: bool, fused: bool, threads, log) -> Candidate | None:
     """OpenVINO INT8 two ways, the gated QDQ ONNX as is and NNCF on the IR; keep the faster that passes.
 
     Transformers try one way first and the other only if it fails the gate: NNCF on the IR when the
@@ -203,7 +204,7 @@ def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path,
         return Candidate("openvino-nncf", nncf_xml, "openvino", q, [], passes(q), time.perf_counter() - t, 1)
 
     ways = [from_qdq] if static is not None else []
-    if text and _fused(fp32_xml):
+    if fused:
         ways.insert(0, from_nncf)
     else:
         ways.append(from_nncf)

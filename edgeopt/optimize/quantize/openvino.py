@@ -16,12 +16,6 @@ def from_qdq(qdq_onnx: Path, xml: Path) -> Path:
     return xml
 
 
-def has_fused_attention(xml: Path) -> bool:
-    from edgeopt.export.openvino import has_fused_attention as fused
-
-    return fused(xml)
-
-
 def nncf_quantize(fp32_xml: Path, xml: Path, calib: Dataset, *, transformer: bool,
                   ignored: list[str] = ()) -> Path:
     """nncf.quantize with the transformer preset for text models, ignoring ``ignored`` node names."""
