@@ -1,6 +1,7 @@
 """export --int8 on real tiny models: the gate, the fallback, the manifest, and bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +99,30 @@ def test_auto_times_the_passing_candidates_and_keeps_the_fastest(tiny, calib_npz
     assert all(c["p50_ms"] > 0 for c in passing)
     art = next(a for a in manifest["artifacts"] if a["path"] == "model.int8.onnx")
     assert art["int8_mode"] == min(passing, key=lambda c: c["p50_ms"])["name"]
+
+
+def test_int8_with_fp32_islands_must_beat_fp32(tmp_path, monkeypatch):
+    """A passing candidate with FP32 fallback nodes is timed against FP32 in the same run and
+    dropped when it is not faster; an all-INT8 candidate needs no such check."""
+    from edgeopt.data.dataset import Dataset
+    from edgeopt.optimize.quantize import speed
+    from edgeopt.optimize.quantize.gate import Candidate
+    from edgeopt.optimize.quantize.int8 import _fastest
+
+    timed = []
+
+    def fake_latency(runs, feeds, **kw):
+        timed.append([p for p, _, _ in runs])
+        return {p: {"fp32.onnx": 4.0, "islands.onnx": 4.6, "clean.onnx": 3.0}[p] for p, _, _ in runs}
+
+    monkeypatch.setattr(speed, "compare_latency", fake_latency)
+    evald = Dataset([{"x": np.zeros((1, 3), np.float32)}], source="t")
+    islands = Candidate("static", Path("islands.onnx"), "onnxruntime", passed=True, fallback_nodes=["a", "b"])
+    clean = Candidate("dynamic", Path("clean.onnx"), "onnxruntime", passed=True)
+    assert _fastest([clean], evald, None, print, fp32=Path("fp32.onnx")) is clean and not timed
+    assert _fastest([islands], evald, None, print, fp32=Path("fp32.onnx")) is None
+    assert timed == [["islands.onnx", "fp32.onnx"]]
+    assert not islands.passed and islands.extra["rejected"].startswith("not faster than FP32 (1.15x) with 2 FP32")
+    islands.passed = True
+    assert _fastest([islands, clean], evald, None, print, fp32=Path("fp32.onnx")) is clean
+    assert clean.extra["vs_fp32"] == 0.75 and not islands.passed

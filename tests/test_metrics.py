@@ -59,3 +59,20 @@ def test_neighbour_agreement_tolerates_near_ties():
     out[2] = [0.995, 0.0, 0.1]
     assert neighbour_agreement(ref, out) < 1.0
     assert neighbour_agreement(ref, out, tie=0.01) == 1.0
+
+
+def test_nn_metric_gates_on_neighbour_agreement():
+    from edgeopt.optimize.metrics import default_max_drop
+
+    ref = np.array([[1.0, 0.0, 0.0], [0.99, 0.141, 0.0], [0.99, 0.0, 0.141], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    same = evaluate("nn", ref, ref.copy())
+    assert same.metric == "nn" and same.value == 1.0 and same.drop == 0.0 and same.details["min"] == pytest.approx(1)
+    out = ref.copy()
+    out[2] = [0.995, 0.0, 0.1]  # sample 0 now finds 2 before 1
+    q = evaluate("nn", ref, out)
+    assert q.value == pytest.approx(0.8) and q.drop == pytest.approx(0.2)
+    assert q.details["nn_agreement_tie_0.01"] == 1.0 and q.details["samples"] == 5
+    assert parse_metric("NN") == ("nn", None) and default_max_drop("nn") == 0.03
+    check_max_drop("nn", 0.03)
+    with pytest.raises(UsageError):
+        check_max_drop("nn", 1.0)

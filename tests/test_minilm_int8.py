@@ -64,3 +64,15 @@ def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_ex
         q = a["quality"]
         assert q["mean"] >= 0.995 and q["min"] >= 0.98, (a["path"], q)
     assert "model.int8.qdq.onnx" not in art and not (out / "model.int8.qdq.onnx").exists()
+
+
+def test_strict_gate_reaches_the_smoothquant_rung(minilm_path, tmp_path_factory):
+    """--max-drop 0.0025 is beyond what per-token choices reach on MiniLM (~0.9968 with all 18
+    MatMuls per token): SmoothQuant scaling in front of them passes it, still dynamic INT8."""
+    out, manifest = _export(minilm_path, tmp_path_factory, "--int8-mode", "dynamic", "--to", "onnx",
+                            "--max-drop", "0.0025")
+    art = {a["path"]: a for a in manifest["artifacts"]}["model.int8.onnx"]
+    assert art["int8_mode"] == "dynamic" and art["graph"] == "onnxruntime-fused"
+    assert art["smooth"] == {"alpha": 0.5, "nodes": 24}  # 18 MatMuls + 6 fused Attention inputs
+    assert len(art["per_token_nodes"]) == 18 and art["quality"]["mean"] >= 0.9975, art["quality"]
+    assert art["quality"]["min"] >= 0.995 and art["fallback_nodes"] == []

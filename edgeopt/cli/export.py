@@ -24,9 +24,10 @@ from edgeopt.cli.options import console, load_from_options, model_options
 @click.option("--calib", metavar="DATA", help="Calibration data (.npz, .txt, .jsonl, image folder, .csv, module:fn). "
               "Text models default to edgeopt's built-in product titles.")
 @click.option("--eval", "eval_data", metavar="DATA", help="Evaluation data for the gate (default: held out from --calib).")
-@click.option("--metric", help="Gate metric: cosine, top1, mse, ndcg@K, recall@K (default: by model kind).")
+@click.option("--metric", help="Gate metric: cosine, nn (nearest-neighbour agreement on the eval set), top1, mse, "
+              "ndcg@K, recall@K (default: by model kind).")
 @click.option("--max-drop", type=float, help="Largest allowed quality drop in the metric's units "
-              "(cosine: 1 - mean cosine, default 0.005; top1: 0.005 = 0.5 points).")
+              "(cosine: 1 - mean cosine, default 0.005; nn: 1 - agreement, default 0.03; top1: 0.005 = 0.5 points).")
 @click.option("--min-cosine", type=float, default=0.98, show_default=True,
               help="With --metric cosine: the worst sample's cosine must also stay above this.")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
@@ -91,6 +92,10 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
         raise GateError("an artifact does not match the source model within tolerance (see the table)")
     if result.int8_passed is False:
         int8 = result.manifest["int8"]
+        slow = [c["rejected"] for c in int8["candidates"] if c.get("rejected")]
+        if slow:
+            raise GateError(f"INT8 that meets --max-drop {int8['max_drop']} on {int8['metric']} is {slow[0]}; "
+                            "FP32 artifacts kept: FP32 is the faster model here (see manifest.json 'int8')")
         raise GateError(f"INT8 could not meet --max-drop {int8['max_drop']} on {int8['metric']}; "
                         "FP32 artifacts kept (see manifest.json 'int8' for each candidate)")
 

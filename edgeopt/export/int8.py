@@ -63,7 +63,11 @@ def load_int8_data(model: LoadedModel, opts) -> Int8Data:
         calib, evald = full.split(holdout, seed=cfg.seed)
         notes.append(f"evaluated on {len(evald)} samples held out from the calibration data")
     output = model.io.outputs[0].name
-    return Int8Data(calib, evald, _metric_for(model, evald, cfg.metric), output, notes)
+    metric = _metric_for(model, evald, cfg.metric)
+    if metric == "nn" and len(evald) < 200:
+        notes.append(f"--metric nn on {len(evald)} samples: one changed neighbour moves it by "
+                     f"{1 / len(evald):.3f}; use --eval with >= 200 samples for a stable gate")
+    return Int8Data(calib, evald, metric, output, notes)
 
 
 def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[ArtifactRecord], data: Int8Data,
@@ -87,7 +91,10 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
     report = outcome.to_json()
     if fusion is not None:
         report["ort_fusion"] = fusion
-    report["notes"] = data.notes
+    report["notes"] = list(data.notes)
+    if outcome.onnx is None and outcome.openvino is not None:
+        report["notes"].append("ONNX Runtime INT8 did not meet the gate (model.int8.onnx not written); "
+                               "OpenVINO INT8 did")
     for cand, rel, fmt, runtimes in ((outcome.onnx, "model.int8.onnx", "onnx", ["onnxruntime", "openvino", "tensorrt"]),
                                      (outcome.qdq, "model.int8.qdq.onnx", "onnx", ["tensorrt", "onnxruntime"]),
                                      (outcome.openvino, "openvino/model.int8.xml", "openvino", ["openvino"])):
@@ -101,6 +108,8 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
                 extra["graph"] = "onnxruntime-fused"
         if cand.extra.get("per_token_nodes"):
             extra["per_token_nodes"] = cand.extra["per_token_nodes"]
+        if cand.extra.get("smooth"):
+            extra["smooth"] = cand.extra["smooth"]
         if fmt == "onnx" and cand.name == "static":
             extra["tensorrt_ready"] = tensorrt_readiness(stage / rel)
         artifacts.append(ArtifactRecord(rel, fmt, "int8", runtimes,

@@ -13,8 +13,8 @@ import numpy as np
 
 from edgeopt.errors import UsageError
 
-METRICS = ("cosine", "top1", "mse", "ndcg@k", "recall@k")
-DEFAULT_MAX_DROP = {"cosine": 0.005, "top1": 0.005, "mse": 1e-3, "ndcg": 0.01, "recall": 0.01}
+METRICS = ("cosine", "nn", "top1", "mse", "ndcg@k", "recall@k")
+DEFAULT_MAX_DROP = {"cosine": 0.005, "nn": 0.03, "top1": 0.005, "mse": 1e-3, "ndcg": 0.01, "recall": 0.01}
 
 
 @dataclass
@@ -31,9 +31,9 @@ class Quality:
 
 
 def parse_metric(text: str) -> tuple[str, int | None]:
-    m = re.fullmatch(r"(cosine|top1|mse)|(ndcg|recall)@(\d+)", text.strip().lower())
+    m = re.fullmatch(r"(cosine|nn|top1|mse)|(ndcg|recall)@(\d+)", text.strip().lower())
     if not m:
-        raise UsageError(f"unknown --metric {text!r}; choose cosine, top1, mse, ndcg@K or recall@K")
+        raise UsageError(f"unknown --metric {text!r}; choose cosine, nn, top1, mse, ndcg@K or recall@K")
     return (m[1], None) if m[1] else (m[2], int(m[3]))
 
 
@@ -106,6 +106,12 @@ def evaluate(metric: str, ref: np.ndarray, out: np.ndarray, labels: np.ndarray |
                        {"mean": float(cos.mean()), "min": float(cos.min()),
                         "nn_agreement": neighbour_agreement(ref, out),
                         "nn_agreement_tie_0.01": neighbour_agreement(ref, out, tie=0.01)})
+    if name == "nn":  # retrieval stability: does each sample keep its nearest neighbour?
+        agreement = neighbour_agreement(ref, out)
+        cos = cosines(ref, out)
+        return Quality("nn", agreement, 1.0, 1 - agreement,
+                       {"nn_agreement": agreement, "nn_agreement_tie_0.01": neighbour_agreement(ref, out, tie=0.01),
+                        "mean": float(cos.mean()), "min": float(cos.min()), "samples": len(ref)})
     if name == "mse":
         mse = float(((_rows(ref) - _rows(out)) ** 2).mean())
         return Quality("mse", mse, 0.0, mse, {})

@@ -31,7 +31,8 @@ class Int8Outcome:
 
     @property
     def passed(self) -> bool:
-        return self.onnx is not None
+        """The gate was met for at least one runtime (the other keeps FP32, with a note)."""
+        return self.onnx is not None or self.openvino is not None
 
     def to_json(self) -> dict:
         return {"metric": self.metric, "max_drop": self.max_drop, "passed": self.passed,
@@ -128,6 +129,9 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         dynamic = gated("dynamic", "onnxruntime", build_dynamic, scorer, passes, dynamic_ranking, len(dyn_nodes),
                         1.0, log)
         dynamic.extra["per_token_nodes"], dynamic.fallback_nodes = dynamic.fallback_nodes, []
+        if not dynamic.passed:
+            dynamic = _smoothed(dynamic, dyn_src, dyn_nodes, work / f"dynamic-{next(counter)}.onnx", calib, scorer,
+                                passes, log)
         candidates.append(dynamic)
         if skip_static and not dynamic.passed:  # skipped for speed, not quality: try it before giving up
             log("dynamic INT8 failed the gate; trying static INT8")
@@ -138,9 +142,9 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
                                        "method": "nncf" if text else cfg.calib_method,
                                        "warnings": calibration_warnings(calib)})
     passing = [c for c in candidates if c.passed]
-    chosen = _fastest(passing, evald, threads, log)
-    static = next((c for c in passing if c.name == "static"), None)
-    if chosen is not None and cfg.openvino and fp32_xml is not None:
+    chosen = _fastest(passing, evald, threads, log, fp32=fp32_onnx)
+    static = next((c for c in passing if c.name == "static" and c.passed), None)
+    if cfg.openvino and fp32_xml is not None:  # also when ORT INT8 failed: NNCF may still pass
         outcome.openvino = _openvino(static, fp32_xml, stage, work, calib, scorer, passes, text, fused, threads,
                                      log)
         if outcome.openvino is not None:
@@ -159,23 +163,70 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     return outcome
 
 
+def _smoothed(dynamic: Candidate, src: Path, nodes: list[str], path: Path, calib: Dataset, scorer: Scorer, passes,
+              log) -> Candidate:
+    """Dynamic INT8's last rung, tried when every per-token choice failed the gate: SmoothQuant
+    channel scaling (smooth.py) with every node per token. Returns the better of the two."""
+    from edgeopt.optimize.quantize import smooth
+
+    t = time.perf_counter()
+    log("dynamic INT8: SmoothQuant channel scaling with every node per token")
+    fp32 = path.with_name(path.stem + "-fp32.onnx")
+    smoothed = smooth.smooth_file(src, fp32, calib)
+    if not smoothed:
+        fp32.unlink(missing_ok=True)
+        return dynamic
+    ort.quantize_dynamic_int8(fp32, path, per_token=nodes)
+    fp32.unlink()
+    q = scorer(path)
+    log(f"INT8 with SmoothQuant and {len(nodes)} node(s) per token: {q.metric} {q.value:.4f} (drop {q.drop:.4f})")
+    cand = Candidate("dynamic", path, "onnxruntime", q, [], passes(q), dynamic.seconds + time.perf_counter() - t,
+                     dynamic.attempts + 1, extra={**dynamic.extra, "per_token_nodes": list(nodes),
+                                                  "smooth": {"alpha": smooth.ALPHA, "nodes": len(smoothed)}})
+    if cand.passed or dynamic.quality is None or q.drop < dynamic.quality.drop:
+        dynamic.path.unlink(missing_ok=True)
+        return cand
+    path.unlink(missing_ok=True)
+    return dynamic
+
+
 def _fused(xml: Path) -> bool:
     from edgeopt.export.openvino import has_fused_attention
 
     return has_fused_attention(xml)
 
 
-def _fastest(passing: list[Candidate], evald: Dataset, threads, log) -> Candidate | None:
-    if len(passing) <= 1:
+def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path | None = None) -> Candidate | None:
+    """The fastest passing candidate, timed side by side when there is a choice.
+
+    A candidate with FP32 fallback nodes is also timed against ``fp32`` (same runtime, same run) and
+    dropped when it is not faster: the float islands and their Q/DQ pairs can cost more than INT8
+    saves (MiniLM in ORT, static with 17 FP32 nodes: 1.18x FP32), and such a model is not worth
+    shipping."""
+    check = fp32 is not None and any(c.fallback_nodes for c in passing)
+    if len(passing) <= 1 and not check:
         return passing[0] if passing else None
     from edgeopt.optimize.quantize.speed import compare_latency
 
-    log(f"timing {len(passing)} passing candidates side by side")
+    log(f"timing {len(passing)} passing candidate(s) side by side" + (" and FP32" if check else ""))
     feeds = next(evald.batches(1))[0]
-    p50 = compare_latency([(str(c.path), c.runtime, "int8") for c in passing], feeds, threads=threads or 0)
+    runs = [(str(c.path), c.runtime, "int8") for c in passing]
+    if check:
+        runs.append((str(fp32), passing[0].runtime, "fp32"))
+    p50 = compare_latency(runs, feeds, threads=threads or 0)
     for c in passing:
         c.p50_ms = round(p50[str(c.path)], 3)
-    return min(passing, key=lambda c: c.p50_ms)
+    if check:
+        base = p50[str(fp32)]
+        for c in passing:
+            c.extra["vs_fp32"] = round(c.p50_ms / base, 3)
+            if c.fallback_nodes and c.p50_ms >= base:
+                c.passed = False
+                c.extra["rejected"] = (f"not faster than FP32 ({c.p50_ms / base:.2f}x) with "
+                                       f"{len(c.fallback_nodes)} FP32 nodes")
+                log(f"{c.name}: {c.extra['rejected']}: not kept")
+        passing = [c for c in passing if c.passed]
+    return min(passing, key=lambda c: c.p50_ms) if passing else None
 
 
 def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
@@ -213,8 +264,7 @@ def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path,
         if text and any(c.passed for c in options):
             break
         options.append(way())
-    best = _fastest([c for c in options if c.passed], scorer.data, threads, log) if any(
-        c.passed for c in options) else None
+    best = _fastest([c for c in options if c.passed], scorer.data, threads, log, fp32=fp32_xml)
     if best is None:
         log("no OpenVINO INT8 variant passed the gate; OpenVINO keeps FP32")
         return None

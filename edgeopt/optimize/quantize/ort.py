@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -227,6 +228,27 @@ def _dynamic_roundtrip(x: np.ndarray) -> np.ndarray:
     return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
 
 
+def intermediate_values(fp32: Path, tensors: list[str], samples) -> Iterator[list[np.ndarray]]:
+    """Run the FP32 model on each sample with ``tensors`` exposed as outputs (graph optimizations
+    off, so every named tensor still exists); yield their values, in ``tensors`` order."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgeopt.models.onnx_file import onnx_io
+
+    model = onnx.load(str(fp32))
+    outputs = {o.name for o in model.graph.output}
+    for name in tensors:
+        if name not in outputs:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = onnx_io(fp32).input_names
+    for sample in samples:
+        yield session.run(list(tensors), {n: sample[n] for n in names})
+
+
 def dynamic_sensitivity(fp32: Path, calib: Dataset, nodes: list[str], n_samples: int = 16) -> list[str]:
     """Rank ``nodes`` (most sensitive first) for dynamic INT8: the signal-to-noise ratio of each
     node's activation input after a per-call uint8 round trip, on single calibration samples.
@@ -236,26 +258,15 @@ def dynamic_sensitivity(fp32: Path, calib: Dataset, nodes: list[str], n_samples:
     outlier channels) have a low ratio.
     """
     import onnx
-    import onnxruntime as ort
 
-    from edgeopt.models.onnx_file import onnx_io
-
-    model = onnx.load(str(fp32))
+    model = onnx.load(str(fp32), load_external_data=False)
     wanted = set(nodes)
     act = {n.name: n.input[0] for n in model.graph.node if n.name in wanted}
-    outputs = {o.name for o in model.graph.output}
-    for name in dict.fromkeys(act.values()):
-        if name not in outputs:
-            model.graph.output.append(onnx.ValueInfoProto(name=name))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = onnx_io(fp32).input_names
     fetch = list(dict.fromkeys(act.values()))
     clean = {t: [] for t in fetch}
     noisy = {t: [] for t in fetch}
-    for sample in calib.samples[:n_samples]:
-        for t, value in zip(fetch, session.run(fetch, {n: sample[n] for n in names})):
+    for values in intermediate_values(fp32, fetch, calib.samples[:n_samples]):
+        for t, value in zip(fetch, values):
             clean[t].append(value)
             noisy[t].append(_dynamic_roundtrip(np.asarray(value, np.float32)))
     score = {node: _sqnr(clean[t], noisy[t]) for node, t in act.items()}
