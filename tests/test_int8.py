@@ -126,3 +126,38 @@ def test_int8_with_fp32_islands_must_beat_fp32(tmp_path, monkeypatch):
     islands.passed = True
     assert _fastest([islands, clean], evald, None, print, fp32=Path("fp32.onnx")) is clean
     assert clean.extra["vs_fp32"] == 0.75 and not islands.passed
+
+
+def test_openvino_dynamic_ladder_stops_at_the_first_passing_group(tmp_path, monkeypatch):
+    """OpenVINO dynamic INT8 tries activation groups from large (fast) to small (accurate) and keeps
+    the first that passes; with dynamic_first it is tried before NNCF (never reached here)."""
+    from edgeopt.data.dataset import Dataset
+    from edgeopt.optimize.metrics import Quality
+    from edgeopt.optimize.quantize import int8
+    from edgeopt.optimize.quantize import openvino as ovq
+
+    saved = []
+
+    def fake_save(model, xml, group):
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        xml.write_text(str(group))
+        xml.with_suffix(".bin").write_text("")
+        saved.append(group)
+        return xml
+
+    class FakeScorer:
+        data = Dataset([{"x": np.zeros((1, 3), np.float32)}], source="t")
+
+        def __call__(self, path, runtime, precision):
+            drop = {128: 0.01, 64: 0.004, 32: 0.001}[int(path.read_text())]
+            return Quality("cosine", 1 - drop, 1.0, drop, {"min": 0.99})
+
+    monkeypatch.setattr(ovq, "compress_int8", lambda xml: "model")
+    monkeypatch.setattr(ovq, "save_dynamic", fake_save)
+    monkeypatch.setattr(ovq, "nncf_quantize", lambda *a, **k: pytest.fail("NNCF tried after dynamic passed"))
+    passes = lambda q: q.drop <= 0.005  # noqa: E731
+    best = int8._openvino(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", FakeScorer.data,
+                          FakeScorer(), passes, True, True, None, print, dynamic_first=True)
+    assert saved == [128, 64] and best.name == "openvino-dynamic" and best.extra["activation_group_size"] == 64
+    assert best.path == tmp_path / "stage" / "openvino" / "model.int8.xml" and best.path.read_text() == "64"
+    assert [v["activation_group_size"] for v in best.extra["variants"]] == [64]

@@ -87,11 +87,15 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
                             output=data.output, metric=data.metric, text=model.is_text,
                             fp32_xml=fp32_xml if fp32_xml.exists() and opts.int8.openvino else None,
                             threads=opts.threads, want_qdq="tensorrt" in opts.targets, ort_fp32=ort_fp32,
+                            user_calibration=opts.calib is not None,
                             log=log)
     report = outcome.to_json()
     if fusion is not None:
         report["ort_fusion"] = fusion
     report["notes"] = list(data.notes)
+    if outcome.openvino is not None and outcome.openvino.name == "openvino-dynamic" and opts.calib is None:
+        report["notes"].append("OpenVINO INT8 is calibration-free (dynamic) as no --calib was given; with your "
+                               "own data, static INT8 is tried first (~15 % faster)")
     if outcome.onnx is None and outcome.openvino is not None:
         report["notes"].append("ONNX Runtime INT8 did not meet the gate (model.int8.onnx not written); "
                                "OpenVINO INT8 did")
@@ -108,8 +112,9 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
                 extra["graph"] = "onnxruntime-fused"
         if cand.extra.get("per_token_nodes"):
             extra["per_token_nodes"] = cand.extra["per_token_nodes"]
-        if cand.extra.get("smooth"):
-            extra["smooth"] = cand.extra["smooth"]
+        for key in ("smooth", "activation_group_size"):
+            if cand.extra.get(key):
+                extra[key] = cand.extra[key]
         if fmt == "onnx" and cand.name == "static":
             extra["tensorrt_ready"] = tensorrt_readiness(stage / rel)
         artifacts.append(ArtifactRecord(rel, fmt, "int8", runtimes,
