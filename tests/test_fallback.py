@@ -42,3 +42,23 @@ def test_reuses_attempts_already_made():
     first = (Path("/nonexistent/0"), score(Path("/nonexistent/0")))
     k, _ = fallback_search(build, score, passes, ranking, limit=20, tried={0: first})
     assert k == 2 and 0 not in builds
+
+
+def test_gated_skips_the_search_when_the_all_int8_model_is_not_viable():
+    from edgeopt.optimize.quantize.gate import gated
+
+    build, score, passes, ranking, builds = _setup(3)
+    looked = []
+
+    def viable(path):
+        looked.append(path)
+        return "not faster than FP32 (1.36x)"
+
+    cand = gated("static", "onnxruntime", build, score, passes, lambda first: ranking, 40, 0.5, print,
+                 viable=viable)
+    assert builds == [0] and looked == [Path("/nonexistent/0")]
+    assert not cand.passed and cand.extra["skipped"].startswith("not faster") and cand.attempts == 1
+    build, score, passes, ranking, builds = _setup(3)
+    cand = gated("static", "onnxruntime", build, score, passes, lambda first: ranking, 40, 0.5, print,
+                 viable=lambda path: None)
+    assert cand.passed and cand.fallback_nodes == ranking[:3] and builds[0] == 0 and len(builds) > 1

@@ -106,8 +106,12 @@ def fallback_search(build: Callable[[list[str]], Path], score: Callable[[Path], 
 
 
 def gated(name: str, runtime: str, build, score, passes, ranking_fn, n_nodes: int, max_fallback: float,
-          log) -> Candidate:
-    """Run the fallback search for one backend and keep only the chosen file."""
+          log, viable: Callable[[Path], str | None] | None = None) -> Candidate:
+    """Run the fallback search for one backend and keep only the chosen file.
+
+    ``viable`` (optional) looks at the all-INT8 model when it fails the gate and returns why a
+    fallback search would be pointless (e.g. it is already slower than FP32, and FP32 nodes only
+    add to that), or None to go on."""
     t0 = time.perf_counter()
     ranking: list[str] = []
     first = build([])
@@ -115,6 +119,12 @@ def gated(name: str, runtime: str, build, score, passes, ranking_fn, n_nodes: in
     log(f"{name}: INT8 everywhere: {q0.metric} {q0.value:.4f} (drop {q0.drop:.4f})")
     tried = {0: (first, q0)}
     k = 0 if passes(q0) else None
+    reason = viable(first) if k is None and viable is not None else None
+    if reason:
+        log(f"{name}: {reason}: no fallback search")
+        first.unlink(missing_ok=True)
+        return Candidate(name, first, runtime, q0, [], False, time.perf_counter() - t0, attempts=1,
+                         extra={"quantizable_nodes": n_nodes, "skipped": reason})
     if k is None:
         ranking = ranking_fn(first)
         limit = max(1, int(len(ranking) * max_fallback))

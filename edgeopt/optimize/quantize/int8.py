@@ -136,8 +136,14 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         candidates.append(dynamic)
         if skip_static and not dynamic.passed:  # skipped for speed, not quality: try it before giving up
             log("dynamic INT8 failed the gate; trying static INT8")
+
+            def faster_than_fp32(path):  # static QDQ of a transformer can be slower than FP32 in ORT
+                ratio = _vs_fp32(path, fp32_onnx, evald, threads, log)
+                return None if ratio < 1 else (f"not faster than FP32 ({ratio:.2f}x) even all-INT8, and FP32 "
+                                               "fallback nodes would only add to that")
+
             candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
-                                    cfg.max_fallback, log))
+                                    cfg.max_fallback, log, viable=faster_than_fp32))
     outcome = Int8Outcome(metric, max_drop, candidates,
                           calibration={"samples": len(calib), "eval_samples": len(evald), "source": calib.source,
                                        "method": "nncf" if text else cfg.calib_method,
@@ -195,6 +201,16 @@ def _fused(xml: Path) -> bool:
     from edgeopt.export.openvino import has_fused_attention
 
     return has_fused_attention(xml)
+
+
+def _vs_fp32(path: Path, fp32: Path, evald: Dataset, threads, log, runtime: str = "onnxruntime") -> float:
+    """p50 of ``path`` over p50 of ``fp32``, side by side in one timing run."""
+    from edgeopt.optimize.quantize.speed import compare_latency
+
+    log(f"timing {path.name} against FP32")
+    p50 = compare_latency([(str(path), runtime, "int8"), (str(fp32), runtime, "fp32")], next(evald.batches(1))[0],
+                          threads=threads or 0)
+    return p50[str(path)] / p50[str(fp32)]
 
 
 def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path | None = None) -> Candidate | None:
