@@ -36,10 +36,47 @@ def test_int8_static_passes_gate_and_records_quality(tiny, calib_npz, tmp_path):
     art = next(a for a in manifest["artifacts"] if a["path"] == "model.int8.onnx")
     assert art["precision"] == "int8" and art["quality"]["metric"] == "cosine"
     assert art["quality"]["mean"] >= 0.99 and art["verification"]["passed"]
-    assert art["tensorrt_ready"]["ok"], art["tensorrt_ready"]
+    # no TensorRT target: asymmetric activations, so onnxruntime folds each ReLU into its conv
+    assert art["activations"] == "asymmetric" and not art["tensorrt_ready"]["ok"]
+    assert "--to ...,tensorrt" in art["tensorrt_ready"]["reason"]
+    assert _float_relus(out / "model.int8.onnx") == 0
     assert (out / "model.int8.onnx").stat().st_size < 0.75 * (out / "model.onnx").stat().st_size
     assert manifest["int8"]["calibration"]["samples"] + manifest["int8"]["calibration"]["eval_samples"] == 48
     assert not list(out.glob(".int8-work*"))
+
+
+def _float_relus(path) -> int:
+    """ReLUs left in float after onnxruntime's graph optimizations (a DQ -> ReLU -> Q island each)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(path.with_suffix(".opt.onnx"))
+    options.log_severity_level = 3
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node].count("Relu")
+
+
+def test_tensorrt_target_gets_symmetric_tensorrt_ready_static_int8(tiny, calib_npz, tmp_path):
+    """With TensorRT among the targets, static INT8 is symmetric (zero points 0 after the exact
+    uint8 -> int8 shift) and passes the TensorRT readiness check, at the cost of float ReLUs in ORT."""
+    from edgeopt.data import load_data
+    from edgeopt.export.tensorrt import tensorrt_readiness
+    from edgeopt.models import load_model
+    from edgeopt.optimize.quantize.config import Int8Config
+    from edgeopt.optimize.quantize.int8 import quantize_int8
+
+    out = tmp_path / "o"
+    assert run_cli("export", tiny["resnet_pt2"], "-o", out, "--to", "onnx").returncode == 0
+    model = load_model(tiny["resnet_pt2"])
+    data = load_data(str(calib_npz / "calib.npz"), io=model.io)
+    calib, evald = data.split(0.25, seed=0)
+    outcome = quantize_int8(out / "model.onnx", out, calib=calib, evald=evald, output=model.io.outputs[0].name,
+                            metric="cosine", cfg=Int8Config(mode="static", max_drop=0.01, openvino=False),
+                            text=False, want_qdq=True)
+    assert outcome.onnx.name == "static" and outcome.onnx.extra["activations"] == "symmetric"
+    assert tensorrt_readiness(out / "model.int8.onnx")["ok"]
+    assert _float_relus(out / "model.int8.onnx") > 0
 
 
 def test_impossible_gate_exits_1_and_keeps_fp32(tiny, calib_npz, tmp_path):

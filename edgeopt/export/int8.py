@@ -116,7 +116,10 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
             if cand.extra.get(key):
                 extra[key] = cand.extra[key]
         if fmt == "onnx" and cand.name == "static":
-            extra["tensorrt_ready"] = tensorrt_readiness(stage / rel)
+            extra["activations"] = cand.extra.get("activations", "symmetric")
+            extra["tensorrt_ready"] = tensorrt_readiness(stage / rel) if extra["activations"] == "symmetric" else {
+                "ok": False, "reason": "asymmetric uint8 activations, faster in onnxruntime; export with "
+                                       "--to ...,tensorrt for a TensorRT-ready QDQ model"}
         artifacts.append(ArtifactRecord(rel, fmt, "int8", runtimes,
                                         verification={"passed": cand.passed, "gate": "quality",
                                                       "max_drop": outcome.max_drop},

@@ -90,8 +90,10 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
             ort.nncf_qdq(fp32_onnx, path, calib, transformer=True, exclude=excluded)
         else:
             log(f"static INT8 ({cfg.calib_method} calibration on {len(calib)} samples, {len(excluded)} FP32 nodes)")
+            # asymmetric activations run faster in onnxruntime (ReLU folds away) but are not
+            # TensorRT-ready: symmetric only when TensorRT is a target
             ort.quantize_static_qdq(fp32_onnx, path, calib, method=cfg.calib_method, exclude=excluded, cache=cache,
-                                    progress=log)
+                                    progress=log, symmetric=want_qdq)
         if not excluded:
             first_static["path"] = path
         return path
@@ -144,6 +146,9 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
 
             candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
                                     cfg.max_fallback, log, viable=faster_than_fp32))
+    for c in candidates:  # NNCF (transformers) is symmetric; onnxruntime's quantizer only for TensorRT
+        if c.name == "static":
+            c.extra["activations"] = "symmetric" if text or want_qdq else "asymmetric"
     outcome = Int8Outcome(metric, max_drop, candidates,
                           calibration={"samples": len(calib), "eval_samples": len(evald), "source": calib.source,
                                        "method": "nncf" if text else cfg.calib_method,
