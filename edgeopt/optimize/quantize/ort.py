@@ -1,5 +1,5 @@
-"""ONNX Runtime INT8: static QDQ (TensorRT-ready: symmetric int8, zero points 0, per-channel
-weights) and dynamic quantization, both through onnxruntime.quantization."""
+"""ONNX Runtime INT8: static QDQ (per-channel weights; with symmetric activations TensorRT-ready:
+int8, zero points 0) and dynamic quantization, both through onnxruntime.quantization."""
 
 from __future__ import annotations
 
