@@ -122,37 +122,44 @@ def test_onnxruntime_fusion_is_skipped_for_other_models(tiny, tmp_path):
     assert path is None and not report["fused"] and "pt2" in report["reason"]
 
 
-def test_auto_falls_back_to_static_when_dynamic_fails(tiny_bert, tmp_path, monkeypatch):
-    """auto skips static QDQ for transformers only for speed: when dynamic INT8 cannot pass the
-    gate, static is still tried before the export gives up."""
+def _off_by_one(fp32, out, *args, **kwargs):
+    """Stands in for a quantizer: a "quantized" model whose logits are off by 1 (fails any gate)."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
 
+    model = onnx.load(str(fp32))
+    for node in model.graph.node:
+        node.output[:] = ["logits_raw" if o == "logits" else o for o in node.output]
+    model.graph.initializer.append(numpy_helper.from_array(np.ones(1, np.float32), "one"))
+    model.graph.node.append(onnx.helper.make_node("Add", ["logits_raw", "one"], ["logits"], name="off_by_one"))
+    onnx.save(model, str(out))
+    return out
+
+
+def _gate_tiny_bert(tiny_bert, stage):
+    """Export the tiny BERT (ONNX + OpenVINO) and run the INT8 gate on 32 titles (mse, 0.01)."""
     from edgeopt.data.dataset import Dataset
-    from edgeopt.optimize.quantize import ort as qort
     from edgeopt.optimize.quantize.config import Int8Config
     from edgeopt.optimize.quantize.int8 import quantize_int8
 
-    def broken_dynamic(fp32, out, *, per_token=()):  # a "quantized" model whose logits are off by 1
-        model = onnx.load(str(fp32))
-        for node in model.graph.node:
-            node.output[:] = ["logits_raw" if o == "logits" else o for o in node.output]
-        model.graph.initializer.append(numpy_helper.from_array(np.ones(1, np.float32), "one"))
-        model.graph.node.append(onnx.helper.make_node("Add", ["logits_raw", "one"], ["logits"], name="off_by_one"))
-        onnx.save(model, str(out))
-        return out
-
-    monkeypatch.setattr(qort, "quantize_dynamic_int8", broken_dynamic)
     model = load_model(tiny_bert)
-    stage = tmp_path / "out"
     export_model(model, stage, ExportOptions(targets=("onnx", "openvino")))
     enc = model.tokenizer(["red shirt", "blue slim fit jeans", "men watch", "cotton kurta"] * 8, return_tensors="np",
                           padding=True)
     data = Dataset([{n: enc[n][i:i + 1].astype("int64") for n in model.io.input_names} for i in range(32)],
                    source="titles")
-    outcome = quantize_int8(stage / "model.onnx", stage, calib=data, evald=data, output="logits", metric="mse",
-                            cfg=Int8Config(max_drop=0.01), text=True, fp32_xml=stage / "openvino" / "model.xml")
+    return quantize_int8(stage / "model.onnx", stage, calib=data, evald=data, output="logits", metric="mse",
+                         cfg=Int8Config(max_drop=0.01), text=True, fp32_xml=stage / "openvino" / "model.xml")
+
+
+def test_auto_falls_back_to_static_when_dynamic_fails(tiny_bert, tmp_path, monkeypatch):
+    """auto skips static QDQ for transformers only for speed: when dynamic INT8 cannot pass the
+    gate, static is still tried before the export gives up."""
+    from edgeopt.optimize.quantize import ort as qort
+
+    monkeypatch.setattr(qort, "quantize_dynamic_int8", _off_by_one)
+    outcome = _gate_tiny_bert(tiny_bert, tmp_path / "out")
     assert [c.name for c in outcome.candidates][:2] == ["dynamic", "static"]
     assert not outcome.candidates[0].passed and outcome.passed and outcome.onnx.name == "static"
 
@@ -160,35 +167,12 @@ def test_auto_falls_back_to_static_when_dynamic_fails(tiny_bert, tmp_path, monke
 def test_openvino_int8_is_kept_when_onnxruntime_int8_fails(tiny_bert, tmp_path, monkeypatch):
     """OpenVINO INT8 (NNCF on the IR) is tried even when every ONNX Runtime candidate fails the
     gate: the export then keeps openvino/model.int8.xml, not model.int8.onnx, and says so."""
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
-    from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.quantize import ort as qort
-    from edgeopt.optimize.quantize.config import Int8Config
-    from edgeopt.optimize.quantize.int8 import quantize_int8
 
-    def off_by_one(fp32, out, *args, **kwargs):  # a "quantized" model whose logits are off by 1
-        model = onnx.load(str(fp32))
-        for node in model.graph.node:
-            node.output[:] = ["logits_raw" if o == "logits" else o for o in node.output]
-        model.graph.initializer.append(numpy_helper.from_array(np.ones(1, np.float32), "one"))
-        model.graph.node.append(onnx.helper.make_node("Add", ["logits_raw", "one"], ["logits"], name="off_by_one"))
-        onnx.save(model, str(out))
-        return out
-
-    monkeypatch.setattr(qort, "quantize_dynamic_int8", off_by_one)
-    monkeypatch.setattr(qort, "nncf_qdq", off_by_one)
-    model = load_model(tiny_bert)
+    monkeypatch.setattr(qort, "quantize_dynamic_int8", _off_by_one)
+    monkeypatch.setattr(qort, "nncf_qdq", _off_by_one)
     stage = tmp_path / "out"
-    export_model(model, stage, ExportOptions(targets=("onnx", "openvino")))
-    enc = model.tokenizer(["red shirt", "blue slim fit jeans", "men watch", "cotton kurta"] * 8, return_tensors="np",
-                          padding=True)
-    data = Dataset([{n: enc[n][i:i + 1].astype("int64") for n in model.io.input_names} for i in range(32)],
-                   source="titles")
-    outcome = quantize_int8(stage / "model.onnx", stage, calib=data, evald=data, output="logits", metric="mse",
-                            cfg=Int8Config(max_drop=0.01), text=True, fp32_xml=stage / "openvino" / "model.xml")
+    outcome = _gate_tiny_bert(tiny_bert, stage)
     names = [c.name for c in outcome.candidates]
     assert names[:2] == ["dynamic", "static"] and names[-1].startswith("openvino")
     assert not any(c.passed for c in outcome.candidates if c.runtime == "onnxruntime")
