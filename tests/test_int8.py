@@ -198,3 +198,20 @@ def test_openvino_dynamic_ladder_stops_at_the_first_passing_group(tmp_path, monk
     assert saved == [128, 64] and best.name == "openvino-dynamic" and best.extra["activation_group_size"] == 64
     assert best.path == tmp_path / "stage" / "openvino" / "model.int8.xml" and best.path.read_text() == "64"
     assert [v["activation_group_size"] for v in best.extra["variants"]] == [64]
+
+
+def test_cli_says_fp32_is_faster_when_the_only_passing_int8_was_slower(tiny, tmp_path, monkeypatch):
+    """Exit 1 with a message that names the reason when every passing INT8 candidate lost to FP32."""
+    from click.testing import CliRunner
+
+    from edgeopt.cli import main
+    from edgeopt.export import pipeline
+
+    manifest = {"artifacts": [], "int8": {"metric": "nn", "max_drop": 0.03, "notes": [], "candidates": [
+        {"name": "static", "passed": False, "rejected": "not faster than FP32 (1.95x) with 17 FP32 nodes"}]}}
+    monkeypatch.setattr(pipeline, "export_model",
+                        lambda *a, **k: pipeline.ExportResult(tmp_path / "o", manifest, True, int8_passed=False))
+    r = CliRunner().invoke(main, ["export", str(tiny["resnet_pt2"]), "-o", str(tmp_path / "o"), "--to", "onnx",
+                                  "--int8", "--calib", "x.npz", "--json"])
+    assert r.exit_code == 1, r.output
+    assert "is not faster than FP32 (1.95x) with 17 FP32 nodes" in r.output and "FP32 is the faster" in r.output
