@@ -208,13 +208,17 @@ def _fused(xml: Path) -> bool:
     return has_fused_attention(xml)
 
 
-def _vs_fp32(path: Path, fp32: Path, evald: Dataset, threads, log, runtime: str = "onnxruntime") -> float:
-    """p50 of ``path`` over p50 of ``fp32``, side by side in one timing run."""
+def _p50(runs: list[tuple[str, str, str]], evald: Dataset, threads) -> dict[str, float]:
+    """Side-by-side p50 (ms) of (path, runtime, precision) runs on one evaluation sample."""
     from edgeopt.optimize.quantize.speed import compare_latency
 
+    return compare_latency(runs, next(evald.batches(1))[0], threads=threads or 0)
+
+
+def _vs_fp32(path: Path, fp32: Path, evald: Dataset, threads, log, runtime: str = "onnxruntime") -> float:
+    """p50 of ``path`` over p50 of ``fp32``, side by side in one timing run."""
     log(f"timing {path.name} against FP32")
-    p50 = compare_latency([(str(path), runtime, "int8"), (str(fp32), runtime, "fp32")], next(evald.batches(1))[0],
-                          threads=threads or 0)
+    p50 = _p50([(str(path), runtime, "int8"), (str(fp32), runtime, "fp32")], evald, threads)
     return p50[str(path)] / p50[str(fp32)]
 
 
@@ -228,14 +232,11 @@ def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path 
     check = fp32 is not None and any(c.fallback_nodes for c in passing)
     if len(passing) <= 1 and not check:
         return passing[0] if passing else None
-    from edgeopt.optimize.quantize.speed import compare_latency
-
     log(f"timing {len(passing)} passing candidate(s) side by side" + (" and FP32" if check else ""))
-    feeds = next(evald.batches(1))[0]
     runs = [(str(c.path), c.runtime, "int8") for c in passing]
     if check:
         runs.append((str(fp32), passing[0].runtime, "fp32"))
-    p50 = compare_latency(runs, feeds, threads=threads or 0)
+    p50 = _p50(runs, evald, threads)
     for c in passing:
         c.p50_ms = round(p50[str(c.path)], 3)
     if check:

@@ -8,6 +8,10 @@ arithmetic and moves the spread into the weights, which are quantized per output
 ``s_j = max|X_j| ** alpha / max|W_j| ** (1 - alpha)`` (SmoothQuant, Xiao et al., 2023), with
 ``max|X_j|`` over calibration samples.
 
+Why not the libraries' SmoothQuant: NNCF applies it only inside ``nncf.quantize`` (static INT8),
+and onnxruntime.quantization's ``SmoothQuant`` option exists only for ``quantize_static`` (through
+Intel Neural Compressor); neither smooths a graph for ``quantize_dynamic`` or per-token kernels.
+
 The division stays an explicit ``Mul`` in front of each node: a LayerNorm output in these graphs
 also feeds the residual path, so the scale cannot be folded into its gamma.
 
