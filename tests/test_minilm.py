@@ -47,3 +47,21 @@ def test_embeddings_are_unit_norm(exported):
     feeds = Tokenizer.from_folder(out / "tokenizer")(["red running shoes", "Men Navy Blue Slim Fit T-shirt"])
     emb = get_runtime("onnxruntime").load(str(out / "model.onnx")).run(feeds)["sentence_embedding"]
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_ir_runs_static_shapes_and_a_wrong_pad_value_fails_their_check(exported):
+    """The FP32 IR carries checked buckets up to the model's maximum length; padding that the model
+    does not mask out (an attention mask padded with 1: mean pooling then averages padding in) fails
+    the check for every bucket where padding happened."""
+    from edgeopt.export.buckets import check_against_source
+    from edgeopt.runtimes.buckets import ShapeBuckets
+
+    model, out, result = exported
+    art = {a["path"]: a for a in result.manifest["artifacts"]}
+    sb = art["openvino/model.xml"]["shape_buckets"]
+    assert sb["enabled"] and sb["lengths"] == [8, 16, 32, 64, 128, 256], sb
+    assert all(r["max_abs_diff"] < 1e-5 for r in sb["checked"].values()), sb
+    check = check_against_source(out / "openvino" / "model.xml", "fp32", ShapeBuckets((8, 16), {"attention_mask": 1}),
+                                 model)
+    assert not check["passed"] and check["buckets"] is None
+    assert all(r["cosine_min"] < 0.999 for r in check["checked"].values()), check

@@ -116,3 +116,18 @@ def test_without_calib_openvino_int8_is_calibration_free_and_holds_on_real_title
         assert q.details["mean"] >= 0.995 and q.details["min"] >= 0.98, (path, q.details)
         if runtime == "openvino":  # dynamic: ~0.9988 / 0.997 measured
             assert q.details["mean"] >= 0.998 and q.details["min"] >= 0.995, q.details
+
+
+def test_openvino_int8_static_shapes_pass_the_gate_bucket_by_bucket(auto_export):
+    """Each bucket of the INT8 IR was checked on held-out titles against the dynamic IR that passed
+    the gate (or on probe texts, for lengths no title reaches); only those that agree are in the IR."""
+    from edgeopt.runtimes.buckets import read_from_ir
+
+    out, manifest = auto_export
+    sb = {a["path"]: a for a in manifest["artifacts"]}["openvino/model.int8.xml"]["shape_buckets"]
+    assert sb["enabled"] and sb["quality"]["mean"] >= 0.995 and sb["quality"]["min"] >= 0.98, sb
+    assert {"8", "16"} <= {n for n, r in sb["checked"].items() if r["on"] == "held-out data"}, sb
+    for n, r in sb["checked"].items():
+        assert r["passed"] == (r["cosine_min_vs_dynamic"] >= sb["consistency_min_cosine"]), (n, r)
+        assert r["passed"] == (int(n) in sb["lengths"]), (n, r)
+    assert list(read_from_ir(out / "openvino" / "model.int8.xml").lengths) == sb["lengths"]

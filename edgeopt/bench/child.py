@@ -153,6 +153,9 @@ def warm(session, cfg: dict) -> list[dict]:
             session.run(feeds)
 
         w.warm_up(call, cfg["warmup"])
+        if hasattr(session, "settle"):  # OpenVINO: static-shape variants compile once a shape is in use
+            session.settle()
+            w.warm_up(call, cfg["warmup"])
         timed = w.with_slowdown(call, cfg.get("slowdown", 0.0))
         m = w.measure(timed, seconds=cfg["seconds"], blocks=cfg.get("blocks", 4))
         row["latency_ms"] = [round(x / 1e6, 5) for x in m["latency_ns"]]
@@ -169,6 +172,8 @@ def warm(session, cfg: dict) -> list[dict]:
             else:
                 ips = w.parallel_throughput(call, workers=workers, seconds=span)
             row["concurrent_ips"][str(workers)] = ips * batch
+        if getattr(session, "variants", None):  # OpenVINO static-shape variants in use (batch, length)
+            row["static_variants"] = [list(v) for v in session.variants]
         row["peak_rss_mb"] = peak_rss_mb(resource)
         results.append(row)
     return results

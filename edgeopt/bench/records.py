@@ -56,6 +56,7 @@ def _warm(batch: int, rounds: list[list[dict]]) -> dict:
             "throughput_ips": batch * 1000.0 / float(np.mean(latency)),
             "throughput_concurrent_ips": {k: float(np.median(v)) for k, v in concurrent.items()},
             "peak_rss_mb": max(row["peak_rss_mb"] for row in ok),
+            **({"static_variants": ok[-1]["static_variants"]} if ok[-1].get("static_variants") else {}),
             "reference_ms": float(np.median(refs)),
             "normalized_latency": float(np.mean([np.quantile(row["latency_ms"], QUANTILE) / r
                                                  for row, r in zip(ok, refs)])),

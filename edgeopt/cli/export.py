@@ -40,12 +40,16 @@ from edgeopt.cli.options import console, load_from_options, model_options
               "[default: ONNX 1e-4, OpenVINO FP32 1e-3, FP16 2e-2].")
 @click.option("--rtol", type=float, help="Verification: tolerance relative to |source output| [default: as --atol].")
 @click.option("--threads", type=click.IntRange(1), help="Threads for verification sessions.")
+@click.option("--shape-buckets", default="auto", show_default=True, metavar="auto|off|8,16,32",
+              help="OpenVINO IRs of text models: sequence lengths that also run as static shapes, inputs padded "
+              "up to the next one (checked against the source / the INT8 gate first). auto: powers of two up to "
+              "the model's maximum length, kept where the check reached them.")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, calib_method,
-            calib_size, eval_size, exporter, atol, rtol, threads, arch, arch_kwargs, trust_pickle, inputs, as_json,
-            verbose):
+            calib_size, eval_size, exporter, atol, rtol, threads, shape_buckets, arch, arch_kwargs, trust_pickle, inputs,
+            as_json, verbose):
     """Export MODEL, verify every artifact against it, and write OUT/manifest.json.
 
     With --int8, calibrate, measure the INT8 model against the FP32 source on held-out data and
@@ -66,7 +70,7 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
         raise click.UsageError("--calib/--eval/--metric/--max-drop apply to --int8; add --int8")
     opts = ExportOptions(targets=tuple(t.strip() for t in targets.split(",") if t.strip()), fp16=fp16,
                          exporter=exporter, threads=threads, int8=int8_cfg, calib=calib, eval_data=eval_data,
-                         atol=atol, rtol=rtol)
+                         atol=atol, rtol=rtol, shape_buckets=shape_buckets)
     con = console()
     t0 = time.perf_counter()
     with con.status("loading model") as status:
@@ -120,3 +124,17 @@ def print_artifacts(con, manifest: dict, title: str) -> None:
                       f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else "-",
                       f"{v['cosine_min']:.5f}" if "cosine_min" in v else "-", quality, ok)
     con.print(table)
+    for a in manifest["artifacts"]:
+        b = a.get("shape_buckets") or {}
+        if not b.get("checked"):
+            continue
+        q = b.get("quality")
+        how = (f"{q['metric']} {q['value']:.4f}" if q else
+               f"max abs {max(r['max_abs_diff'] for r in b['checked'].values() if r['passed']):.1e}"
+               if b.get("enabled") else "")
+        dropped = [n for n, r in b["checked"].items() if not r["passed"]]
+        line = (f"{a['path']}: static shapes for {', '.join(map(str, b['lengths']))} tokens ({how})"
+                if b.get("enabled") else f"{a['path']}: no static shapes")
+        if dropped:
+            line += f"; {', '.join(dropped)} dropped: the padded static shape did not match"
+        con.print(line, highlight=False)

@@ -71,7 +71,7 @@ def load_int8_data(model: LoadedModel, opts) -> Int8Data:
 
 
 def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[ArtifactRecord], data: Int8Data,
-                       opts, log, feeds=(), refs=()) -> dict:
+                       opts, log, feeds=(), refs=(), buckets=None) -> dict:
     from edgeopt.export.tensorrt import tensorrt_readiness
     from edgeopt.optimize.quantize.int8 import quantize_int8
 
@@ -120,8 +120,15 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
             extra["tensorrt_ready"] = tensorrt_readiness(stage / rel) if extra["activations"] == "symmetric" else {
                 "ok": False, "reason": "asymmetric uint8 activations, faster in onnxruntime; export with "
                                        "--to ...,tensorrt for a TensorRT-ready QDQ model"}
-        artifacts.append(ArtifactRecord(rel, fmt, "int8", runtimes,
-                                        verification={"passed": cand.passed, "gate": "quality",
-                                                      "max_drop": outcome.max_drop},
-                                        quality=quality, fallback_nodes=cand.fallback_nodes, extra=extra))
+        record = ArtifactRecord(rel, fmt, "int8", runtimes,
+                                verification={"passed": cand.passed, "gate": "quality", "max_drop": outcome.max_drop},
+                                quality=quality, fallback_nodes=cand.fallback_nodes, extra=extra)
+        artifacts.append(record)
+        if fmt == "openvino" and buckets is not None:  # the static shapes must pass the same gate
+            from edgeopt.export import buckets as shape_buckets
+
+            log(f"checking static shapes for {rel} with the INT8 gate")
+            shape_buckets.apply(stage, record, shape_buckets.check_with_gate(
+                stage / rel, buckets, outcome.scorer, outcome.scorer.passes, opts.threads,
+                probes=shape_buckets.probe_feeds(model, buckets)), log)
     return report

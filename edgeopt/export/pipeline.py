@@ -34,6 +34,7 @@ class ExportOptions:
     eval_data: str | None = None  # DATA for the gate (default: held out from calib)
     atol: float | None = None  # overrides the per-format verification tolerances (verify.py)
     rtol: float | None = None
+    shape_buckets: str = "auto"  # OpenVINO text IRs: auto, off or lengths "8,16,32" (export/buckets.py)
 
     def __post_init__(self):
         unknown = [t for t in self.targets if t not in TARGETS]
@@ -127,6 +128,17 @@ def _add_openvino(model: LoadedModel, onnx_path: Path, stage: Path, artifacts: l
                                         extra={"converter": how}))
 
 
+def _add_buckets(model: LoadedModel, stage: Path, artifacts: list, buckets, opts: ExportOptions, log) -> None:
+    """Sequence-length buckets for each verified FP32 / FP16 IR (INT8 IRs get theirs from the gate)."""
+    from edgeopt.export import buckets as shape_buckets
+
+    for record in artifacts:
+        if record.format == "openvino" and record.precision != "int8" and record.verification.get("passed"):
+            log(f"checking static shapes for {record.path}")
+            shape_buckets.apply(stage, record, shape_buckets.check_against_source(
+                stage / record.path, record.precision, buckets, model, opts.threads), log)
+
+
 def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
                  log: Callable[[str], None] = lambda msg: None) -> ExportResult:
     _check_targets(opts)
@@ -136,6 +148,11 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
 
         log("reading calibration data")
         int8_data = load_int8_data(model, opts)
+    buckets = None
+    if "openvino" in opts.targets:
+        from edgeopt.export.buckets import plan
+
+        buckets, _ = plan(model, opts.shape_buckets)  # a bad --shape-buckets fails before anything is written
     feeds = model.sample_feeds()
     if not feeds:
         raise UsageError(f"{model.name}: no sample inputs to verify with; pass --input")
@@ -166,7 +183,10 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
         if int8_data is not None:
             from edgeopt.export.int8 import add_int8_artifacts
 
-            int8_report = add_int8_artifacts(model, stage, artifacts, int8_data, opts, log, feeds=feeds, refs=refs)
+            int8_report = add_int8_artifacts(model, stage, artifacts, int8_data, opts, log, feeds=feeds, refs=refs,
+                                             buckets=buckets)
+        if buckets is not None:  # after INT8: an IR made from model.xml must not inherit its buckets
+            _add_buckets(model, stage, artifacts, buckets, opts, log)
         if "tensorrt" in opts.targets:  # availability was checked up front: this runs on GPU machines only
             from edgeopt.export.tensorrt import add_tensorrt_artifacts
 

@@ -1,14 +1,20 @@
 """OpenVINO: loads IR (.xml + .bin) or ONNX on the CPU.
 
 On CPUs with bf16 support OpenVINO computes FP32 models in bf16 by default; an FP32 artifact is
-run with INFERENCE_PRECISION_HINT=f32 so that its numbers match the source model.
+run with INFERENCE_PRECISION_HINT=f32 so that its numbers match the source model. Text models whose
+IR carries sequence-length buckets also run as static-shape variants (buckets.py).
 """
 
 from __future__ import annotations
 
+import atexit
+import threading
+from collections import Counter
+
 import numpy as np
 
 from edgeopt.runtimes.base import Availability, dist_version, not_installed
+from edgeopt.runtimes.buckets import ShapeBuckets, read_from_ir, sequence_feeds
 from edgeopt.spec import TensorSpec
 
 _OV_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "i64": "int64",
@@ -23,11 +29,32 @@ def _spec(port, i: int) -> TensorSpec:
     return TensorSpec(name, _OV_DTYPES.get(port.get_element_type().get_type_name(), "float32"), shape)
 
 
+HOT_CALLS = 3  # a bucket's static variant is compiled once the bucket has served this many calls
+MAX_VARIANTS = 3  # static variants per session (8, 16 and 32 tokens cover 100 % of Myntra titles)
+_PENDING: set = set()  # compile threads still running, joined at exit: never tear the plugin down mid-compile
+
+
+@atexit.register
+def _join_pending() -> None:
+    for thread in list(_PENDING):
+        thread.join()
+
+
 class OvSession:
-    def __init__(self, path: str, *, threads: int | None, precision: str, cache_dir: str | None = None):
+    """One compiled model; with ``buckets`` (default: those the IR carries, see buckets.py) also a
+    static-shape variant per (batch, sequence bucket) once that bucket is in use.
+
+    A variant is compiled in a background thread after its bucket has served ``HOT_CALLS`` calls
+    (so a cold start, or a one-off length, never waits for a compile), at most ``max_variants`` of
+    them (each costs about a model's worth of memory: ~100 MB for MiniLM INT8); until it is ready,
+    and for inputs longer than every bucket, the dynamic model answers. ``settle()`` waits for
+    pending compiles, ``prepare(feeds)`` compiles the variant for ``feeds`` now."""
+
+    def __init__(self, path: str, *, threads: int | None, precision: str, cache_dir: str | None = None,
+                 buckets: ShapeBuckets | bool | None = None, max_variants: int = MAX_VARIANTS):
         import openvino as ov
 
-        core = ov.Core()
+        self.core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else
                   ("f16" if precision == "fp16" else "bf16"),
                   "PERFORMANCE_HINT": "LATENCY"}
@@ -37,15 +64,97 @@ class OvSession:
             config["INFERENCE_NUM_THREADS"] = threads
         if cache_dir:
             config["CACHE_DIR"] = cache_dir
-        self.compiled = core.compile_model(str(path), "CPU", config)
+        self.path, self.config = str(path), config
+        self.compiled = self.core.compile_model(self.path, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.inputs = [_spec(p, i) for i, p in enumerate(self.compiled.inputs)]
         self.outputs = [_spec(p, i) for i, p in enumerate(self.compiled.outputs)]
+        if buckets is None:
+            buckets = read_from_ir(self.path) if self.path.endswith(".xml") else None
+        self.buckets = buckets or None
+        self.max_variants = max_variants
+        # outputs whose axis 1 is dynamic carry the sequence: cut back to the input's length
+        self._seq_axis = [p.get_partial_shape().rank.get_length() >= 2 and p.get_partial_shape()[1].is_dynamic
+                          for p in self.compiled.outputs]
+        self._variants: dict[tuple[int, int], tuple] = {}
+        self._pending: dict[tuple[int, int], threading.Thread] = {}
+        self._calls: Counter = Counter()
+        self.failed: dict[tuple[int, int], str] = {}
+        self._lock = threading.Lock()
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         wanted = {i.name for i in self.inputs}
+        feeds = {k: v for k, v in feeds.items() if k in wanted}
+        key = self._bucket_key(feeds)
+        variant = self._variants.get(key) if key is not None else None
+        if variant is None:
+            if key is not None:
+                self._calls[key] += 1
+                if self._calls[key] >= HOT_CALLS:
+                    self._start(key)
+            return self.run_dynamic(feeds)
+        length = next(iter(feeds.values())).shape[1]
+        result = variant[1].infer(self.buckets.pad_feeds(feeds, key[1]))
+        return {spec.name: np.asarray(result[i])[:, :length] if seq else np.asarray(result[i])
+                for i, (spec, seq) in enumerate(zip(self.outputs, self._seq_axis))}
+
+    def run_dynamic(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The dynamic-shape model alone, whatever the buckets."""
+        wanted = {i.name for i in self.inputs}
         result = self.request.infer({k: v for k, v in feeds.items() if k in wanted})
-        return {spec.name: np.asarray(result[port]) for spec, port in zip(self.outputs, self.compiled.outputs)}
+        return {spec.name: np.asarray(result[i]) for i, spec in enumerate(self.outputs)}
+
+    def _bucket_key(self, feeds) -> tuple[int, int] | None:
+        if self.buckets is None:
+            return None
+        length = sequence_feeds(feeds)
+        size = None if length is None else self.buckets.bucket(length)
+        return None if size is None else (next(iter(feeds.values())).shape[0], size)
+
+    def _start(self, key) -> None:
+        with self._lock:
+            if (key in self._variants or key in self._pending or key in self.failed
+                    or len(self._variants) + len(self._pending) >= self.max_variants):
+                return
+            thread = threading.Thread(target=self._compile, args=(key,), daemon=True,
+                                      name=f"edgeopt-openvino-bucket-{key[0]}x{key[1]}")
+            self._pending[key] = thread
+            _PENDING.add(thread)
+        thread.start()
+
+    def _compile(self, key) -> None:
+        try:
+            model = self.core.read_model(self.path)
+            model.reshape({p.get_any_name(): list(key) for p in model.inputs})
+            compiled = self.core.compile_model(model, "CPU", self.config)
+            with self._lock:
+                self._variants[key] = (compiled, compiled.create_infer_request())
+        except Exception as e:  # noqa: BLE001 - a variant that cannot compile leaves the dynamic model in charge
+            with self._lock:
+                self.failed[key] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+            _PENDING.discard(threading.current_thread())
+
+    def prepare(self, feeds: dict[str, np.ndarray]) -> bool:
+        """Compile the static variant for ``feeds``'s bucket now (limits apply); True when it is ready."""
+        key = self._bucket_key({k: v for k, v in feeds.items() if k in {i.name for i in self.inputs}})
+        if key is None:
+            return False
+        self._start(key)
+        self.settle()
+        return key in self._variants
+
+    def settle(self, timeout: float | None = None) -> None:
+        """Wait for the static variants being compiled."""
+        for thread in list(self._pending.values()):
+            thread.join(timeout)
+
+    @property
+    def variants(self) -> list[tuple[int, int]]:
+        """(batch, sequence length) of the static variants ready now."""
+        return sorted(self._variants)
 
 
 class OpenVinoRuntime:
@@ -60,5 +169,7 @@ class OpenVinoRuntime:
 
         return Availability(self.name, True, version, details={"devices": ov.Core().available_devices})
 
-    def load(self, path, *, threads=None, device="cpu", precision="fp32", cache_dir=None) -> OvSession:
-        return OvSession(path, threads=threads, precision=precision, cache_dir=cache_dir)
+    def load(self, path, *, threads=None, device="cpu", precision="fp32", cache_dir=None, buckets=None,
+             max_variants=MAX_VARIANTS) -> OvSession:
+        return OvSession(path, threads=threads, precision=precision, cache_dir=cache_dir, buckets=buckets,
+                         max_variants=max_variants)

@@ -61,8 +61,12 @@ class Scorer:
     def set_reference(self, fp32: Path) -> None:
         self.reference = self.outputs(fp32)
 
+    def evaluate(self, outputs: np.ndarray) -> Quality:
+        """``outputs`` (one row per evaluation sample, in order) scored against the reference."""
+        return evaluate(self.metric, self.reference, outputs, self.labels)
+
     def __call__(self, path: Path, runtime: str = "onnxruntime", precision: str = "int8") -> Quality:
-        return evaluate(self.metric, self.reference, self.outputs(path, runtime, precision), self.labels)
+        return self.evaluate(self.outputs(path, runtime, precision))
 
 
 def fallback_search(build: Callable[[list[str]], Path], score: Callable[[Path], Quality],

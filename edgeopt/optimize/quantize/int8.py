@@ -28,6 +28,7 @@ class Int8Outcome:
     qdq: Candidate | None = None  # kept as model.int8.qdq.onnx for TensorRT when model.int8.onnx is not QDQ
     seconds: float = 0.0
     calibration: dict = field(default_factory=dict)
+    scorer: Scorer | None = None  # the gate's scorer (reference computed), for later checks of the kept files
 
     @property
     def passed(self) -> bool:
@@ -152,7 +153,7 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     outcome = Int8Outcome(metric, max_drop, candidates,
                           calibration={"samples": len(calib), "eval_samples": len(evald), "source": calib.source,
                                        "method": "nncf" if text else cfg.calib_method,
-                                       "warnings": calibration_warnings(calib)})
+                                       "warnings": calibration_warnings(calib)}, scorer=scorer)
     passing = [c for c in candidates if c.passed]
     chosen = _fastest(passing, evald, threads, log, fp32=fp32_onnx)
     static = next((c for c in passing if c.name == "static" and c.passed), None)
