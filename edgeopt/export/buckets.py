@@ -26,11 +26,12 @@ from edgeopt.runtimes.buckets import MASK_INPUT, RT_INFO_PATH, ShapeBuckets, def
 CONSISTENCY = 0.995  # min cosine of a static INT8 variant to the dynamic IR (normal: >= 0.999; broken: <= 0.98)
 
 
-def plan(model: LoadedModel, spec: str) -> tuple[ShapeBuckets | None, str]:
-    """(buckets to check, '') or (None, why not) for ``--shape-buckets`` SPEC (auto, off, 8,16,32)."""
+def plan(model: LoadedModel, spec: str) -> ShapeBuckets | None:
+    """The buckets to check for ``--shape-buckets`` SPEC (auto, off, 8,16,32); None when off or
+    when the model does not take token sequences with an attention mask."""
     spec = (spec or "auto").strip().lower()
     if spec == "off":
-        return None, "--shape-buckets off"
+        return None
     if spec == "auto":
         lengths = None
     else:
@@ -38,16 +39,15 @@ def plan(model: LoadedModel, spec: str) -> tuple[ShapeBuckets | None, str]:
             lengths = parse_lengths(spec)
         except ValueError as e:
             raise UsageError(f"--shape-buckets: {e}; e.g. --shape-buckets 8,16,32, or auto / off") from None
-    if not model.is_text:
-        return None, "not a text model"
     names = [s.name for s in model.io.inputs]
-    if MASK_INPUT not in names or any(len(s.shape) != 2 or s.dtype not in ("int64", "int32") for s in model.io.inputs):
-        return None, "inputs are not token sequences with an attention mask"
+    if not model.is_text or MASK_INPUT not in names or any(len(s.shape) != 2 or s.dtype not in ("int64", "int32")
+                                                           for s in model.io.inputs):
+        return None
     if lengths and model.max_length and lengths[-1] > model.max_length:
         raise UsageError(f"--shape-buckets {lengths[-1]} is longer than the model's maximum length "
                          f"{model.max_length}; use lengths up to {model.max_length}")
     pad = {"input_ids": int(getattr(model.tokenizer, "pad_token_id", None) or 0)} if "input_ids" in names else {}
-    return ShapeBuckets(lengths or default_lengths(model.max_length), pad), ""
+    return ShapeBuckets(lengths or default_lengths(model.max_length), pad)
 
 
 def probe_feeds(model: LoadedModel, buckets: ShapeBuckets) -> list[dict[str, np.ndarray]]:

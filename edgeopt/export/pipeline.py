@@ -152,7 +152,7 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
     if "openvino" in opts.targets:
         from edgeopt.export.buckets import plan
 
-        buckets, _ = plan(model, opts.shape_buckets)  # a bad --shape-buckets fails before anything is written
+        buckets = plan(model, opts.shape_buckets)  # a bad --shape-buckets fails before anything is written
     feeds = model.sample_feeds()
     if not feeds:
         raise UsageError(f"{model.name}: no sample inputs to verify with; pass --input")

@@ -74,8 +74,8 @@ class OvSession:
         self.buckets = buckets or None
         self.max_variants = max_variants
         # outputs whose axis 1 is dynamic carry the sequence: cut back to the input's length
-        self._seq_axis = [p.get_partial_shape().rank.get_length() >= 2 and p.get_partial_shape()[1].is_dynamic
-                          for p in self.compiled.outputs]
+        shapes = [p.get_partial_shape() for p in self.compiled.outputs]
+        self._seq_axis = [s.rank.is_static and s.rank.get_length() >= 2 and s[1].is_dynamic for s in shapes]
         self._variants: dict[tuple[int, int], tuple] = {}
         self._pending: dict[tuple[int, int], threading.Thread] = {}
         self._calls: Counter = Counter()
@@ -130,8 +130,9 @@ class OvSession:
             with self._lock:
                 self._variants[key] = (compiled, compiled.create_infer_request())
         except Exception as e:  # noqa: BLE001 - a variant that cannot compile leaves the dynamic model in charge
+            first = (str(e).strip().splitlines() or [""])[0]
             with self._lock:
-                self.failed[key] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                self.failed[key] = f"{type(e).__name__}: {first}"  # kept for inspection; never retried
         finally:
             with self._lock:
                 self._pending.pop(key, None)
