@@ -81,8 +81,10 @@ def test_runtime_compiles_a_variant_once_a_bucket_is_in_use(exported):
     session.settle()
     assert session.variants == [(1, 8)]
     np.testing.assert_allclose(session.run(short)["logits"], plain.run(short)["logits"], atol=1e-5)
-    for _ in range(HOT_CALLS + 1):  # longer than every bucket: dynamic shapes, no variant
+    pair = tok(["red running shoes", "blue jeans"])  # batch 2: buckets were checked at batch 1 only
+    for _ in range(HOT_CALLS + 1):  # longer than every bucket, or batched: dynamic shapes, no variant
         np.testing.assert_allclose(session.run(long)["logits"], plain.run(long)["logits"], atol=1e-5)
+        np.testing.assert_allclose(session.run(pair)["logits"], plain.run(pair)["logits"], atol=1e-5)
     session.settle()
     assert session.variants == [(1, 8)]
 

@@ -42,7 +42,7 @@ def _join_pending() -> None:
 
 class OvSession:
     """One compiled model; with ``buckets`` (default: those the IR carries, see buckets.py) also a
-    static-shape variant per (batch, sequence bucket) once that bucket is in use.
+    static-shape variant per sequence bucket, at batch 1, once that bucket is in use.
 
     A variant is compiled in a background thread after its bucket has served ``HOT_CALLS`` calls
     (so a cold start, or a one-off length, never waits for a compile), at most ``max_variants`` of
@@ -105,11 +105,13 @@ class OvSession:
         return {spec.name: np.asarray(result[i]) for i, spec in enumerate(self.outputs)}
 
     def _bucket_key(self, feeds) -> tuple[int, int] | None:
+        """(1, bucket) for a single-sample token feed: the export checked the buckets at batch 1
+        (one query or title per call, as a store sends them); larger batches stay dynamic."""
         if self.buckets is None:
             return None
         length = sequence_feeds(feeds)
         size = None if length is None else self.buckets.bucket(length)
-        return None if size is None else (next(iter(feeds.values())).shape[0], size)
+        return None if size is None or next(iter(feeds.values())).shape[0] != 1 else (1, size)
 
     def _start(self, key) -> None:
         with self._lock:
