@@ -128,13 +128,14 @@ def print_artifacts(con, manifest: dict, title: str) -> None:
         b = a.get("shape_buckets") or {}
         if not b.get("checked"):
             continue
-        q = b.get("quality")
-        how = (f"{q['metric']} {q['value']:.4f}" if q else
-               f"max abs {max(r['max_abs_diff'] for r in b['checked'].values() if r['passed']):.1e}"
-               if b.get("enabled") else "")
         dropped = [n for n, r in b["checked"].items() if not r["passed"]]
-        line = (f"{a['path']}: static shapes for {', '.join(map(str, b['lengths']))} tokens ({how})"
-                if b.get("enabled") else f"{a['path']}: no static shapes")
+        if b.get("enabled"):
+            q = b.get("quality")  # INT8: the gate's metric; FP32 / FP16: the largest difference to the source
+            how = (f"{q['metric']} {q['value']:.4f}" if q else
+                   f"max abs {max(r['max_abs_diff'] for r in b['checked'].values() if r['passed']):.1e}")
+            line = f"{a['path']}: static shapes for {', '.join(map(str, b['lengths']))} tokens ({how})"
+        else:
+            line = f"{a['path']}: no static shapes"
         if dropped:
             line += f"; {', '.join(dropped)} dropped: the padded static shape did not match"
         con.print(line, highlight=False)

@@ -2,9 +2,10 @@
 
 Why: OpenVINO's CPU plugin runs a dynamic-shape model much slower when consecutive requests differ
 in length, as real queries and product titles do. all-MiniLM-L6-v2 INT8 on 100 real Myntra titles
-fed one at a time in their own lengths: 2.0 ms per title with dynamic shapes, 1.07 ms with static
-variants for 8, 16 and 32 tokens, each title padded up to the next one (docs/PERFORMANCE.md). A
-static shape also lets the plugin fuse more (0.85x at a fixed 64 tokens).
+fed one at a time in their own lengths: 1.99 ms per title with dynamic shapes, 1.25 ms with the
+export's checked buckets, each title padded up to its bucket (benchmarks/int8_minilm.py, titles
+workload; docs/PERFORMANCE.md). A static shape also lets the plugin fuse more (0.83-0.85x at a
+fixed 64 tokens).
 
 Padding is exact for models that mask it out (attention mask, masked pooling), which the export
 checks on real inputs before it writes the buckets into the IR. Outputs that carry the sequence axis
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-RT_INFO_PATH = ["edgeopt", "shape_buckets"]  # where the export keeps the buckets in the IR's rt_info
+RT_INFO_PATH = ("edgeopt", "shape_buckets")  # where the export keeps the buckets in the IR's rt_info
 MASK_INPUT = "attention_mask"
-_RT_PATTERN = re.compile(r'<edgeopt>\s*<shape_buckets value="([^"]*)"')
+_RT_PATTERN = re.compile(rf'<{RT_INFO_PATH[0]}>\s*<{RT_INFO_PATH[1]} value="([^"]*)"')
 
 
 @dataclass(frozen=True)
