@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import json
 import re
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +52,10 @@ def plan(model: LoadedModel, spec: str) -> ShapeBuckets | None:
 def probe_feeds(model: LoadedModel, buckets: ShapeBuckets) -> list[dict[str, np.ndarray]]:
     """Two tokenized texts per bucket: one just longer than the bucket below (the most padding)
     and one that fills it. Built-in product titles, joined and cut to length by the tokenizer."""
-    titles = resources.files("edgeopt").joinpath("assets/calibration_titles.txt").read_text().split("\n")
-    titles = [t.strip() for t in titles if t.strip()]
+    from edgeopt.data.text import read_texts
+    from edgeopt.export.int8 import BUILTIN_TITLES
+
+    titles, _ = read_texts(BUILTIN_TITLES)
     names = [s.name for s in model.io.inputs]
     feeds = []
     for lower, length in zip(buckets.lower, buckets.lengths):
