@@ -20,7 +20,15 @@ import numpy as np
 
 from edgeopt.errors import UsageError
 from edgeopt.models.base import LoadedModel
-from edgeopt.runtimes.buckets import MASK_INPUT, RT_INFO_PATH, ShapeBuckets, default_lengths, parse_lengths
+from edgeopt.optimize.metrics import cosines
+from edgeopt.runtimes.buckets import (
+    MASK_INPUT,
+    RT_INFO_PATH,
+    ShapeBuckets,
+    default_lengths,
+    model_rt_info_start,
+    parse_lengths,
+)
 
 CONSISTENCY = 0.995  # min cosine of a static INT8 variant to the dynamic IR (normal: >= 0.999; broken: <= 0.98)
 
@@ -102,10 +110,10 @@ def check_against_source(xml: Path, precision: str, buckets: ShapeBuckets, model
                                                 "min_cosine": tol.min_cosine})
 
 
-def check_with_gate(xml: Path, buckets: ShapeBuckets, scorer, passes, threads=None, probes=()) -> dict:
+def check_with_gate(xml: Path, buckets: ShapeBuckets, scorer, threads=None, probes=()) -> dict:
     """INT8 IR, each held-out sample alone: a bucket is kept when its variant gives the same model
     as the dynamic IR that passed the gate (cosine >= CONSISTENCY on each of its samples: a static
-    INT8 kernel can be wrong at one length; MiniLM at 32 tokens read 0.876 under OpenVINO
+    INT8 kernel can be wrong at one length; MiniLM at 32 tokens read 0.874 under OpenVINO
     2026.4), and the outputs with the kept buckets must still pass the gate. Buckets longer than
     every held-out sample are checked for that agreement on ``probes`` (probe_feeds) instead."""
     session = _session(xml, "int8", buckets, threads)
@@ -118,7 +126,7 @@ def check_with_gate(xml: Path, buckets: ShapeBuckets, scorer, passes, threads=No
     def agree(dynamic, static, size, on):
         seen = per_bucket.setdefault(size, {"samples": 0, "on": on, "cosine_min_vs_dynamic": 1.0})
         seen["samples"] += 1
-        seen["cosine_min_vs_dynamic"] = min(seen["cosine_min_vs_dynamic"], _cosine(dynamic, static))
+        seen["cosine_min_vs_dynamic"] = min(seen["cosine_min_vs_dynamic"], float(cosines(dynamic, static).min()))
 
     for dynamic, static, size in rows:
         if static is not None:
@@ -133,14 +141,9 @@ def check_with_gate(xml: Path, buckets: ShapeBuckets, scorer, passes, threads=No
     for n, r in per_bucket.items():
         r["passed"] = n in kept
     q = scorer.evaluate(np.concatenate([s if s is not None and z in kept else d for d, s, z in rows]))
-    if not passes(q):
+    if not scorer.passes(q):
         kept = []
     return _verdict(buckets, kept, per_bucket, {"quality": q.to_json(), "consistency_min_cosine": CONSISTENCY})
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.reshape(-1).astype(np.float64), b.reshape(-1).astype(np.float64)
-    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
 
 
 def _verdict(buckets: ShapeBuckets, kept: list[int], per_bucket: dict, details: dict) -> dict:
@@ -152,7 +155,7 @@ def annotate(xml: Path, buckets: ShapeBuckets | None) -> None:
     """Write ``buckets`` into the IR's model-level rt_info (the last <rt_info> block of the .xml),
     replacing any there; None removes them (an IR made from another keeps that one's rt_info)."""
     text = xml.read_text(encoding="utf-8")
-    head_end = max(text.rfind("</layers>"), 0)
+    head_end = model_rt_info_start(text)
     head, tail = text[:head_end], text[head_end:]
     tail = re.sub(rf"[ \t]*<{RT_INFO_PATH[0]}>.*?</{RT_INFO_PATH[0]}>\n?", "", tail, flags=re.S)
     if buckets is not None:

@@ -129,6 +129,6 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
 
             log(f"checking static shapes for {rel} with the INT8 gate")
             shape_buckets.apply(stage, record, shape_buckets.check_with_gate(
-                stage / rel, buckets, outcome.scorer, outcome.scorer.passes, opts.threads,
+                stage / rel, buckets, outcome.scorer, opts.threads,
                 probes=shape_buckets.probe_feeds(model, buckets)), log)
     return report

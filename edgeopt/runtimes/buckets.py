@@ -101,12 +101,16 @@ def parse_lengths(text: str) -> tuple[int, ...]:
 def sequence_feeds(feeds: dict[str, np.ndarray]) -> int | None:
     """The common sequence length of 2-D integer feeds with an attention mask, else None (no
     bucketing: another kind of input, or inputs that disagree)."""
-    if MASK_INPUT not in feeds:
+    if MASK_INPUT not in feeds or any(v.ndim != 2 or v.dtype.kind not in "iu" for v in feeds.values()):
         return None
-    lengths = {v.shape[1] for v in feeds.values() if v.ndim == 2 and v.dtype.kind in "iu"}
-    if len(lengths) != 1 or any(v.ndim != 2 or v.dtype.kind not in "iu" for v in feeds.values()):
-        return None
-    return lengths.pop()
+    lengths = {v.shape[1] for v in feeds.values()}
+    return lengths.pop() if len(lengths) == 1 else None
+
+
+def model_rt_info_start(xml_text: str) -> int:
+    """Where the model-level part of an IR's XML begins: after its layers (each of which may carry
+    an rt_info of its own)."""
+    return max(xml_text.rfind("</layers>"), 0)
 
 
 def read_from_ir(xml: str | Path) -> ShapeBuckets | None:
@@ -116,8 +120,7 @@ def read_from_ir(xml: str | Path) -> ShapeBuckets | None:
         text = Path(xml).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    tail = text[text.rfind("<rt_info>"):] if "<rt_info>" in text else ""
-    match = _RT_PATTERN.search(tail)
+    match = _RT_PATTERN.search(text, model_rt_info_start(text))
     if not match:
         return None
     try:
