@@ -32,6 +32,10 @@ from edgeopt.cli.options import console, load_from_options, model_options
               help="With --metric cosine: the worst sample's cosine must also stay above this.")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
               show_default=True, help="Activation range calibration for static INT8.")
+@click.option("--speed-check/--no-speed-check", default=True, show_default=True,
+              help="Time each INT8 artifact against FP32 on this machine and keep it only when it is faster. "
+              "--no-speed-check keeps INT8 that passes the gate whatever its speed here (e.g. the devices have "
+              "VNNI and this machine has not).")
 @click.option("--calib-size", type=click.IntRange(1), default=256, show_default=True, help="Calibration samples.")
 @click.option("--eval-size", type=click.IntRange(1), default=500, show_default=True, help="Evaluation samples.")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
@@ -48,7 +52,8 @@ from edgeopt.cli.options import console, load_from_options, model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, calib_method,
-            calib_size, eval_size, exporter, atol, rtol, threads, shape_buckets, arch, arch_kwargs, trust_pickle, inputs,
+            speed_check, calib_size, eval_size, exporter, atol, rtol, threads, shape_buckets, arch, arch_kwargs,
+            trust_pickle, inputs,
             as_json, verbose):
     """Export MODEL, verify every artifact against it, and write OUT/manifest.json.
 
@@ -65,7 +70,8 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
     int8_cfg = None
     if int8:
         int8_cfg = Int8Config(mode=int8_mode, calib_method=calib_method, metric=metric, max_drop=max_drop,
-                              min_cosine=min_cosine, calib_size=calib_size, eval_size=eval_size)
+                              min_cosine=min_cosine, calib_size=calib_size, eval_size=eval_size,
+                              speed_check=speed_check)
     elif calib or eval_data or metric or max_drop is not None:
         raise click.UsageError("--calib/--eval/--metric/--max-drop apply to --int8; add --int8")
     opts = ExportOptions(targets=tuple(t.strip() for t in targets.split(",") if t.strip()), fp16=fp16,

@@ -93,12 +93,25 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
     if fusion is not None:
         report["ort_fusion"] = fusion
     report["notes"] = list(data.notes)
+    if opts.int8.speed_check:  # the CPU whose speed decided which INT8 artifacts were kept
+        from edgeopt.doctor import cpu_info
+
+        cpu = cpu_info()
+        report["speed_check_cpu"] = {k: cpu[k] for k in ("model", "arch", "isa", "int8_acceleration")}
     if outcome.openvino is not None and outcome.openvino.name == "openvino-dynamic" and opts.calib is None:
         report["notes"].append("OpenVINO INT8 is calibration-free (dynamic) as no --calib was given; with your "
                                "own data, static INT8 is tried first (~15 % faster)")
-    if outcome.onnx is None and outcome.openvino is not None:
-        report["notes"].append("ONNX Runtime INT8 did not meet the gate (model.int8.onnx not written); "
-                               "OpenVINO INT8 did")
+    for runtime, kept, rel in (("onnxruntime", outcome.onnx, "model.int8.onnx"),
+                               ("openvino", outcome.openvino, "openvino/model.int8.xml")):
+        if kept is not None or not outcome.passed:  # neither kept: the CLI's error says why
+            continue
+        slow = next((c for c in outcome.candidates if c.runtime == runtime and c.extra.get("rejected")), None)
+        name = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}[runtime]
+        if slow is not None:
+            report["notes"].append(f"{name} INT8 met the gate but is {slow.extra['rejected']} ({rel} not written; "
+                                   "--no-speed-check keeps it, e.g. for devices faster at INT8 than this machine)")
+        elif runtime == "onnxruntime" or opts.int8.openvino and fp32_xml.exists():
+            report["notes"].append(f"{name} INT8 did not meet the gate ({rel} not written)")
     for cand, rel, fmt, runtimes in ((outcome.onnx, "model.int8.onnx", "onnx", ["onnxruntime", "openvino", "tensorrt"]),
                                      (outcome.qdq, "model.int8.qdq.onnx", "onnx", ["tensorrt", "onnxruntime"]),
                                      (outcome.openvino, "openvino/model.int8.xml", "openvino", ["openvino"])):

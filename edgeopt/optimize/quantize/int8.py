@@ -32,8 +32,8 @@ class Int8Outcome:
 
     @property
     def passed(self) -> bool:
-        """The gate was met for at least one runtime (the other keeps FP32, with a note)."""
-        return self.onnx is not None or self.openvino is not None
+        """An INT8 artifact was kept for at least one runtime (the others keep FP32, with a note)."""
+        return self.onnx is not None or self.openvino is not None or self.qdq is not None
 
     def to_json(self) -> dict:
         return {"metric": self.metric, "max_drop": self.max_drop, "passed": self.passed,
@@ -155,11 +155,13 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
                                        "method": "nncf" if text else cfg.calib_method,
                                        "warnings": calibration_warnings(calib)}, scorer=scorer)
     passing = [c for c in candidates if c.passed]
-    chosen = _fastest(passing, evald, threads, log, fp32=fp32_onnx)
-    static = next((c for c in passing if c.name == "static" and c.passed), None)
+    # the QDQ model for TensorRT (and OpenVINO's QDQ way) whatever its speed in ONNX Runtime
+    static = next((c for c in passing if c.name == "static"), None)
+    chosen = _fastest(passing, evald, threads, log, fp32=fp32_onnx if cfg.speed_check else None)
     if cfg.openvino and fp32_xml is not None:  # also when ORT INT8 failed: NNCF may still pass
         outcome.openvino = _openvino(static, fp32_xml, stage, work, calib, scorer, passes, text, fused, threads,
-                                     log, dynamic_first=not user_calibration)
+                                     log, dynamic_first=not user_calibration, speed_check=cfg.speed_check,
+                                     record=candidates)
         if outcome.openvino is not None:
             candidates.append(outcome.openvino)
     if chosen is not None:
@@ -167,10 +169,10 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         shutil.move(chosen.path, final)
         chosen.path = final
         outcome.onnx = chosen
-        if want_qdq and static is not None and static is not chosen:
-            shutil.move(static.path, stage / "model.int8.qdq.onnx")
-            static.path = stage / "model.int8.qdq.onnx"
-            outcome.qdq = static
+    if want_qdq and static is not None and static is not chosen:  # TensorRT's speed is not measured here
+        shutil.move(static.path, stage / "model.int8.qdq.onnx")
+        static.path = stage / "model.int8.qdq.onnx"
+        outcome.qdq = static
     shutil.rmtree(work, ignore_errors=True)
     outcome.seconds = time.perf_counter() - t0
     return outcome
@@ -224,37 +226,40 @@ def _vs_fp32(path: Path, fp32: Path, evald: Dataset, threads, log, runtime: str 
 
 
 def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path | None = None) -> Candidate | None:
-    """The fastest passing candidate, timed side by side when there is a choice.
+    """The fastest passing candidate, timed side by side with ``fp32`` (same runtime, same run).
 
-    A candidate with FP32 fallback nodes is also timed against ``fp32`` (same runtime, same run) and
-    dropped when it is not faster: the float islands and their Q/DQ pairs can cost more than INT8
-    saves (MiniLM in ORT, static with 17 FP32 nodes: 1.2x FP32 at 64 tokens, 1.95x on a title),
-    and such a model is not worth shipping."""
-    check = fp32 is not None and any(c.fallback_nodes for c in passing)
-    if len(passing) <= 1 and not check:
-        return passing[0] if passing else None
-    log(f"timing {len(passing)} passing candidate(s) side by side" + (" and FP32" if check else ""))
+    A candidate that is not faster than FP32 here is dropped: an INT8 artifact that runs slower
+    than the FP32 one is not worth shipping. Seen for MiniLM: OpenVINO static INT8 on a CPU
+    without VNNI (AVX2 only) ran 1.39x its FP32 IR, and in ONNX Runtime the float islands of a
+    static model with 17 FP32 nodes cost more than INT8 saved (1.2x FP32 at 64 tokens). ``fp32``
+    None (``--no-speed-check``) keeps the fastest passing candidate whatever its speed against
+    FP32, e.g. when the devices have VNNI and the exporting machine has not."""
+    if not passing:
+        return None
+    if len(passing) == 1 and fp32 is None:
+        return passing[0]
+    log(f"timing {len(passing)} passing candidate(s) side by side" + (" and FP32" if fp32 is not None else ""))
     runs = [(str(c.path), c.runtime, "int8") for c in passing]
-    if check:
+    if fp32 is not None:
         runs.append((str(fp32), passing[0].runtime, "fp32"))
     p50 = _p50(runs, evald, threads)
     for c in passing:
         c.p50_ms = round(p50[str(c.path)], 3)
-    if check:
+    if fp32 is not None:
         base = p50[str(fp32)]
         for c in passing:
             c.extra["vs_fp32"] = round(c.p50_ms / base, 3)
-            if c.fallback_nodes and c.p50_ms >= base:
-                c.passed = False
-                c.extra["rejected"] = (f"not faster than FP32 ({c.p50_ms / base:.2f}x) with "
-                                       f"{len(c.fallback_nodes)} FP32 nodes")
+            if c.p50_ms >= base:  # it still passed the quality gate: "rejected" says why it is not kept
+                islands = f" with {len(c.fallback_nodes)} FP32 nodes" if c.fallback_nodes else ""
+                c.extra["rejected"] = f"not faster than FP32 ({c.p50_ms / base:.2f}x){islands} on this machine"
                 log(f"{c.name}: {c.extra['rejected']}: not kept")
-        passing = [c for c in passing if c.passed]
+        passing = [c for c in passing if not c.extra.get("rejected")]
     return min(passing, key=lambda c: c.p50_ms) if passing else None
 
 
 def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
-              passes, text: bool, fused: bool, threads, log, dynamic_first: bool = False) -> Candidate | None:
+              passes, text: bool, fused: bool, threads, log, dynamic_first: bool = False,
+              speed_check: bool = True, record: list | None = None) -> Candidate | None:
     """OpenVINO INT8 up to three ways: the gated QDQ ONNX as is, NNCF on the IR, and (transformers)
     dynamic INT8 (INT8 weights, activations quantized at run time; openvino.py); keep the fastest
     that passes.
@@ -265,8 +270,11 @@ def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path,
     dynamic INT8 next, it is ~15 % slower than static but much closer to FP32. ``dynamic_first``
     (the calibration data is not the user's) tries dynamic first: it needs no calibration, and
     static INT8 calibrated on generic titles lost the min-cosine target on real ones.
-    Other models time QDQ and NNCF both: NNCF placed quantizers better for a CNN (0.58 vs 0.71 ms)."""
+    Other models time QDQ and NNCF both: NNCF placed quantizers better for a CNN (0.58 vs 0.71 ms).
+    When none is kept, the ways tried are appended to ``record`` (the manifest's candidates)."""
     from edgeopt.optimize.quantize import openvino as ovq
+
+    record = [] if record is None else record
 
     def from_qdq():
         t = time.perf_counter()
@@ -311,9 +319,11 @@ def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path,
         if text and any(c.passed for c in options):
             break
         options.append(way())
-    best = _fastest([c for c in options if c.passed], scorer.data, threads, log, fp32=fp32_xml)
+    best = _fastest([c for c in options if c.passed], scorer.data, threads, log, fp32=fp32_xml if speed_check else None)
     if best is None:
-        log("no OpenVINO INT8 variant passed the gate; OpenVINO keeps FP32")
+        slow = any(c.extra.get("rejected") for c in options)
+        log("no OpenVINO INT8 variant " + ("faster than FP32" if slow else "passed the gate") + "; OpenVINO keeps FP32")
+        record.extend(options)  # the manifest still says what was tried and why none was kept
         return None
     final = stage / "openvino" / "model.int8.xml"
     final.parent.mkdir(parents=True, exist_ok=True)
