@@ -101,7 +101,9 @@ def test_on_quantize_dynamic_graph_and_file(tmp_path):
     x = _x()
     got, ref = (ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(["z"], {"x": x})[0]
                 for f in (dst, tmp_path / "fp32.onnx"))
-    np.testing.assert_allclose(got, ref, atol=0.05 * np.abs(ref).max())
+    # 6 %: the stock per-tensor fc2 saturates a little in onnxruntime's U8S8 kernel on AVX2 without
+    # VNNI (5.1 % there; our per-token node uses 7-bit weights, which cannot)
+    np.testing.assert_allclose(got, ref, atol=0.06 * np.abs(ref).max())
 
 
 def test_bad_kernel():

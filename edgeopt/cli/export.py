@@ -105,7 +105,8 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
         slow = [c["rejected"] for c in int8["candidates"] if c.get("rejected")]
         if slow:
             raise GateError(f"INT8 that meets --max-drop {int8['max_drop']} on {int8['metric']} is {slow[0]}; "
-                            "FP32 artifacts kept: FP32 is the faster model here (see manifest.json 'int8')")
+                            "FP32 artifacts kept: FP32 is the faster model here (see manifest.json 'int8'; "
+                            "--no-speed-check keeps INT8 anyway)")
         raise GateError(f"INT8 could not meet --max-drop {int8['max_drop']} on {int8['metric']}; "
                         "FP32 artifacts kept (see manifest.json 'int8' for each candidate)")
 
