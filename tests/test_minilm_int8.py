@@ -70,7 +70,9 @@ def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_ex
     assert by_runtime["onnxruntime"]["vs_fp32"] < 1  # dynamic INT8: 0.51x FP32 even without VNNI
     nncf = by_runtime["openvino"]
     assert nncf["passed"] and nncf["quality"]["mean"] >= 0.995 and nncf["quality"]["min"] >= 0.98, nncf
-    if nncf["vs_fp32"] < 1:
+    from edgeopt.optimize.quantize.int8 import MIN_SPEEDUP
+
+    if nncf["vs_fp32"] <= MIN_SPEEDUP:
         assert art["openvino/model.int8.xml"]["int8_mode"] == "openvino-nncf" and "rejected" not in nncf
     else:  # e.g. AVX2 without VNNI: OpenVINO INT8 is slower than its FP32 IR there
         assert "openvino/model.int8.xml" not in art and not (out / "openvino" / "model.int8.xml").exists()

@@ -225,11 +225,17 @@ def _vs_fp32(path: Path, fp32: Path, evald: Dataset, threads, log, runtime: str 
     return p50[str(path)] / p50[str(fp32)]
 
 
+# An INT8 artifact is kept only at <= this share of FP32's p50 on one held-out sample: that
+# sample is a proxy for the real workload, and near 1.0 the proxy's verdict can flip (the demo's
+# OpenVINO INT8 read 0.966x FP32 on one title, 1.2x in the demo's own benchmark, AMD EPYC, no VNNI).
+MIN_SPEEDUP = 0.95
+
+
 def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path | None = None) -> Candidate | None:
     """The fastest passing candidate, timed side by side with ``fp32`` (same runtime, same run).
 
-    A candidate that is not faster than FP32 here is dropped: an INT8 artifact that runs slower
-    than the FP32 one is not worth shipping. Seen for MiniLM: OpenVINO static INT8 on a CPU
+    A candidate that is not faster than FP32 here (by MIN_SPEEDUP) is dropped: an INT8 artifact
+    that runs slower than the FP32 one is not worth shipping. Seen for MiniLM: OpenVINO static INT8 on a CPU
     without VNNI (AVX2 only) ran 1.39x its FP32 IR, and in ONNX Runtime the float islands of a
     static model with 17 FP32 nodes cost more than INT8 saved (1.2x FP32 at 64 tokens). ``fp32``
     None (``--no-speed-check``) keeps the fastest passing candidate whatever its speed against
@@ -249,9 +255,10 @@ def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path 
         base = p50[str(fp32)]
         for c in passing:
             c.extra["vs_fp32"] = round(c.p50_ms / base, 3)
-            if c.p50_ms >= base:  # it still passed the quality gate: "rejected" says why it is not kept
+            if c.p50_ms > MIN_SPEEDUP * base:  # it still passed the quality gate: "rejected" says why
                 islands = f" with {len(c.fallback_nodes)} FP32 nodes" if c.fallback_nodes else ""
-                c.extra["rejected"] = f"not faster than FP32 ({c.p50_ms / base:.2f}x){islands} on this machine"
+                c.extra["rejected"] = (f"not faster than FP32 ({c.p50_ms / base:.2f}x, needs <= {MIN_SPEEDUP}x)"
+                                       f"{islands} on this machine")
                 log(f"{c.name}: {c.extra['rejected']}: not kept")
         passing = [c for c in passing if not c.extra.get("rejected")]
     return min(passing, key=lambda c: c.p50_ms) if passing else None
