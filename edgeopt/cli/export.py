@@ -33,7 +33,7 @@ from edgeopt.cli.options import console, load_from_options, model_options
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
               show_default=True, help="Activation range calibration for static INT8.")
 @click.option("--speed-check/--no-speed-check", default=True, show_default=True,
-              help="Time each INT8 artifact against FP32 on this machine and keep it only when it is faster. "
+              help="Time each INT8 artifact against FP32 on this machine and keep it only at <= 0.95x FP32's latency. "
               "--no-speed-check keeps INT8 that passes the gate whatever its speed here (e.g. the devices have "
               "VNNI and this machine has not).")
 @click.option("--calib-size", type=click.IntRange(1), default=256, show_default=True, help="Calibration samples.")
