@@ -5,7 +5,8 @@
 Candidates (all from the same FP32 export of the embedded all-MiniLM-L6-v2):
   torch eager FP32 (sentence-transformers), ORT FP32, stock ORT quantize_dynamic, stock ORT
   quantize_static (QDQ, defaults, per-channel, 64 calibration titles), stock OpenVINO + NNCF
-  (transformer preset, 64 titles; from the ONNX file and from OpenVINO's PyTorch frontend), and
+  (transformer preset, 64 titles; from the ONNX file and from OpenVINO's PyTorch frontend, the latter
+  also with NNCF's "performance" preset, symmetric activations, as edgeopt tries first), and
   edgeopt's gated INT8 for ORT and OpenVINO
   (`edgeopt export --int8 --calib styles_text.csv`, 256 calibration titles), and the gate's two
   accuracy rungs: ORT dynamic INT8 with SmoothQuant (`--int8-mode dynamic --max-drop 0.0025`) and
@@ -186,6 +187,10 @@ def build(work: Path, calib64: list[str]) -> dict:
                                                                                 "token_type_ids")))
     q = nncf.quantize(ov_torch, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=64)
     ov.save_model(q, str(stock / "nncf_torch.xml"), compress_to_fp16=False)
+    # ... and with NNCF's "performance" preset (symmetric activations), which edgeopt tries first
+    q = nncf.quantize(ov_torch, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=64,
+                      preset=nncf.QuantizationPreset.PERFORMANCE)
+    ov.save_model(q, str(stock / "nncf_torch_perf.xml"), compress_to_fp16=False)
     # The two other rungs of edgeopt's gate, built as the export builds them: ORT dynamic INT8 with
     # SmoothQuant (what a strict --max-drop reaches) and OpenVINO dynamic INT8 (what --int8 writes
     # for OpenVINO without --calib, or when static INT8 fails the gate: e.g. --metric nn).
@@ -211,6 +216,8 @@ def build(work: Path, calib64: list[str]) -> dict:
         "stock ORT quantize_static QDQ": ("onnxruntime", str(stock / "static.onnx"), "int8"),
         "stock OpenVINO + NNCF": ("openvino", str(stock / "nncf.xml"), "int8"),
         "stock OpenVINO (PyTorch frontend) + NNCF": ("openvino", str(stock / "nncf_torch.xml"), "int8"),
+        "stock OpenVINO (PyTorch frontend) + NNCF, performance preset": ("openvino", str(stock / "nncf_torch_perf.xml"),
+                                                                         "int8"),
         "edgeopt INT8 (ORT)": ("onnxruntime", str(out / "model.int8.onnx"), "int8"),
         "edgeopt FP32 (OpenVINO)": ("openvino", str(out / "openvino" / "model.xml"), "fp32"),
         # not written where it is not faster than the FP32 IR (the export's speed check; e.g. no VNNI)

@@ -181,7 +181,7 @@ def test_openvino_int8_slower_than_fp32_is_not_kept_and_the_manifest_says_why(tm
     from edgeopt.optimize.quantize import int8, speed
     from edgeopt.optimize.quantize import openvino as ovq
 
-    def fake_nncf(fp32_xml, xml, calib, transformer):
+    def fake_nncf(fp32_xml, xml, calib, transformer, preset=None):
         xml.parent.mkdir(parents=True, exist_ok=True)
         xml.write_text("nncf")
         xml.with_suffix(".bin").write_text("")
@@ -235,6 +235,45 @@ def test_openvino_dynamic_ladder_stops_at_the_first_passing_group(tmp_path, monk
     assert saved == [128, 64] and best.name == "openvino-dynamic" and best.extra["activation_group_size"] == 64
     assert best.path == tmp_path / "stage" / "openvino" / "model.int8.xml" and best.path.read_text() == "64"
     assert [v["activation_group_size"] for v in best.extra["variants"]] == [64]
+
+
+def test_openvino_nncf_tries_symmetric_activations_before_the_transformer_default(tmp_path, monkeypatch):
+    """A transformer's NNCF INT8 tries the "performance" preset (symmetric activations, faster)
+    first, and NNCF's transformer default "mixed" only when that misses the gate; the kept IR's
+    candidate names its preset. Dynamic INT8 comes after both."""
+    from edgeopt.data.dataset import Dataset
+    from edgeopt.optimize.metrics import Quality
+    from edgeopt.optimize.quantize import int8
+    from edgeopt.optimize.quantize import openvino as ovq
+
+    tried = []
+
+    def fake_nncf(fp32_xml, xml, calib, transformer, preset=None):
+        assert transformer
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        xml.write_text(preset)
+        xml.with_suffix(".bin").write_text("")
+        tried.append(preset)
+        return xml
+
+    data = Dataset([{"x": np.zeros((1, 3), np.float32)}], source="t")
+    monkeypatch.setattr(ovq, "nncf_quantize", fake_nncf)
+    monkeypatch.setattr(ovq, "compress_int8", lambda xml: pytest.fail("dynamic tried after NNCF passed"))
+    for drops, want in (({"performance": 0.001}, ["performance"]),
+                        ({"performance": 0.02, "mixed": 0.003}, ["performance", "mixed"])):
+        tried.clear()
+
+        def scorer(path, runtime, precision, drops=drops):
+            drop = drops[path.read_text()]
+            return Quality("cosine", 1 - drop, 1.0, drop, {"min": 0.99})
+
+        scorer.data = data
+        stage = tmp_path / want[-1]
+        best = int8._openvino(None, tmp_path / "fp32.xml", stage, tmp_path / f"work-{want[-1]}", data, scorer,
+                              lambda q: q.drop <= 0.005, True, True, None, print, speed_check=False)
+        assert tried == want and best.name == "openvino-nncf" and best.extra["nncf_preset"] == want[-1]
+        assert (stage / "openvino" / "model.int8.xml").read_text() == want[-1]
+        assert [v["nncf_preset"] for v in best.extra["variants"]] == want
 
 
 def test_cli_says_fp32_is_faster_when_the_only_passing_int8_was_slower(tiny, tmp_path, monkeypatch):

@@ -125,7 +125,7 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
                 extra["graph"] = "onnxruntime-fused"
         if cand.extra.get("per_token_nodes"):
             extra["per_token_nodes"] = cand.extra["per_token_nodes"]
-        for key in ("smooth", "activation_group_size"):
+        for key in ("smooth", "activation_group_size", "nncf_preset"):
             if cand.extra.get(key):
                 extra[key] = cand.extra[key]
         if fmt == "onnx" and cand.name == "static":
