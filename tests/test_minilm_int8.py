@@ -74,6 +74,8 @@ def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_ex
 
     if nncf["vs_fp32"] <= MIN_SPEEDUP:
         assert art["openvino/model.int8.xml"]["int8_mode"] == "openvino-nncf" and "rejected" not in nncf
+        # symmetric activations first: on a Xeon with AMX they passed at cosine 0.9976 / min 0.992
+        assert art["openvino/model.int8.xml"]["nncf_preset"] in ("performance", "mixed")
     else:  # e.g. AVX2 without VNNI: OpenVINO INT8 is slower than its FP32 IR there
         assert "openvino/model.int8.xml" not in art and not (out / "openvino" / "model.int8.xml").exists()
         assert nncf["rejected"].startswith("not faster than FP32")
