@@ -60,6 +60,9 @@ def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_ex
     ort8 = art["model.int8.onnx"]
     assert ort8["int8_mode"] == "dynamic" and ort8["graph"] == "onnxruntime-fused"
     assert ort8["runtimes"] == ["onnxruntime"] and 0 < len(ort8["per_token_nodes"]) <= 18
+    # the search ran on a graph with SmoothQuant in front of the 6 Attention and 6 FFN-in nodes,
+    # which read LayerNorm outputs (7 per-token nodes instead of 11 on a Xeon, ~5 % faster)
+    assert ort8["smooth"] == {"alpha": 0.5, "nodes": 12, "inputs": "layernorm"}
     assert manifest["int8"]["ort_fusion"]["ops"]["Attention"] == 6
     assert ort8["quality"]["mean"] >= 0.995 and ort8["quality"]["min"] >= 0.98, ort8["quality"]
     assert art["openvino/model.xml"]["converter"] == "pytorch-frontend"
@@ -84,10 +87,11 @@ def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_ex
 
 
 def test_strict_gate_reaches_the_smoothquant_rung(minilm_path, tmp_path_factory):
-    """--max-drop 0.0025 is beyond what per-token choices reach on MiniLM (~0.9968 with all 18
-    MatMuls per token): the gate goes on to SmoothQuant scaling in front of them, still dynamic
-    INT8. It passes on CPUs with VNNI (0.998); on AVX2 without VNNI it measured 0.9973, and the
-    export then keeps FP32 and exits 1, as the gate says."""
+    """--max-drop 0.0025 is at the edge of what dynamic INT8 reaches on MiniLM: the search, already
+    smoothed at its 12 LayerNorm-fed inputs, goes up to all 18 MatMuls per token (0.9975 on a Xeon
+    with AMX at these sizes), then to the last rung, SmoothQuant in front of all 24 nodes (0.9972
+    there, 0.998 on an EPYC with VNNI, 0.9973 on AVX2 without VNNI). Whichever way, the export
+    keeps INT8 only when the gate passed, and exits 1 with FP32 otherwise."""
     titles = SHARED_DATA / "myntra" / "styles_text.csv"
     if not titles.is_file():
         pytest.skip(f"shared data missing: {titles}")
@@ -97,8 +101,10 @@ def test_strict_gate_reaches_the_smoothquant_rung(minilm_path, tmp_path_factory)
     assert r.returncode in (0, 1), r.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     cand = manifest["int8"]["candidates"][0]
-    assert cand["name"] == "dynamic" and cand["smooth"] == {"alpha": 0.5, "nodes": 24}  # 18 MatMuls + 6 Attention
-    assert len(cand["per_token_nodes"]) == 18 and cand["quality"]["mean"] >= 0.997, cand["quality"]
+    assert cand["name"] == "dynamic" and cand["quality"]["mean"] >= 0.997, cand["quality"]
+    assert cand["smooth"] in ({"alpha": 0.5, "nodes": 12, "inputs": "layernorm"},  # the search's graph
+                              {"alpha": 0.5, "nodes": 24}), cand["smooth"]  # the rung: 18 MatMuls + 6 Attention
+    assert len(cand["per_token_nodes"]) >= 8 and cand["attempts"] >= 5, cand  # the search went deep
     assert cand["passed"] == (r.returncode == 0) == (out / "model.int8.onnx").exists()
     if r.returncode == 0:
         art = {a["path"]: a for a in manifest["artifacts"]}["model.int8.onnx"]

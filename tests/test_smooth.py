@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.data.dataset import Dataset
 from edgeopt.optimize.quantize.per_token import per_token_file
-from edgeopt.optimize.quantize.smooth import scales, smooth_file, smoothable
+from edgeopt.optimize.quantize.smooth import layernorm_fed, scales, smooth_file, smoothable
 
 H = 16
 
@@ -79,6 +79,31 @@ def test_shared_weight_and_fused_attention(tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     weights = {i.name for i in onnx.load(str(tmp_path / "smooth.onnx")).graph.initializer}
     assert "W" not in weights and {"fc_a/smooth_W", "fc_b/smooth_W", "attn/smooth_W"} <= weights
+
+
+def test_only_layernorm_fed_nodes_are_smoothed_in_front_of_the_dynamic_search(tmp_path):
+    """The dynamic search smooths the nodes that read a LayerNorm output (outlier channels), not the
+    one behind a Relu; the others keep their weights, and the FP32 outputs stay the same."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (H, H)).astype(np.float32), n) for n in ("W1", "W2")]
+    inits += [numpy_helper.from_array(np.abs(rng.normal(1, 0.5, H)).astype(np.float32), "g"),
+              numpy_helper.from_array(np.zeros(H, np.float32), "b")]
+    nodes = [helper.make_node("LayerNormalization", ["x", "g", "b"], ["ln"], name="ln", axis=-1),
+             helper.make_node("MatMul", ["ln", "W1"], ["a"], name="fc_ln"),
+             helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "W2"], ["y"], name="fc_relu")]
+    _save(nodes, inits, tmp_path / "fp32.onnx", width=H)
+    model = onnx.load(str(tmp_path / "fp32.onnx"))
+    assert set(smoothable(model)) == {"fc_ln", "fc_relu"} and layernorm_fed(model) == ["fc_ln"]
+    x = _x(rng, 3)
+    assert smooth_file(tmp_path / "fp32.onnx", tmp_path / "s.onnx", _calib(rng), nodes=["fc_ln"]) == ["fc_ln"]
+    smoothed = onnx.load(str(tmp_path / "s.onnx"))
+    assert [n.name for n in smoothed.graph.node if n.op_type == "Mul"] == ["fc_ln/smooth_Mul"]
+    assert "W2" in {i.name for i in smoothed.graph.initializer}
+    np.testing.assert_allclose(_run(tmp_path / "s.onnx", x)[0], _run(tmp_path / "fp32.onnx", x)[0],
+                               rtol=1e-4, atol=1e-4)
+    assert smooth_file(tmp_path / "fp32.onnx", tmp_path / "none.onnx", _calib(rng), nodes=[]) == []
+    assert not (tmp_path / "none.onnx").exists()
 
 
 def test_scales_are_finite_for_dead_channels():

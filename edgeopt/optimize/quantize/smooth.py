@@ -49,6 +49,19 @@ def smoothable(model) -> dict[str, tuple[str, str]]:
     return found
 
 
+# ops whose output[0] is a LayerNorm output: onnxruntime's fused ones (export/ort_fused.py) and ONNX's
+LAYERNORM_OPS = ("LayerNormalization", "SkipLayerNormalization", "EmbedLayerNormalization",
+                 "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization")
+
+
+def layernorm_fed(model) -> list[str]:
+    """The smoothable nodes whose activation is a LayerNorm output, where BERT-style outlier
+    channels live: in MiniLM's fused graph the 6 Attention nodes and the 6 FFN-in MatMuls."""
+    producer = {n.output[0]: n for n in model.graph.node if n.output}
+    return [name for name, (x, _) in smoothable(model).items()
+            if x in producer and producer[x].op_type in LAYERNORM_OPS]
+
+
 def channel_absmax(fp32: Path, calib: Dataset, tensors: list[str], n_samples: int = 128) -> dict[str, np.ndarray]:
     """Per-channel (last axis) absolute maximum of each named tensor over single calibration samples."""
     from edgeopt.optimize.quantize.ort import intermediate_values
@@ -69,13 +82,19 @@ def scales(x_absmax: np.ndarray, w: np.ndarray, alpha: float = ALPHA) -> np.ndar
     return np.clip(s, 1 / _LIMIT, _LIMIT).astype(np.float32)
 
 
-def smooth_file(src: Path, dst: Path, calib: Dataset, *, alpha: float = ALPHA, n_samples: int = 128) -> list[str]:
-    """Write ``src`` with every smoothable node scaled (FP32, same outputs); return their names."""
+def smooth_file(src: Path, dst: Path, calib: Dataset, *, alpha: float = ALPHA, n_samples: int = 128,
+                nodes: list[str] | None = None) -> list[str]:
+    """Write ``src`` with every smoothable node (of ``nodes`` when given) scaled (FP32, same
+    outputs); return their names."""
     import onnx
     from onnx import helper, numpy_helper
 
     model = onnx.load(str(src))
     targets = smoothable(model)
+    if nodes is not None:
+        targets = {k: v for k, v in targets.items() if k in set(nodes)}
+    if not targets:
+        return []
     amax = channel_absmax(src, calib, list(dict.fromkeys(x for x, _ in targets.values())), n_samples)
     inits = {i.name: i for i in model.graph.initializer}
     nodes = []
