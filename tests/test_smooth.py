@@ -96,13 +96,15 @@ def test_only_layernorm_fed_nodes_are_smoothed_in_front_of_the_dynamic_search(tm
     model = onnx.load(str(tmp_path / "fp32.onnx"))
     assert set(smoothable(model)) == {"fc_ln", "fc_relu"} and layernorm_fed(model) == ["fc_ln"]
     x = _x(rng, 3)
-    assert smooth_file(tmp_path / "fp32.onnx", tmp_path / "s.onnx", _calib(rng), nodes=["fc_ln"]) == ["fc_ln"]
+    assert smooth_file(tmp_path / "fp32.onnx", tmp_path / "s.onnx", _calib(rng), layernorm_only=True) == ["fc_ln"]
     smoothed = onnx.load(str(tmp_path / "s.onnx"))
     assert [n.name for n in smoothed.graph.node if n.op_type == "Mul"] == ["fc_ln/smooth_Mul"]
     assert "W2" in {i.name for i in smoothed.graph.initializer}
     np.testing.assert_allclose(_run(tmp_path / "s.onnx", x)[0], _run(tmp_path / "fp32.onnx", x)[0],
                                rtol=1e-4, atol=1e-4)
-    assert smooth_file(tmp_path / "fp32.onnx", tmp_path / "none.onnx", _calib(rng), nodes=[]) == []
+    # no LayerNorm in front of anything: nothing smoothed, nothing written
+    _save([helper.make_node("MatMul", ["x", "W1"], ["y"], name="fc")], inits[:1], tmp_path / "plain.onnx", width=H)
+    assert smooth_file(tmp_path / "plain.onnx", tmp_path / "none.onnx", _calib(rng), layernorm_only=True) == []
     assert not (tmp_path / "none.onnx").exists()
 
 

@@ -106,13 +106,10 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         Their outlier channels are what per-token scales cannot fix, and each costs one Mul, where a
         per-token node costs five small ops (~15 us per node at title lengths, docs/PERFORMANCE.md)."""
         if "path" not in dyn_smooth:
-            import onnx
-
             from edgeopt.optimize.quantize import smooth
 
             path = work / "dynamic-smoothed-fp32.onnx"
-            targets = smooth.layernorm_fed(onnx.load(str(dyn_src), load_external_data=False))
-            done = smooth.smooth_file(dyn_src, path, calib, nodes=targets) if targets else []
+            done = smooth.smooth_file(dyn_src, path, calib, layernorm_only=True)
             dyn_smooth["path"] = path if done else dyn_src
             if done:
                 log(f"dynamic INT8: SmoothQuant scaling in front of {len(done)} LayerNorm-fed node(s)")
@@ -297,9 +294,10 @@ def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path,
     the IR has fused attention (PyTorch frontend; the QDQ graph spells attention out and is ~10 %
     slower), else the QDQ conversion (NNCF on an unfused IR costs ~20 s and measured no faster);
     NNCF tries its "performance" preset (symmetric activations, ~10 % faster) before its transformer
-    default "mixed" (openvino.py). Dynamic INT8 comes next, ~15 % slower than static but much closer to FP32. ``dynamic_first``
-    (the calibration data is not the user's) tries dynamic first: it needs no calibration, and
-    static INT8 calibrated on generic titles lost the min-cosine target on real ones.
+    default "mixed" (openvino.py). Dynamic INT8 comes next, ~15 % slower than static but much closer
+    to FP32. ``dynamic_first`` (the calibration data is not the user's) tries dynamic first: it needs
+    no calibration, and static INT8 calibrated on generic titles lost the min-cosine target on real
+    ones.
     Other models time QDQ and NNCF both: NNCF placed quantizers better for a CNN (0.58 vs 0.71 ms).
     When none is kept, the ways tried are appended to ``record`` (the manifest's candidates)."""
     from edgeopt.optimize.quantize import openvino as ovq
@@ -344,8 +342,9 @@ def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path,
     # transformers: symmetric activations first (faster), NNCF's transformer default next
     nncf_ways = [nncf_way(p) for p in ovq.TRANSFORMER_PRESETS] if text else [nncf_way(None)]
     ways = nncf_ways + ways if fused else ways + nncf_ways
-    if text:  # after the first static way (both NNCF presets count as one)
-        ways.insert(0 if dynamic_first else len(nncf_ways) if fused or static is None else 1, from_dynamic)
+    if text:  # dynamic INT8 after the first static way (the NNCF presets count as one way)
+        first_static = len(nncf_ways) if fused or static is None else 1
+        ways.insert(0 if dynamic_first else first_static, from_dynamic)
     options = []
     for way in ways:
         if text and any(c.passed for c in options):

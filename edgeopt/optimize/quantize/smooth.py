@@ -83,16 +83,18 @@ def scales(x_absmax: np.ndarray, w: np.ndarray, alpha: float = ALPHA) -> np.ndar
 
 
 def smooth_file(src: Path, dst: Path, calib: Dataset, *, alpha: float = ALPHA, n_samples: int = 128,
-                nodes: list[str] | None = None) -> list[str]:
-    """Write ``src`` with every smoothable node (of ``nodes`` when given) scaled (FP32, same
-    outputs); return their names."""
+                layernorm_only: bool = False) -> list[str]:
+    """Write ``src`` with every smoothable node (only the :func:`layernorm_fed` ones with
+    ``layernorm_only``) scaled (FP32, same outputs); return their names. Nothing to smooth: nothing
+    written, ``[]``."""
     import onnx
     from onnx import helper, numpy_helper
 
     model = onnx.load(str(src))
     targets = smoothable(model)
-    if nodes is not None:
-        targets = {k: v for k, v in targets.items() if k in set(nodes)}
+    if layernorm_only:
+        wanted = set(layernorm_fed(model))
+        targets = {k: v for k, v in targets.items() if k in wanted}
     if not targets:
         return []
     amax = channel_absmax(src, calib, list(dict.fromkeys(x for x, _ in targets.values())), n_samples)
