@@ -99,32 +99,15 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
             first_static["path"] = path
         return path
 
-    dyn_smooth: dict = {}  # the LayerNorm-fed nodes smoothed in the dynamic search's source graph
-
-    def dynamic_source() -> Path:
-        """``dyn_src`` with SmoothQuant scaling on the nodes that read a LayerNorm output, made once.
-        Their outlier channels are what per-token scales cannot fix, and each costs one Mul, where a
-        per-token node costs five small ops (~15 us per node at title lengths, docs/PERFORMANCE.md)."""
-        if "path" not in dyn_smooth:
-            from edgeopt.optimize.quantize import smooth
-
-            path = work / "dynamic-smoothed-fp32.onnx"
-            done = smooth.smooth_file(dyn_src, path, calib, layernorm_only=True)
-            dyn_smooth["path"] = path if done else dyn_src
-            if done:
-                log(f"dynamic INT8: SmoothQuant scaling in front of {len(done)} LayerNorm-fed node(s)")
-                dyn_smooth["report"] = {"alpha": smooth.ALPHA, "nodes": len(done), "inputs": "layernorm"}
-        return dyn_smooth["path"]
-
     def build_dynamic(per_token):  # its "fallback" is per-token INT8, not FP32
         log(f"dynamic INT8 ({len(per_token)} nodes per-token)")
-        return ort.quantize_dynamic_int8(dynamic_source(), work / f"dynamic-{next(counter)}.onnx", per_token=per_token)
+        return ort.quantize_dynamic_int8(dyn_gate_src, work / f"dynamic-{next(counter)}.onnx", per_token=per_token)
 
     def dynamic_ranking(_first=None):
         """Nodes by the SQNR of their inputs after a per-call uint8 round trip (one FP32 run)."""
         if "dynamic" not in rankings:
             log("ranking nodes by dynamic-quantization sensitivity")
-            rankings["dynamic"] = ort.dynamic_sensitivity(dynamic_source(), calib, dyn_nodes)
+            rankings["dynamic"] = ort.dynamic_sensitivity(dyn_gate_src, calib, dyn_nodes)
         return rankings["dynamic"]
 
     def ranking(_first=None):
@@ -146,12 +129,13 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
         candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
                                 cfg.max_fallback, log))
     if cfg.mode in ("auto", "dynamic"):
+        dyn_gate_src, smoothing = _layernorm_smoothed(dyn_src, work / "dynamic-smoothed-fp32.onnx", calib, log)
         # per-token nodes stay INT8, so the FP32 share limit does not apply: any number may go per token
         dynamic = gated("dynamic", "onnxruntime", build_dynamic, scorer, passes, dynamic_ranking, len(dyn_nodes),
                         1.0, log)
         dynamic.extra["per_token_nodes"], dynamic.fallback_nodes = dynamic.fallback_nodes, []
-        if dyn_smooth.get("report"):
-            dynamic.extra["smooth"] = dyn_smooth["report"]
+        if smoothing:
+            dynamic.extra["smooth"] = smoothing
         if not dynamic.passed:
             dynamic = _smoothed(dynamic, dyn_src, dyn_nodes, work / f"dynamic-{next(counter)}.onnx", calib, scorer,
                                 passes, log)
@@ -195,6 +179,20 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     shutil.rmtree(work, ignore_errors=True)
     outcome.seconds = time.perf_counter() - t0
     return outcome
+
+
+def _layernorm_smoothed(src: Path, path: Path, calib: Dataset, log) -> tuple[Path, dict | None]:
+    """The dynamic search's source graph: ``src`` with SmoothQuant scaling in front of the nodes that
+    read a LayerNorm output (``path``), and its manifest record; ``src`` and None when there are none.
+    Their outlier channels are what per-token scales cannot fix, and each costs one Mul, where a
+    per-token node costs five small ops (~15 us per node at title lengths, docs/PERFORMANCE.md)."""
+    from edgeopt.optimize.quantize import smooth
+
+    done = smooth.smooth_file(src, path, calib, layernorm_only=True)
+    if not done:
+        return src, None
+    log(f"dynamic INT8: SmoothQuant scaling in front of {len(done)} LayerNorm-fed node(s)")
+    return path, {"alpha": smooth.ALPHA, "nodes": len(done), "inputs": "layernorm"}
 
 
 def _smoothed(dynamic: Candidate, src: Path, nodes: list[str], path: Path, calib: Dataset, scorer: Scorer, passes,
