@@ -54,11 +54,12 @@ LAYERNORM_OPS = ("LayerNormalization", "SkipLayerNormalization", "EmbedLayerNorm
                  "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization")
 
 
-def layernorm_fed(model) -> list[str]:
-    """The smoothable nodes whose activation is a LayerNorm output, where BERT-style outlier
-    channels live: in MiniLM's fused graph the 6 Attention nodes and the 6 FFN-in MatMuls."""
+def layernorm_fed(model, targets: dict[str, tuple[str, str]] | None = None) -> list[str]:
+    """The smoothable nodes (of ``targets``, default :func:`smoothable`) whose activation is a
+    LayerNorm output, where BERT-style outlier channels live: in MiniLM's fused graph the 6
+    Attention nodes and the 6 FFN-in MatMuls."""
     producer = {n.output[0]: n for n in model.graph.node if n.output}
-    return [name for name, (x, _) in smoothable(model).items()
+    return [name for name, (x, _) in (smoothable(model) if targets is None else targets).items()
             if x in producer and producer[x].op_type in LAYERNORM_OPS]
 
 
@@ -93,8 +94,7 @@ def smooth_file(src: Path, dst: Path, calib: Dataset, *, alpha: float = ALPHA, n
     model = onnx.load(str(src))
     targets = smoothable(model)
     if layernorm_only:
-        wanted = set(layernorm_fed(model))
-        targets = {k: v for k, v in targets.items() if k in wanted}
+        targets = {k: targets[k] for k in layernorm_fed(model, targets)}
     if not targets:
         return []
     amax = channel_absmax(src, calib, list(dict.fromkeys(x for x, _ in targets.values())), n_samples)
