@@ -202,6 +202,57 @@ def test_openvino_int8_slower_than_fp32_is_not_kept_and_the_manifest_says_why(tm
     assert record[0].to_json()["vs_fp32"] == 1.382
 
 
+@pytest.mark.parametrize("probe_ms", [7.6, 4.0])
+def test_openvino_transformer_int8_is_probed_first_on_a_cpu_without_int8_dot_products(tmp_path, monkeypatch,
+                                                                                        probe_ms):
+    """Without VNNI / AMX (int8_acceleration False), a transformer's OpenVINO INT8 is first calibrated
+    on PROBE_SAMPLES samples and timed against FP32: when it is slower, nothing is calibrated fully
+    or scored and the manifest records the probe with why; when it is faster, the usual ladder runs."""
+    from edgeopt.data.dataset import Dataset
+    from edgeopt.optimize.metrics import Quality
+    from edgeopt.optimize.quantize import int8, speed
+    from edgeopt.optimize.quantize import openvino as ovq
+
+    calibrated, scored = [], []
+
+    def fake_nncf(fp32_xml, xml, calib, transformer, preset=None):
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        xml.write_text(preset)
+        xml.with_suffix(".bin").write_text("")
+        calibrated.append(len(calib))
+        return xml
+
+    def scorer(path, runtime, precision):
+        scored.append(path.parent.name)
+        return Quality("cosine", 0.999, 1.0, 0.001, {"min": 0.99})
+
+    data = Dataset([{"x": np.full((1, 3), i, np.float32)} for i in range(40)], source="t")
+    scorer.data = data
+    monkeypatch.setattr(int8, "_int8_dot_product", lambda: False)
+    monkeypatch.setattr(ovq, "nncf_quantize", fake_nncf)
+    monkeypatch.setattr(speed, "compare_latency", lambda runs, feeds, **kw: {
+        p: 5.5 if p.endswith("fp32.xml") else probe_ms if "probe" in p else 4.1 for p, _, _ in runs})
+    record = []
+    best = int8._openvino(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", data, scorer,
+                          lambda q: True, True, True, None, print, record=record)
+    if probe_ms > 5.5 * int8.MIN_SPEEDUP:  # slower: one cheap calibration, no scoring, FP32 stays
+        assert best is None and calibrated == [int8.PROBE_SAMPLES] and scored == []
+        assert not (tmp_path / "stage" / "openvino" / "model.int8.xml").exists()
+        (probe,) = record
+        assert probe.name == "openvino-nncf" and not probe.passed and probe.quality is None
+        assert probe.to_json()["vs_fp32"] == 1.382 and probe.extra["probe"]["calibration_samples"] == 8
+        assert probe.extra["rejected"].startswith("not faster than FP32 (1.38x, needs <= 0.95x) on this machine")
+    else:  # faster: the full calibration (all 40 samples), scored and timed as always
+        assert calibrated == [int8.PROBE_SAMPLES, 40] and scored == ["nncf-performance"] and record == []
+        assert best.passed and best.extra["nncf_preset"] == "performance" and best.extra["vs_fp32"] == 0.745
+    # with an INT8 dot-product instruction, or with --no-speed-check, no probe
+    calibrated.clear()
+    monkeypatch.setattr(int8, "_int8_dot_product", lambda: True)
+    int8._openvino(None, tmp_path / "fp32.xml", tmp_path / "stage2", tmp_path / "work2", data, scorer,
+                   lambda q: True, True, True, None, print)
+    assert calibrated == [40]
+
+
 def test_openvino_dynamic_ladder_stops_at_the_first_passing_group(tmp_path, monkeypatch):
     """OpenVINO dynamic INT8 tries activation groups from large (fast) to small (accurate) and keeps
     the first that passes; with dynamic_first it is tried before NNCF (never reached here)."""

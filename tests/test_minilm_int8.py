@@ -72,14 +72,21 @@ def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_ex
     by_runtime = {c["runtime"]: c for c in manifest["int8"]["candidates"]}
     assert by_runtime["onnxruntime"]["vs_fp32"] < 1  # dynamic INT8: 0.51x FP32 even without VNNI
     nncf = by_runtime["openvino"]
-    assert nncf["passed"] and nncf["quality"]["mean"] >= 0.995 and nncf["quality"]["min"] >= 0.98, nncf
-    from edgeopt.optimize.quantize.int8 import MIN_SPEEDUP
+    from edgeopt.optimize.quantize.int8 import MIN_SPEEDUP, PROBE_SAMPLES
 
-    if nncf["vs_fp32"] <= MIN_SPEEDUP:
+    if nncf.get("probe"):  # no VNNI / AMX here: an IR calibrated on 8 titles lost to FP32, nothing more was built
+        assert not cpu["int8_acceleration"] and nncf["probe"]["calibration_samples"] == PROBE_SAMPLES
+        assert not nncf["passed"] and nncf["quality"] is None and nncf["vs_fp32"] > MIN_SPEEDUP, nncf
+        assert "openvino/model.int8.xml" not in art and not (out / "openvino" / "model.int8.xml").exists()
+        assert any("OpenVINO INT8 was not calibrated: a probe is not faster than FP32" in n
+                   for n in manifest["int8"]["notes"])
+    elif nncf["vs_fp32"] <= MIN_SPEEDUP:
+        assert nncf["passed"] and nncf["quality"]["mean"] >= 0.995 and nncf["quality"]["min"] >= 0.98, nncf
         assert art["openvino/model.int8.xml"]["int8_mode"] == "openvino-nncf" and "rejected" not in nncf
         # symmetric activations first: on a Xeon with AMX they passed at cosine 0.9976 / min 0.992
         assert art["openvino/model.int8.xml"]["nncf_preset"] in ("performance", "mixed")
-    else:  # e.g. AVX2 without VNNI: OpenVINO INT8 is slower than its FP32 IR there
+    else:  # OpenVINO INT8 met the gate, then lost to its FP32 IR
+        assert nncf["passed"] and nncf["quality"]["mean"] >= 0.995 and nncf["quality"]["min"] >= 0.98, nncf
         assert "openvino/model.int8.xml" not in art and not (out / "openvino" / "model.int8.xml").exists()
         assert nncf["rejected"].startswith("not faster than FP32")
         assert any("OpenVINO INT8 met the gate but is not faster" in n for n in manifest["int8"]["notes"])

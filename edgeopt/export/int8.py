@@ -108,7 +108,8 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
         slow = next((c for c in outcome.candidates if c.runtime == runtime and c.extra.get("rejected")), None)
         name = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}[runtime]
         if slow is not None:
-            report["notes"].append(f"{name} INT8 met the gate but is {slow.extra['rejected']} ({rel} not written; "
+            how = "was not calibrated: a probe" if slow.extra.get("probe") else "met the gate but"
+            report["notes"].append(f"{name} INT8 {how} is {slow.extra['rejected']} ({rel} not written; "
                                    "--no-speed-check keeps it, e.g. for devices faster at INT8 than this machine)")
         elif runtime == "onnxruntime" or opts.int8.openvino and fp32_xml.exists():
             report["notes"].append(f"{name} INT8 did not meet the gate ({rel} not written)")

@@ -281,6 +281,49 @@ def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path 
     return min(passing, key=lambda c: c.p50_ms) if passing else None
 
 
+# On a CPU without an INT8 dot-product instruction (VNNI, AMX), OpenVINO's CPU plugin runs quantized
+# FullyConnected layers through oneDNN's legacy jit_gemm_i8 kernel: MiniLM's static INT8 IR ran
+# 1.21-1.45x its FP32 IR on an AMD EPYC with AVX2 only (PERF_COUNT: 17.1 ms in quantized FC layers
+# against 11.6 ms in FP32 ones), and the export spent ~25 s calibrating and scoring an IR that the
+# speed check then dropped. There, an IR calibrated on PROBE_SAMPLES samples is timed first: NNCF
+# builds the same graph from fewer statistics, so it runs at the full IR's speed, and it costs
+# 9.9 s of NNCF instead of 18.5 s (MiniLM, 256 samples), with no scoring (docs/PERFORMANCE.md).
+PROBE_SAMPLES = 8
+
+
+def _int8_dot_product() -> bool:
+    """Whether this CPU has an INT8 dot-product instruction (VNNI, AMX; Arm dot product)."""
+    from edgeopt.doctor import cpu_info
+
+    return cpu_info()["int8_acceleration"]
+
+
+def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, threads, log) -> Candidate | None:
+    """NNCF's first way for a transformer (performance preset) calibrated on PROBE_SAMPLES samples,
+    timed against the FP32 IR; the rejected candidate when it is not faster than MIN_SPEEDUP x FP32,
+    else None (and the ladder runs as usual)."""
+    from edgeopt.optimize.quantize import openvino as ovq
+
+    t = time.perf_counter()
+    preset = ovq.TRANSFORMER_PRESETS[0]
+    log(f"this CPU has no INT8 dot-product instruction: timing OpenVINO INT8 calibrated on {PROBE_SAMPLES} "
+        "samples against FP32 before calibrating it fully")
+    xml = ovq.nncf_quantize(fp32_xml, work / "nncf-probe" / "model.xml", calib.subsample(PROBE_SAMPLES),
+                            transformer=True, preset=preset)
+    p50 = _p50([(str(xml), "openvino", "int8"), (str(fp32_xml), "openvino", "fp32")], evald, threads)
+    ratio = p50[str(xml)] / p50[str(fp32_xml)]
+    if ratio <= MIN_SPEEDUP:
+        log(f"the probe ran {ratio:.2f}x FP32: calibrating OpenVINO INT8 fully")
+        return None
+    return Candidate("openvino-nncf", xml, "openvino", None, [], False, time.perf_counter() - t, 1,
+                     p50_ms=round(p50[str(xml)], 3),
+                     extra={"nncf_preset": preset, "vs_fp32": round(ratio, 3),
+                            "probe": {"calibration_samples": PROBE_SAMPLES, "int8_dot_product": False},
+                            "rejected": f"not faster than FP32 ({ratio:.2f}x, needs <= {MIN_SPEEDUP}x) on this "
+                                        "machine, which has no INT8 dot-product instruction; the probe was "
+                                        f"calibrated on {PROBE_SAMPLES} samples"})
+
+
 def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
               passes, text: bool, fused: bool, threads, log, dynamic_first: bool = False,
               speed_check: bool = True, record: list | None = None) -> Candidate | None:
@@ -297,6 +340,8 @@ def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path,
     no calibration, and static INT8 calibrated on generic titles lost the min-cosine target on real
     ones.
     Other models time QDQ and NNCF both: NNCF placed quantizers better for a CNN (0.58 vs 0.71 ms).
+    On a CPU without an INT8 dot-product instruction, a transformer's first NNCF way is timed on a
+    cheap probe before it is calibrated and scored (_slow_probe): there, no way was faster than FP32.
     When none is kept, the ways tried are appended to ``record`` (the manifest's candidates)."""
     from edgeopt.optimize.quantize import openvino as ovq
 
@@ -343,6 +388,13 @@ def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path,
     if text:  # dynamic INT8 after the first static way (the NNCF presets count as one way)
         first_static = len(nncf_ways) if fused or static is None else 1
         ways.insert(0 if dynamic_first else first_static, from_dynamic)
+    if text and speed_check and ways[0] is nncf_ways[0] and not _int8_dot_product():
+        probe = _slow_probe(fp32_xml, work, calib, scorer.data, threads, log)
+        if probe is not None:  # the other ways are slower still there (dynamic INT8: 1.11-1.14x FP32)
+            log(f"no OpenVINO INT8: {probe.extra['rejected']}; OpenVINO keeps FP32")
+            if record is not None:
+                record.append(probe)
+            return None
     options = []
     for way in ways:
         if text and any(c.passed for c in options):
