@@ -284,10 +284,11 @@ def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path 
 # On a CPU without an INT8 dot-product instruction (VNNI, AMX), OpenVINO's CPU plugin runs quantized
 # FullyConnected layers through oneDNN's legacy jit_gemm_i8 kernel: MiniLM's static INT8 IR ran
 # 1.21-1.45x its FP32 IR on an AMD EPYC with AVX2 only (PERF_COUNT: 17.1 ms in quantized FC layers
-# against 11.6 ms in FP32 ones), and the export spent ~25 s calibrating and scoring an IR that the
-# speed check then dropped. There, an IR calibrated on PROBE_SAMPLES samples is timed first: NNCF
-# builds the same graph from fewer statistics, so it runs at the full IR's speed, and it costs
-# 9.9 s of NNCF instead of 18.5 s (MiniLM, 256 samples), with no scoring (docs/PERFORMANCE.md).
+# against 11.6 ms in FP32 ones), and the export spent 18.7 s calibrating it on 256 titles and
+# scoring it before the speed check dropped it. There, an IR calibrated on PROBE_SAMPLES samples is
+# timed first: NNCF builds the same graph from fewer statistics, so it runs at the full IR's speed,
+# and NNCF takes 9.9 s instead of 18.5 s, with no scoring (MiniLM --int8 export 88.6 -> 75.0 s there,
+# docs/PERFORMANCE.md).
 PROBE_SAMPLES = 8
 
 
@@ -318,7 +319,7 @@ def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, thre
     return Candidate("openvino-nncf", xml, "openvino", None, [], False, time.perf_counter() - t, 1,
                      p50_ms=round(p50[str(xml)], 3),
                      extra={"nncf_preset": preset, "vs_fp32": round(ratio, 3),
-                            "probe": {"calibration_samples": PROBE_SAMPLES, "int8_dot_product": False},
+                            "probe": {"calibration_samples": PROBE_SAMPLES},
                             "rejected": f"not faster than FP32 ({ratio:.2f}x, needs <= {MIN_SPEEDUP}x) on this "
                                         "machine, which has no INT8 dot-product instruction; the probe was "
                                         f"calibrated on {PROBE_SAMPLES} samples"})
@@ -390,7 +391,7 @@ def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path,
         ways.insert(0 if dynamic_first else first_static, from_dynamic)
     if text and speed_check and ways[0] is nncf_ways[0] and not _int8_dot_product():
         probe = _slow_probe(fp32_xml, work, calib, scorer.data, threads, log)
-        if probe is not None:  # the other ways are slower still there (dynamic INT8: 1.11-1.14x FP32)
+        if probe is not None:  # the other ways are slower still there (dynamic INT8 ~1.1x FP32)
             log(f"no OpenVINO INT8: {probe.extra['rejected']}; OpenVINO keeps FP32")
             if record is not None:
                 record.append(probe)
