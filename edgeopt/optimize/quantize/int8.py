@@ -248,6 +248,10 @@ def _vs_fp32(path: Path, fp32: Path, evald: Dataset, threads, log, runtime: str 
 MIN_SPEEDUP = 0.95
 
 
+def _not_faster(ratio: float) -> str:
+    return f"not faster than FP32 ({ratio:.2f}x, needs <= {MIN_SPEEDUP}x)"
+
+
 def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path | None = None) -> Candidate | None:
     """The fastest passing candidate, timed side by side with ``fp32`` (same runtime, same run).
 
@@ -274,8 +278,7 @@ def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path 
             c.extra["vs_fp32"] = round(c.p50_ms / base, 3)
             if c.p50_ms > MIN_SPEEDUP * base:  # it still passed the quality gate: "rejected" says why
                 islands = f" with {len(c.fallback_nodes)} FP32 nodes" if c.fallback_nodes else ""
-                c.extra["rejected"] = (f"not faster than FP32 ({c.p50_ms / base:.2f}x, needs <= {MIN_SPEEDUP}x)"
-                                       f"{islands} on this machine")
+                c.extra["rejected"] = f"{_not_faster(c.p50_ms / base)}{islands} on this machine"
                 log(f"{c.name}: {c.extra['rejected']}: not kept")
         passing = [c for c in passing if not c.extra.get("rejected")]
     return min(passing, key=lambda c: c.p50_ms) if passing else None
@@ -320,9 +323,8 @@ def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, thre
                      p50_ms=round(p50[str(xml)], 3),
                      extra={"nncf_preset": preset, "vs_fp32": round(ratio, 3),
                             "probe": {"calibration_samples": PROBE_SAMPLES},
-                            "rejected": f"not faster than FP32 ({ratio:.2f}x, needs <= {MIN_SPEEDUP}x) on this "
-                                        "machine, which has no INT8 dot-product instruction; the probe was "
-                                        f"calibrated on {PROBE_SAMPLES} samples"})
+                            "rejected": f"{_not_faster(ratio)} on this machine, which has no INT8 dot-product "
+                                        f"instruction; the probe was calibrated on {PROBE_SAMPLES} samples"})
 
 
 def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
