@@ -6,9 +6,9 @@
 The issue asks for OpenVINO INT8 "through NNCF (nncf.quantize, and quantize_with_accuracy_control
 for the gate)". edgeopt's OpenVINO ladder (NNCF's performance preset, then mixed, then dynamic INT8)
 has no per-layer FP32 fallback; this script measures NNCF's own one on the real model and data:
-calibration on the stock recipes' 64 Myntra titles, validation on --eval held-out titles, the metric being the
-gate's (mean cosine of each title's sentence embedding to the FP32 IR's, one title per call),
-NNCF's transformer model type and performance preset, as edgeopt's first way. It prints how long
+calibration on the stock recipes' 64 Myntra titles, validation on --eval held-out titles, the
+metric being the gate's (mean cosine of each title's sentence embedding to the FP32 IR's, one title
+per call), NNCF's transformer model type and performance preset, as edgeopt's first way. It prints how long
 it took, how many validation runs it made, which operations it reverted, and the drop it reached.
 """
 

@@ -314,13 +314,11 @@ def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, thre
         "samples against FP32 before calibrating it fully")
     xml = ovq.nncf_quantize(fp32_xml, work / "nncf-probe" / "model.xml", calib.subsample(PROBE_SAMPLES),
                             transformer=True, preset=preset)
-    p50 = _p50([(str(xml), "openvino", "int8"), (str(fp32_xml), "openvino", "fp32")], evald, threads)
-    ratio = p50[str(xml)] / p50[str(fp32_xml)]
+    ratio = _vs_fp32(xml, fp32_xml, evald, threads, log, runtime="openvino")
     if ratio <= MIN_SPEEDUP:
         log(f"the probe ran {ratio:.2f}x FP32: calibrating OpenVINO INT8 fully")
         return None
     return Candidate("openvino-nncf", xml, "openvino", None, [], False, time.perf_counter() - t, 1,
-                     p50_ms=round(p50[str(xml)], 3),
                      extra={"nncf_preset": preset, "vs_fp32": round(ratio, 3),
                             "probe": {"calibration_samples": PROBE_SAMPLES},
                             "rejected": f"{_not_faster(ratio)} on this machine, which has no INT8 dot-product "
