@@ -62,3 +62,114 @@ def test_gated_skips_the_search_when_the_all_int8_model_is_not_viable():
     cand = gated("static", "onnxruntime", build, score, passes, lambda first: ranking, 40, 0.5, print,
                  viable=lambda path: None)
     assert cand.passed and cand.fallback_nodes == ranking[:3] and builds[0] == 0 and len(builds) > 1
+
+
+class _Session:
+    def __init__(self, table, log):
+        self.table, self.log = table, log
+
+    def run(self, feeds):
+        rows = feeds["i"][:, 0]
+        self.log.append(int(rows[0]) // 10)  # batch index (batches of 10)
+        return {"y": self.table[rows]}
+
+
+def _scorer(tables, max_drop=0.01, min_cosine=0.98):
+    """A Scorer over 50 samples in batches of 10, whose 'models' are rows of precomputed outputs."""
+    import numpy as np
+
+    from edgeopt.data.dataset import Dataset
+    from edgeopt.optimize.quantize.gate import Scorer
+
+    data = Dataset([{"i": np.array([[i]])} for i in range(50)], source="t")
+    ran: list[int] = []
+
+    class Fake(Scorer):
+        def _session(self, path, runtime, precision):
+            if self._batches is None:
+                self._batches = [feeds for feeds, _ in self.data.batches(self.batch_size)]
+            return _Session(tables[path.name], ran)
+
+    passes = lambda q: q.drop <= max_drop + 1e-12 and q.details["min"] >= min_cosine  # noqa: E731
+    s = Fake(data, "y", "cosine", passes, batch_size=10, max_drop=max_drop, min_cosine=min_cosine)
+    s.set_reference(Path("ref"))
+    ran.clear()
+    return s, ran
+
+
+def _tilted(ref, angles):
+    """Rows of ``ref`` turned by ``angles`` (radians) in the plane of their first two axes."""
+    import numpy as np
+
+    out = ref.copy()
+    out[:, 0] = ref[:, 0] * np.cos(angles) - ref[:, 1] * np.sin(angles)
+    out[:, 1] = ref[:, 0] * np.sin(angles) + ref[:, 1] * np.cos(angles)
+    return out
+
+
+def test_screen_stops_once_the_gate_certainly_fails_and_runs_hard_batches_first():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ref = np.zeros((50, 4))
+    ref[:, 0] = 1.0
+    ref[:, 2:] = rng.normal(size=(50, 2)) * 0.1
+    angles = np.full(50, 0.05)  # cosine ~0.9988 each: passes max_drop 0.01
+    bad_one = angles.copy()
+    bad_one[33] = 0.5  # cosine ~0.88 on one sample in batch 3
+    tables = {"ref": ref, "good": _tilted(ref, angles), "bad_one": _tilted(ref, bad_one),
+              "drifting": _tilted(ref, np.full(50, 0.2))}  # cosine ~0.98 each: mean drop 0.02 > 0.01
+    scorer, ran = _scorer(tables)
+    full = scorer(Path("good"))
+    ran.clear()
+    q = scorer.screen(Path("good"))  # a passing model is scored on every sample, as by __call__
+    assert scorer.passes(q) and q.value == full.value and q.details == full.details and sorted(ran) == [0, 1, 2, 3, 4]
+    ran.clear()
+    q = scorer.screen(Path("bad_one"))
+    assert not scorer.passes(q) and q.details["partial"] and q.details["samples"] == 10 * len(ran)
+    assert ran[-1] == 3 and len(ran) == len(set(ran)) < 5  # it stops right after the batch with the bad sample
+    assert "cosine is 0.88" in q.details["stopped"] and not scorer.passes(scorer(Path("bad_one")))
+    ran.clear()
+    scorer.screen(Path("bad_one"))
+    assert ran == [3]  # the batch that failed last time runs first
+    ran.clear()
+    q = scorer.screen(Path("drifting"))  # no sample below 0.98, but the mean cannot pass: 0.02 x 30 > 0.01 x 50
+    assert not scorer.passes(q) and q.details["partial"] and len(ran) == 3 and "drops so far" in q.details["stopped"]
+
+
+def test_screen_gives_the_verdict_of_the_whole_set():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(50, 8))
+    for trial in range(40):
+        scale = rng.choice([0.01, 0.05, 0.1, 0.2])
+        tables = {"ref": ref, "m": ref + rng.normal(size=ref.shape) * scale * rng.random((50, 1))}
+        scorer, _ = _scorer(tables, max_drop=float(rng.choice([0.001, 0.005, 0.02])),
+                            min_cosine=float(rng.choice([0.9, 0.98])))
+        assert scorer.passes(scorer.screen(Path("m"))) == scorer.passes(scorer(Path("m")))
+
+
+def test_gated_scores_partial_attempts_in_full_when_none_passes():
+    from edgeopt.optimize.quantize.gate import gated
+
+    calls = []
+
+    class Score:
+        def __call__(self, path):
+            calls.append(("full", path.name))
+            k = int(path.name)
+            drop = 0.01 + 0.001 * (2.6 - k) ** 2  # closest at k = 2
+            return Quality("cosine", 1 - drop, 1.0, drop, {"min": 0.99})
+
+        def screen(self, path):
+            calls.append(("screen", path.name))
+            return Quality("cosine", 0.5, 1.0, 0.5, {"min": 0.5, "partial": True, "samples": 1, "of": 9,
+                                                    "stopped": "test"})
+
+    cand = gated("static", "onnxruntime", lambda ex: Path(f"/nonexistent/{len(ex)}"), Score(),
+                 lambda q: q.drop <= 0.005, lambda first: [f"n{i}" for i in range(8)], 8, 0.5, print)
+    screened = [p for how, p in calls if how == "screen"]
+    assert screened == ["0", "1", "2", "4"] and not cand.passed  # limit 4: the search gives up
+    assert sorted(p for how, p in calls if how == "full") == screened  # then every attempt in full
+    assert cand.fallback_nodes == ["n0", "n1"] and not cand.quality.details.get("partial")

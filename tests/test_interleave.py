@@ -38,3 +38,29 @@ def test_chatty_children_neither_block_nor_confuse_the_protocol():
               "serve(lambda: print('[1, 2]') or sys.stderr.write('x' * 10_000), warmup=1)")
     per = interleaved({"chatty": [sys.executable, "-c", chatty]}, rounds=2, runs=20, pause_s=0)
     assert len(per["chatty"]) == 2
+
+
+def test_until_ends_the_timing_after_the_round_it_says_so():
+    commands = {name: [sys.executable, "-c", CHILD.format(0)] for name in ("a", "b")}
+    per = interleaved(commands, rounds=10, runs=2, pause_s=0, until=lambda per: len(per["a"]) >= 3)
+    assert [len(v) for v in per.values()] == [3, 3]
+
+
+def test_settled_waits_for_unanimous_verdicts_clear_of_the_threshold():
+    from edgeopt.optimize.quantize.speed import settled
+
+    until = settled("fp32", 0.95)
+    fast = {"int8": [3.0, 3.1, 2.9, 3.0], "fp32": [4.0, 4.2, 3.9, 4.1]}  # ~0.74x every round
+    assert until(fast) and not until({k: v[:3] for k, v in fast.items()})  # 4 rounds at least
+    slow = {"int8": [5.6, 5.9, 5.5, 5.8], "fp32": [4.0, 4.2, 3.9, 4.1]}  # ~1.4x
+    assert until(slow)
+    near = {"int8": [3.7, 3.8, 3.5, 3.9], "fp32": [4.0, 4.2, 3.9, 4.1]}  # 0.90-0.95x: too close to call
+    assert not until(near)
+    split = {"int8": [3.0, 5.0, 3.0, 3.0], "fp32": [4.0, 4.0, 4.0, 4.0]}  # one round says slower
+    assert not until(split)
+    # several candidates: their order must be the same in every round too
+    two = {"a": [2.0, 2.1, 2.0, 2.1], "b": [3.0, 3.0, 3.1, 3.0], "fp32": [4.0, 4.0, 4.0, 4.0]}
+    assert until(two)
+    swapped = {"a": [2.0, 3.1, 2.0, 2.1], "b": [3.0, 3.0, 3.1, 3.0], "fp32": [4.0, 4.0, 4.0, 4.0]}
+    assert not until(swapped)
+    assert settled(None, 0.95)({"a": [2.0] * 4, "b": [3.0] * 4})  # no baseline: the order only

@@ -2,8 +2,8 @@
 
 Sessions sharing a process disturb each other through their thread pools, so every candidate gets
 a process of its own. Timing them one process after another leaves them exposed to a shared
-machine's drift (here, 20-40 % within a minute). So all candidate processes are started once and
-stay loaded. The parent then asks each in turn, in an order rotated every round, for a short burst
+machine's drift (here, 20-40 % within a minute). So all candidate processes are started once, load
+(and warm up) side by side, and stay loaded. The parent then asks each in turn, in an order rotated every round, for a short burst
 of timed runs, and only one process works at a time. Each round's ratios compare bursts taken
 seconds apart, and the medians of per-round ratios are what the benchmarks report.
 
@@ -82,15 +82,17 @@ class _Child:
 
 
 def interleaved(commands: dict[str, list[str]], *, rounds: int = 20, runs: int = 50, env: dict | None = None,
-                pause_s: float = 0.05, progress: Callable[[int, dict], None] | None = None) -> dict[str, list[float]]:
+                pause_s: float = 0.05, progress: Callable[[int, dict], None] | None = None,
+                until: Callable[[dict[str, list[float]]], bool] | None = None) -> dict[str, list[float]]:
     """{name: [p50 ms of each round]}: every candidate's process started once, then ``rounds``
     rounds of one ``runs``-call burst each, in rotated order, with ``pause_s`` between bursts so
-    spinning thread pools go idle before the next candidate runs."""
+    spinning thread pools go idle before the next candidate runs. ``until`` (optional) is asked
+    after each round with the rounds so far and ends the timing early when it returns True."""
     children: list[_Child] = []
     try:
-        for name, argv in commands.items():  # loaded one at a time: loads must not overlap timings
-            child = _Child(name, argv, env)
-            children.append(child)
+        for name, argv in commands.items():  # all load at once; timing starts when every one is ready
+            children.append(_Child(name, argv, env))
+        for child in children:
             child.read_line()
         per: dict[str, list[float]] = {c.name: [] for c in children}
         for r in range(rounds):
@@ -100,6 +102,8 @@ def interleaved(commands: dict[str, list[str]], *, rounds: int = 20, runs: int =
                 per[child.name].append(statistics.median(child.burst(runs)))
             if progress is not None:
                 progress(r, {n: v[-1] for n, v in per.items()})
+            if until is not None and until(per):
+                break
         return per
     finally:
         for child in children:

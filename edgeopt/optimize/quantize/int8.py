@@ -71,7 +71,7 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     max_drop = cfg.resolved_max_drop(metric)
     passes = _passes_fn(metric, max_drop, cfg.min_cosine)
     log(f"FP32 reference outputs on {len(evald)} held-out samples")
-    scorer = Scorer(evald, output, metric, passes, threads=threads)
+    scorer = Scorer(evald, output, metric, passes, threads=threads, max_drop=max_drop, min_cosine=cfg.min_cosine)
     scorer.set_reference(fp32_onnx)
     work = stage / ".int8-work"
     work.mkdir(exist_ok=True)
@@ -144,7 +144,7 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
             log("dynamic INT8 failed the gate; trying static INT8")
 
             def faster_than_fp32(path):  # static QDQ of a transformer can be slower than FP32 in ORT
-                ratio = _vs_fp32(path, fp32_onnx, evald, threads, log)
+                ratio = _vs_fp32(path, fp32_onnx, evald, threads, log, threshold=1.0)
                 return None if ratio < 1 else (f"not faster than FP32 ({ratio:.2f}x) even all-INT8, and FP32 "
                                                "fallback nodes would only add to that")
 
@@ -228,24 +228,31 @@ def _fused(xml: Path) -> bool:
     return has_fused_attention(xml)
 
 
-def _p50(runs: list[tuple[str, str, str]], evald: Dataset, threads) -> dict[str, float]:
-    """Side-by-side p50 (ms) of (path, runtime, precision) runs on one evaluation sample."""
-    from edgeopt.optimize.quantize.speed import compare_latency
-
-    return compare_latency(runs, next(evald.batches(1))[0], threads=threads or 0)
-
-
-def _vs_fp32(path: Path, fp32: Path, evald: Dataset, threads, log, runtime: str = "onnxruntime") -> float:
-    """p50 of ``path`` over p50 of ``fp32``, side by side in one timing run."""
-    log(f"timing {path.name} against FP32")
-    p50 = _p50([(str(path), runtime, "int8"), (str(fp32), runtime, "fp32")], evald, threads)
-    return p50[str(path)] / p50[str(fp32)]
-
-
 # An INT8 artifact is kept only at <= this share of FP32's p50 on one held-out sample: that
 # sample is a proxy for the real workload, and near 1.0 the proxy's verdict can flip (the demo's
 # OpenVINO INT8 read 0.966x FP32 on one title, 1.2x in the demo's own benchmark, AMD EPYC, no VNNI).
 MIN_SPEEDUP = 0.95
+
+
+def _p50(runs: list[tuple[str, str, str]], evald: Dataset, threads, fp32: str | None = None,
+         threshold: float = MIN_SPEEDUP) -> dict[str, float]:
+    """Side-by-side p50 (ms) of (path, runtime, precision) runs on one evaluation sample. The timing
+    stops early once the verdicts are settled (speed.settled): each run's p50 over ``fp32``'s on
+    one side of ``threshold`` in every round, and the runs in one order of speed."""
+    from edgeopt.optimize.quantize.speed import compare_latency, settled
+
+    return compare_latency(runs, next(evald.batches(1))[0], threads=threads or 0,
+                           until=settled(fp32, threshold))
+
+
+def _vs_fp32(path: Path, fp32: Path, evald: Dataset, threads, log, runtime: str = "onnxruntime",
+             threshold: float = MIN_SPEEDUP) -> float:
+    """p50 of ``path`` over p50 of ``fp32``, side by side in one timing run, which ends early when
+    the ratio is clearly on one side of ``threshold``."""
+    log(f"timing {path.name} against FP32")
+    p50 = _p50([(str(path), runtime, "int8"), (str(fp32), runtime, "fp32")], evald, threads, fp32=str(fp32),
+               threshold=threshold)
+    return p50[str(path)] / p50[str(fp32)]
 
 
 def _not_faster(ratio: float) -> str:
@@ -269,7 +276,7 @@ def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path 
     runs = [(str(c.path), c.runtime, "int8") for c in passing]
     if fp32 is not None:
         runs.append((str(fp32), passing[0].runtime, "fp32"))
-    p50 = _p50(runs, evald, threads)
+    p50 = _p50(runs, evald, threads, fp32=None if fp32 is None else str(fp32))
     for c in passing:
         c.p50_ms = round(p50[str(c.path)], 3)
     if fp32 is not None:
@@ -313,7 +320,7 @@ def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, thre
     log(f"this CPU has no INT8 dot-product instruction: timing OpenVINO INT8 calibrated on {PROBE_SAMPLES} "
         "samples against FP32 before calibrating it fully")
     xml = ovq.nncf_quantize(fp32_xml, work / "nncf-probe" / "model.xml", calib.subsample(PROBE_SAMPLES),
-                            transformer=True, preset=preset)
+                            transformer=True, preset=preset, bias_correction=False)
     ratio = _vs_fp32(xml, fp32_xml, evald, threads, log, runtime="openvino")
     if ratio <= MIN_SPEEDUP:
         log(f"the probe ran {ratio:.2f}x FP32: calibrating OpenVINO INT8 fully")

@@ -23,9 +23,34 @@ def _child(path, runtime, precision, feeds_path, threads) -> None:
     serve(lambda: session.run(feeds), warmup=10)
 
 
+def settled(baseline: str | None, threshold: float, *, min_rounds: int = 4, margin: float = 1.1):
+    """A stop rule for interleaved(): the verdicts can no longer change.
+
+    True after at least ``min_rounds`` rounds when, in every round so far, each candidate's p50
+    over the ``baseline``'s (None: no baseline) lies on the same side of ``threshold`` by a factor
+    of ``margin`` or more (e.g. <= 0.86x or >= 1.05x for 0.95x), and the candidates rank in the
+    same order of speed (then the medians of their rounds rank so too). A candidate near the
+    threshold, or two candidates close to each other, get all the rounds."""
+
+    def until(per: dict[str, list[float]]) -> bool:
+        n = min(len(v) for v in per.values())
+        if n < min_rounds:
+            return False
+        names = [name for name in per if name != baseline]
+        if baseline is not None:
+            for name in names:
+                r = [per[name][i] / per[baseline][i] for i in range(n)]
+                if not (max(r) * margin <= threshold or min(r) >= threshold * margin):
+                    return False
+        return len({tuple(sorted(names, key=lambda c: per[c][i])) for i in range(n)}) == 1
+
+    return until
+
+
 def compare_latency(candidates: list[tuple[str, str, str]], feeds: dict[str, np.ndarray], *,
-                    rounds: int = 10, runs: int = 30, threads: int = 0) -> dict[str, float]:
-    """{artifact path: median of per-round p50 ms}; candidates are (path, runtime, precision)."""
+                    rounds: int = 10, runs: int = 30, threads: int = 0, until=None) -> dict[str, float]:
+    """{artifact path: median of per-round p50 ms}; candidates are (path, runtime, precision);
+    ``until`` (e.g. settled()) may end the timing before ``rounds`` rounds."""
     from edgeopt.bench.interleave import interleaved
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -33,7 +58,7 @@ def compare_latency(candidates: list[tuple[str, str, str]], feeds: dict[str, np.
         np.savez(feeds_path, **feeds)
         commands = {path: [sys.executable, "-m", "edgeopt.optimize.quantize.speed", path, runtime, precision,
                            str(feeds_path), str(threads)] for path, runtime, precision in candidates}
-        per = interleaved(commands, rounds=rounds, runs=runs)
+        per = interleaved(commands, rounds=rounds, runs=runs, until=until)
     return {p: statistics.median(v) for p, v in per.items()}
 
 
