@@ -246,6 +246,12 @@ def test_openvino_transformer_int8_is_probed_first_on_a_cpu_without_int8_dot_pro
     else:  # faster: the full calibration (all 40 samples), scored and timed as always
         assert calibrated == [(int8.PROBE_SAMPLES, "no bias correction"), 40] and scored == ["nncf-performance"] and record == []
         assert best.passed and best.extra["nncf_preset"] == "performance" and best.extra["vs_fp32"] == 0.745
+    # calibrated already (in the background, background_probe): only timed here
+    calibrated.clear()
+    ready = tmp_path / "bg-probe" / "model.xml"
+    best = int8._openvino(None, tmp_path / "fp32.xml", tmp_path / "stage3", tmp_path / "work3", data, scorer,
+                          lambda q: True, True, True, None, print, probe_xml=ready)
+    assert calibrated == ([] if probe_ms > 5.5 * int8.MIN_SPEEDUP else [40])
     # with an INT8 dot-product instruction, or with --no-speed-check, no probe
     calibrated.clear()
     monkeypatch.setattr(int8, "_int8_dot_product", lambda: True)
@@ -343,3 +349,56 @@ def test_cli_says_fp32_is_faster_when_the_only_passing_int8_was_slower(tiny, tmp
                                   "--int8", "--calib", "x.npz", "--json"])
     assert r.exit_code == 1, r.output
     assert "is not faster than FP32 (1.95x) with 17 FP32 nodes" in r.output and "FP32 is the faster" in r.output
+
+
+def test_the_probe_calibrates_in_the_background_only_where_it_will_be_used(tmp_path, monkeypatch):
+    """background_probe starts the probe's NNCF calibration (8 samples, no bias correction) when
+    OpenVINO's first way will be probed: a text model whose IR has fused attention, the user's
+    data, the speed check on, a CPU without an INT8 dot product; else nothing."""
+    from edgeopt.data.dataset import Dataset
+    from edgeopt.optimize.quantize import int8
+    from edgeopt.optimize.quantize import openvino as ovq
+    from edgeopt.optimize.quantize.config import Int8Config
+
+    started = []
+    monkeypatch.setattr(ovq, "InBackground", lambda *a, **k: started.append((a, k)) or "probe")
+    monkeypatch.setattr(int8, "_fused", lambda xml: True)
+    monkeypatch.setattr(int8, "_int8_dot_product", lambda: False)
+    calib = Dataset([{"x": np.full((1, 3), i, np.float32)} for i in range(40)], source="t")
+    xml = tmp_path / "openvino" / "model.xml"
+    assert int8.background_probe(xml, tmp_path, calib, Int8Config(), True, True, print) == "probe"
+    (args, kwargs), = started
+    assert args[0] == xml and len(args[2]) == int8.PROBE_SAMPLES and kwargs["bias_correction"] is False
+    for cfg, text, user in ((Int8Config(speed_check=False), True, True), (Int8Config(openvino=False), True, True),
+                            (Int8Config(), False, True), (Int8Config(), True, False)):
+        assert int8.background_probe(xml, tmp_path, calib, cfg, text, user, print) is None
+    assert int8.background_probe(None, tmp_path, calib, Int8Config(), True, True, print) is None
+    monkeypatch.setattr(int8, "_int8_dot_product", lambda: True)
+    assert int8.background_probe(xml, tmp_path, calib, Int8Config(), True, True, print) is None
+    assert len(started) == 1
+
+
+def test_nncf_in_background_writes_the_ir_quietly(tmp_path, capfd):
+    """openvino.InBackground runs nncf_quantize in a spawned process, its progress bars kept off
+    this terminal; result() gives the IR, and runs it here when the process failed."""
+    import openvino as ov
+    import torch
+
+    from edgeopt.data.dataset import Dataset
+    from edgeopt.optimize.quantize import openvino as ovq
+    from tests.tiny_models import resnet_tiny
+
+    fp32 = tmp_path / "fp32.xml"
+    ov.save_model(ov.convert_model(resnet_tiny().eval(), example_input=torch.zeros(1, 3, 32, 32)), str(fp32),
+                  compress_to_fp16=False)
+    name = ov.Core().read_model(str(fp32)).inputs[0].get_any_name()
+    rng = np.random.default_rng(0)
+    calib = Dataset([{name: rng.standard_normal((1, 3, 32, 32)).astype("float32")} for _ in range(8)], source="t")
+    job = ovq.InBackground(fp32, tmp_path / "bg" / "model.xml", calib, transformer=False)
+    xml = job.result()
+    assert xml == tmp_path / "bg" / "model.xml" and "FakeQuantize" in xml.read_text()
+    assert "Statistics collection" not in capfd.readouterr().out
+    broken = ovq.InBackground(fp32, tmp_path / "bg2" / "model.xml", calib, transformer=False, preset="no such")
+    with pytest.raises(KeyError):  # the process failed, and so does the run here, in the open
+        broken.result()
+    job.cancel()

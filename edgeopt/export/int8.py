@@ -73,22 +73,27 @@ def load_int8_data(model: LoadedModel, opts) -> Int8Data:
 def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[ArtifactRecord], data: Int8Data,
                        opts, log, feeds=(), refs=(), buckets=None) -> dict:
     from edgeopt.export.tensorrt import tensorrt_readiness
-    from edgeopt.optimize.quantize.int8 import quantize_int8
+    from edgeopt.optimize.quantize.int8 import background_probe, quantize_int8
 
     fp32_xml = stage / "openvino" / "model.xml"
+    fp32_xml = fp32_xml if fp32_xml.exists() and opts.int8.openvino else None
     ort_fp32, fusion = None, None
-    if model.is_text and opts.int8.mode in ("auto", "dynamic") and feeds:
-        from edgeopt.export.ort_fused import fused_fp32
+    # started first: it calibrates while onnxruntime's fused graph is made (single-threaded Python)
+    probe = background_probe(fp32_xml, stage, data.calib, opts.int8, model.is_text, opts.calib is not None, log)
+    try:
+        if model.is_text and opts.int8.mode in ("auto", "dynamic") and feeds:
+            from edgeopt.export.ort_fused import fused_fp32
 
-        log("fusing attention for onnxruntime (dynamic INT8)")
-        (stage / ".int8-work").mkdir(exist_ok=True)
-        ort_fp32, fusion = fused_fp32(model, stage / ".int8-work" / "ort-fused.onnx", list(feeds), list(refs))
-    outcome = quantize_int8(stage / "model.onnx", stage, calib=data.calib, evald=data.evald, cfg=opts.int8,
-                            output=data.output, metric=data.metric, text=model.is_text,
-                            fp32_xml=fp32_xml if fp32_xml.exists() and opts.int8.openvino else None,
-                            threads=opts.threads, want_qdq="tensorrt" in opts.targets, ort_fp32=ort_fp32,
-                            user_calibration=opts.calib is not None,
-                            log=log)
+            log("fusing attention for onnxruntime (dynamic INT8)")
+            (stage / ".int8-work").mkdir(exist_ok=True)
+            ort_fp32, fusion = fused_fp32(model, stage / ".int8-work" / "ort-fused.onnx", list(feeds), list(refs))
+        outcome = quantize_int8(stage / "model.onnx", stage, calib=data.calib, evald=data.evald, cfg=opts.int8,
+                                output=data.output, metric=data.metric, text=model.is_text, fp32_xml=fp32_xml,
+                                threads=opts.threads, want_qdq="tensorrt" in opts.targets, ort_fp32=ort_fp32,
+                                user_calibration=opts.calib is not None, log=log, probe=probe)
+    finally:
+        if probe is not None:
+            probe.cancel()
     report = outcome.to_json()
     if fusion is not None:
         report["ort_fusion"] = fusion
@@ -111,7 +116,7 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
             how = "was not calibrated: a probe" if slow.extra.get("probe") else "met the gate but"
             report["notes"].append(f"{name} INT8 {how} is {slow.extra['rejected']} ({rel} not written; "
                                    "--no-speed-check keeps it, e.g. for devices faster at INT8 than this machine)")
-        elif runtime == "onnxruntime" or opts.int8.openvino and fp32_xml.exists():
+        elif runtime == "onnxruntime" or fp32_xml is not None:
             report["notes"].append(f"{name} INT8 did not meet the gate ({rel} not written)")
     for cand, rel, fmt, runtimes in ((outcome.onnx, "model.int8.onnx", "onnx", ["onnxruntime", "openvino", "tensorrt"]),
                                      (outcome.qdq, "model.int8.qdq.onnx", "onnx", ["tensorrt", "onnxruntime"]),

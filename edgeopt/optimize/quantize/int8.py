@@ -61,12 +61,31 @@ def _passes_fn(metric: str, max_drop: float, min_cosine: float):
 def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Dataset, cfg: Int8Config, output: str,
                   metric: str, text: bool, fp32_xml: Path | None = None, threads: int | None = None,
                   want_qdq: bool = False, ort_fp32: Path | None = None, user_calibration: bool = True,
-                  log: Callable[[str], None] = lambda m: None) -> Int8Outcome:
+                  log: Callable[[str], None] = lambda m: None, probe=None) -> Int8Outcome:
     """Gated INT8 candidates; ``want_qdq`` (TensorRT is a target) keeps a passing static QDQ model
     as ``model.int8.qdq.onnx`` when it is not the fastest one for ONNX Runtime. ``ort_fp32`` is an
     equivalent onnxruntime-only FP32 graph (fused attention, export/ort_fused.py) that dynamic INT8
     is built from; the quality reference stays ``fp32_onnx``. ``user_calibration`` False (edgeopt's
-    built-in titles stand in for the user's data) makes OpenVINO try calibration-free INT8 first."""
+    built-in titles stand in for the user's data) makes OpenVINO try calibration-free INT8 first.
+
+    ``probe``: OpenVINO's probe already calibrating in the background (background_probe), else
+    it is started here when needed."""
+    fused = text and fp32_xml is not None and _fused(fp32_xml)  # read the IR once
+    if probe is None:
+        probe = background_probe(fp32_xml, stage, calib, cfg, text, user_calibration, log)
+    try:
+        return _quantize_int8(fp32_onnx, stage, calib=calib, evald=evald, cfg=cfg, output=output, metric=metric,
+                              text=text, fp32_xml=fp32_xml, threads=threads, want_qdq=want_qdq, ort_fp32=ort_fp32,
+                              user_calibration=user_calibration, log=log, fused=fused, probe=probe)
+    finally:
+        if probe is not None:
+            probe.cancel()
+
+
+def _quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Dataset, cfg: Int8Config, output: str,
+                   metric: str, text: bool, fp32_xml: Path | None, threads: int | None, want_qdq: bool,
+                   ort_fp32: Path | None, user_calibration: bool, log: Callable[[str], None], fused: bool,
+                   probe) -> Int8Outcome:
     t0 = time.perf_counter()
     max_drop = cfg.resolved_max_drop(metric)
     passes = _passes_fn(metric, max_drop, cfg.min_cosine)
@@ -123,7 +142,6 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     # Transformers in ONNX Runtime: static QDQ measured 3x slower than dynamic INT8 on CPU (MiniLM
     # 6.3 vs 2.1 ms, docs/PERFORMANCE.md) and costs ~25 s to calibrate; auto builds it only for
     # TensorRT, which needs Q/DQ. OpenVINO INT8 comes from NNCF on the fused-attention IR instead.
-    fused = text and fp32_xml is not None and _fused(fp32_xml)  # read the IR once
     skip_static = cfg.mode == "auto" and fused and not want_qdq
     if cfg.mode == "static" or (cfg.mode == "auto" and not skip_static):
         candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
@@ -160,11 +178,12 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     passing = [c for c in candidates if c.passed]
     # the QDQ model for TensorRT (and OpenVINO's QDQ way) whatever its speed in ONNX Runtime
     static = next((c for c in passing if c.name == "static"), None)
+    probe_xml = probe.result() if probe is not None else None  # done before anything is timed
     chosen = _fastest(passing, evald, threads, log, fp32=fp32_onnx if cfg.speed_check else None)
     if cfg.openvino and fp32_xml is not None:  # also when ORT INT8 failed: NNCF may still pass
         outcome.openvino = _openvino(static, fp32_xml, stage, work, calib, scorer, passes, text, fused, threads,
                                      log, dynamic_first=not user_calibration, speed_check=cfg.speed_check,
-                                     record=candidates)
+                                     record=candidates, probe_xml=probe_xml)
         if outcome.openvino is not None:
             candidates.append(outcome.openvino)
     if chosen is not None:
@@ -309,18 +328,47 @@ def _int8_dot_product() -> bool:
     return cpu_info()["int8_acceleration"]
 
 
-def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, threads, log) -> Candidate | None:
-    """NNCF's first way for a transformer (performance preset) calibrated on PROBE_SAMPLES samples,
-    timed against the FP32 IR; the rejected candidate when it is not faster than MIN_SPEEDUP x FP32,
-    else None (and the ladder runs as usual)."""
+def _probe_args(fp32_xml: Path, work: Path, calib: Dataset) -> tuple[tuple, dict]:
+    """nncf_quantize's arguments for the probe: the first NNCF way for a transformer, on
+    PROBE_SAMPLES samples, without bias correction (the same graph, so the same speed)."""
+    from edgeopt.optimize.quantize import openvino as ovq
+
+    return ((fp32_xml, work / "nncf-probe" / "model.xml", calib.subsample(PROBE_SAMPLES)),
+            {"transformer": True, "preset": ovq.TRANSFORMER_PRESETS[0], "bias_correction": False})
+
+
+def background_probe(fp32_xml: Path | None, stage: Path, calib: Dataset, cfg: Int8Config, text: bool,
+                     user_calibration: bool, log):
+    """When OpenVINO's first way will be probed (_slow_probe: NNCF first, i.e. a transformer's IR
+    with fused attention and the user's data; the speed check on; a CPU without an INT8 dot
+    product), the probe's calibration started in a background process (openvino.InBackground),
+    else None. It runs while the export does other work (ONNX Runtime's fused graph, candidates
+    and scores) and is waited for before anything is timed (MiniLM export here: XX)."""
+    if not (text and fp32_xml is not None and cfg.openvino and user_calibration and cfg.speed_check
+            and _fused(fp32_xml) and not _int8_dot_product()):
+        return None
+    from edgeopt.optimize.quantize import openvino as ovq
+
+    log(f"this CPU has no INT8 dot-product instruction: calibrating an OpenVINO INT8 probe on {PROBE_SAMPLES} "
+        "samples in the background")
+    args, kwargs = _probe_args(fp32_xml, stage / ".int8-work", calib)
+    return ovq.InBackground(*args, **kwargs)
+
+
+def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, threads, log,
+                xml: Path | None = None) -> Candidate | None:
+    """NNCF's first way for a transformer (performance preset) calibrated on PROBE_SAMPLES samples
+    (``xml``: already calibrated, _start_probe), timed against the FP32 IR; the rejected candidate
+    when it is not faster than MIN_SPEEDUP x FP32, else None (and the ladder runs as usual)."""
     from edgeopt.optimize.quantize import openvino as ovq
 
     t = time.perf_counter()
-    preset = ovq.TRANSFORMER_PRESETS[0]
-    log(f"this CPU has no INT8 dot-product instruction: timing OpenVINO INT8 calibrated on {PROBE_SAMPLES} "
-        "samples against FP32 before calibrating it fully")
-    xml = ovq.nncf_quantize(fp32_xml, work / "nncf-probe" / "model.xml", calib.subsample(PROBE_SAMPLES),
-                            transformer=True, preset=preset, bias_correction=False)
+    args, kwargs = _probe_args(fp32_xml, work, calib)
+    preset = kwargs["preset"]
+    if xml is None:
+        log(f"this CPU has no INT8 dot-product instruction: timing OpenVINO INT8 calibrated on {PROBE_SAMPLES} "
+            "samples against FP32 before calibrating it fully")
+        xml = ovq.nncf_quantize(*args, **kwargs)
     ratio = _vs_fp32(xml, fp32_xml, evald, threads, log, runtime="openvino")
     if ratio <= MIN_SPEEDUP:
         log(f"the probe ran {ratio:.2f}x FP32: calibrating OpenVINO INT8 fully")
@@ -334,7 +382,7 @@ def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, thre
 
 def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
               passes, text: bool, fused: bool, threads, log, dynamic_first: bool = False,
-              speed_check: bool = True, record: list | None = None) -> Candidate | None:
+              speed_check: bool = True, record: list | None = None, probe_xml: Path | None = None) -> Candidate | None:
     """OpenVINO INT8 up to three ways: the gated QDQ ONNX as is, NNCF on the IR, and (transformers)
     dynamic INT8 (INT8 weights, activations quantized at run time; openvino.py); keep the fastest
     that passes.
@@ -397,7 +445,7 @@ def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path,
         first_static = len(nncf_ways) if fused or static is None else 1
         ways.insert(0 if dynamic_first else first_static, from_dynamic)
     if text and speed_check and ways[0] is nncf_ways[0] and not _int8_dot_product():
-        probe = _slow_probe(fp32_xml, work, calib, scorer.data, threads, log)
+        probe = _slow_probe(fp32_xml, work, calib, scorer.data, threads, log, xml=probe_xml)
         if probe is not None:  # the other ways are slower still there (dynamic INT8 ~1.1x FP32)
             log(f"no OpenVINO INT8: {probe.extra['rejected']}; OpenVINO keeps FP32")
             if record is not None:

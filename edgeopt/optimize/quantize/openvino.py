@@ -86,3 +86,44 @@ def save_dynamic(model, xml: Path, group_size: int) -> Path:
     xml.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(xml), compress_to_fp16=False)
     return xml
+
+
+def _quiet_nncf_quantize(*args, **kwargs) -> None:
+    """nncf_quantize with stdout and stderr (file descriptors too) sent to /dev/null: its progress
+    bars would cut into the parent's terminal."""
+    import os
+    import sys
+
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    sys.stdout = sys.stderr = open(os.devnull, "w")
+    nncf_quantize(*args, **kwargs)
+
+
+class InBackground:
+    """``nncf_quantize(fp32_xml, xml, calib, **kwargs)`` in a process of its own, so that its
+    calibration runs while this one does other work (a 2-core machine has a core to spare while
+    onnxruntime's quantizer, single-threaded Python, builds the next candidate). Spawned, not
+    forked: the parent holds torch and thread pools. ``result()`` waits for it and runs it here,
+    in the open, when the process failed; ``cancel()`` ends it."""
+
+    def __init__(self, fp32_xml: Path, xml: Path, calib: Dataset, **kwargs):
+        import multiprocessing
+
+        self.args, self.kwargs, self.xml = (fp32_xml, xml, calib), kwargs, xml
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = multiprocessing.get_context("spawn").Process(
+            target=_quiet_nncf_quantize, args=self.args, kwargs=kwargs, daemon=True)
+        self.proc.start()
+
+    def result(self) -> Path:
+        self.proc.join()
+        if self.proc.exitcode == 0 and self.xml.exists() and self.xml.with_suffix(".bin").exists():
+            return self.xml
+        return nncf_quantize(*self.args, **self.kwargs)
+
+    def cancel(self) -> None:
+        if self.proc.is_alive():
+            self.proc.terminate()
+        self.proc.join()

@@ -26,11 +26,11 @@ def _child(path, runtime, precision, feeds_path, threads) -> None:
 def settled(baseline: str | None, threshold: float, *, min_rounds: int = 4, margin: float = 1.1):
     """A stop rule for interleaved(): the verdicts can no longer change.
 
-    True after at least ``min_rounds`` rounds when, in every round so far, each candidate's p50
-    over the ``baseline``'s (None: no baseline) lies on the same side of ``threshold`` by a factor
-    of ``margin`` or more (e.g. <= 0.86x or >= 1.05x for 0.95x), and the candidates rank in the
-    same order of speed (then the medians of their rounds rank so too). A candidate near the
-    threshold, or two candidates close to each other, get all the rounds."""
+    True after at least ``min_rounds`` rounds when each candidate's p50 over the ``baseline``'s
+    (None: no baseline) lies on the same side of ``threshold`` in every round so far, with their
+    median clear of it by a factor of ``margin`` (e.g. <= 0.86x or >= 1.05x for 0.95x), and the
+    candidates rank in the same order of speed in every round (then the medians of their rounds
+    rank so too). A candidate near the threshold, or two close to each other, get all the rounds."""
 
     def until(per: dict[str, list[float]]) -> bool:
         n = min(len(v) for v in per.values())
@@ -40,7 +40,9 @@ def settled(baseline: str | None, threshold: float, *, min_rounds: int = 4, marg
         if baseline is not None:
             for name in names:
                 r = [per[name][i] / per[baseline][i] for i in range(n)]
-                if not (max(r) * margin <= threshold or min(r) >= threshold * margin):
+                mid = statistics.median(r)
+                if not (max(r) <= threshold and mid * margin <= threshold
+                        or min(r) > threshold and mid >= threshold * margin):
                     return False
         return len({tuple(sorted(names, key=lambda c: per[c][i])) for i in range(n)}) == 1
 
