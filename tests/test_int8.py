@@ -31,6 +31,7 @@ def test_int8_static_passes_gate_and_records_quality(tiny, calib_npz, tmp_path):
     out = tmp_path / "o"
     r = run_cli("export", tiny["resnet_pt2"], "-o", out, "--to", "onnx", "--int8", "--int8-mode", "static",
                 "--calib", calib_npz / "calib.npz", "--metric", "cosine", "--max-drop", "0.01", "--json",
+                "--eval-batch", "4",  # scored 4 images per call, as if served so
                 "--no-speed-check")  # a tiny CNN need not be faster in INT8: this test is about the gate
     assert r.returncode == 0, r.stderr
     manifest = json.loads(r.stdout)
@@ -43,6 +44,7 @@ def test_int8_static_passes_gate_and_records_quality(tiny, calib_npz, tmp_path):
     assert _float_relus(out / "model.int8.onnx") == 0
     assert (out / "model.int8.onnx").stat().st_size < 0.75 * (out / "model.onnx").stat().st_size
     assert manifest["int8"]["calibration"]["samples"] + manifest["int8"]["calibration"]["eval_samples"] == 48
+    assert manifest["int8"]["calibration"]["eval_batch"] == 4
     assert not list(out.glob(".int8-work*"))
 
 
@@ -113,6 +115,7 @@ BAD = {
     "no calibration data": ([], "--int8 needs --calib"),
     "missing data": (["--calib", "{d}/nope.npz"], "no such data"),
     "unknown metric": (["--calib", "{d}/calib.npz", "--metric", "auc"], "unknown --metric"),
+    "eval batch of 0": (["--calib", "{d}/calib.npz", "--eval-batch", "0"], "--eval-batch"),
 }
 
 
@@ -147,7 +150,7 @@ def test_int8_must_beat_fp32_on_this_machine(tmp_path, monkeypatch):
     from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.quantize import speed
     from edgeopt.optimize.quantize.gate import Candidate
-    from edgeopt.optimize.quantize.int8 import _fastest
+    from edgeopt.optimize.quantize.speed import fastest as _fastest
 
     timed = []
 
@@ -178,7 +181,8 @@ def test_openvino_int8_slower_than_fp32_is_not_kept_and_the_manifest_says_why(tm
     on an AVX2 CPU without VNNI: 1.39x) is not written; the candidates still record it."""
     from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.metrics import Quality
-    from edgeopt.optimize.quantize import int8, speed
+    from edgeopt.optimize.quantize import openvino_ladder as ovl
+    from edgeopt.optimize.quantize import speed
     from edgeopt.optimize.quantize import openvino as ovq
 
     def fake_nncf(fp32_xml, xml, calib, transformer, preset=None):
@@ -194,7 +198,7 @@ def test_openvino_int8_slower_than_fp32_is_not_kept_and_the_manifest_says_why(tm
     scorer = lambda path, runtime, precision: Quality("cosine", 0.999, 1.0, 0.001, {"min": 0.99})  # noqa: E731
     scorer.data = data
     record = []
-    best = int8._openvino(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", data, scorer,
+    best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", data, scorer,
                           lambda q: True, False, False, None, print, record=record)
     assert best is None and not (tmp_path / "stage" / "openvino" / "model.int8.xml").exists()
     assert [c.name for c in record] == ["openvino-nncf"] and record[0].passed
@@ -210,7 +214,8 @@ def test_openvino_transformer_int8_is_probed_first_on_a_cpu_without_int8_dot_pro
     or scored and the manifest records the probe with why; when it is faster, the usual ladder runs."""
     from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.metrics import Quality
-    from edgeopt.optimize.quantize import int8, speed
+    from edgeopt.optimize.quantize import openvino_ladder as ovl
+    from edgeopt.optimize.quantize import speed
     from edgeopt.optimize.quantize import openvino as ovq
 
     calibrated, scored = [], []
@@ -228,34 +233,34 @@ def test_openvino_transformer_int8_is_probed_first_on_a_cpu_without_int8_dot_pro
 
     data = Dataset([{"x": np.full((1, 3), i, np.float32)} for i in range(40)], source="t")
     scorer.data = data
-    monkeypatch.setattr(int8, "_int8_dot_product", lambda: False)
+    monkeypatch.setattr(ovl, "int8_dot_product", lambda: False)
     monkeypatch.setattr(ovq, "nncf_quantize", fake_nncf)
     monkeypatch.setattr(speed, "compare_latency", lambda runs, feeds, **kw: {
         p: 5.5 if p.endswith("fp32.xml") else probe_ms if "probe" in p else 4.1 for p, _, _ in runs})
     record = []
-    best = int8._openvino(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", data, scorer,
+    best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", data, scorer,
                           lambda q: True, True, True, None, print, record=record)
-    if probe_ms > 5.5 * int8.MIN_SPEEDUP:  # slower: one cheap calibration, no scoring, FP32 stays
+    if probe_ms > 5.5 * speed.MIN_SPEEDUP:  # slower: one cheap calibration, no scoring, FP32 stays
         # the probe is only timed: NNCF's bias correction (slow, no effect on speed) is skipped
-        assert best is None and calibrated == [(int8.PROBE_SAMPLES, "no bias correction")] and scored == []
+        assert best is None and calibrated == [(ovl.PROBE_SAMPLES, "no bias correction")] and scored == []
         assert not (tmp_path / "stage" / "openvino" / "model.int8.xml").exists()
         (probe,) = record
         assert probe.name == "openvino-nncf" and not probe.passed and probe.quality is None
         assert probe.to_json()["vs_fp32"] == 1.382 and probe.extra["probe"]["calibration_samples"] == 8
         assert probe.extra["rejected"].startswith("not faster than FP32 (1.38x, needs <= 0.95x) on this machine")
     else:  # faster: the full calibration (all 40 samples), scored and timed as always
-        assert calibrated == [(int8.PROBE_SAMPLES, "no bias correction"), 40] and scored == ["nncf-performance"] and record == []
+        assert calibrated == [(ovl.PROBE_SAMPLES, "no bias correction"), 40] and scored == ["nncf-performance"] and record == []
         assert best.passed and best.extra["nncf_preset"] == "performance" and best.extra["vs_fp32"] == 0.745
     # calibrated already (in the background, background_probe): only timed here
     calibrated.clear()
     ready = tmp_path / "bg-probe" / "model.xml"
-    best = int8._openvino(None, tmp_path / "fp32.xml", tmp_path / "stage3", tmp_path / "work3", data, scorer,
+    best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage3", tmp_path / "work3", data, scorer,
                           lambda q: True, True, True, None, print, probe_xml=ready)
-    assert calibrated == ([] if probe_ms > 5.5 * int8.MIN_SPEEDUP else [40])
+    assert calibrated == ([] if probe_ms > 5.5 * speed.MIN_SPEEDUP else [40])
     # with an INT8 dot-product instruction, or with --no-speed-check, no probe
     calibrated.clear()
-    monkeypatch.setattr(int8, "_int8_dot_product", lambda: True)
-    int8._openvino(None, tmp_path / "fp32.xml", tmp_path / "stage2", tmp_path / "work2", data, scorer,
+    monkeypatch.setattr(ovl, "int8_dot_product", lambda: True)
+    ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage2", tmp_path / "work2", data, scorer,
                    lambda q: True, True, True, None, print)
     assert calibrated == [40]
 
@@ -265,7 +270,7 @@ def test_openvino_dynamic_ladder_stops_at_the_first_passing_group(tmp_path, monk
     the first that passes; with dynamic_first it is tried before NNCF (never reached here)."""
     from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.metrics import Quality
-    from edgeopt.optimize.quantize import int8
+    from edgeopt.optimize.quantize import openvino_ladder as ovl
     from edgeopt.optimize.quantize import openvino as ovq
 
     saved = []
@@ -288,7 +293,7 @@ def test_openvino_dynamic_ladder_stops_at_the_first_passing_group(tmp_path, monk
     monkeypatch.setattr(ovq, "save_dynamic", fake_save)
     monkeypatch.setattr(ovq, "nncf_quantize", lambda *a, **k: pytest.fail("NNCF tried after dynamic passed"))
     passes = lambda q: q.drop <= 0.005  # noqa: E731
-    best = int8._openvino(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", FakeScorer.data,
+    best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", FakeScorer.data,
                           FakeScorer(), passes, True, True, None, print, dynamic_first=True, speed_check=False)
     assert saved == [128, 64] and best.name == "openvino-dynamic" and best.extra["activation_group_size"] == 64
     assert best.path == tmp_path / "stage" / "openvino" / "model.int8.xml" and best.path.read_text() == "64"
@@ -301,7 +306,7 @@ def test_openvino_nncf_tries_symmetric_activations_before_the_transformer_defaul
     candidate names its preset. Dynamic INT8 comes after both."""
     from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.metrics import Quality
-    from edgeopt.optimize.quantize import int8
+    from edgeopt.optimize.quantize import openvino_ladder as ovl
     from edgeopt.optimize.quantize import openvino as ovq
 
     tried = []
@@ -327,7 +332,7 @@ def test_openvino_nncf_tries_symmetric_activations_before_the_transformer_defaul
 
         scorer.data = data
         stage = tmp_path / want[-1]
-        best = int8._openvino(None, tmp_path / "fp32.xml", stage, tmp_path / f"work-{want[-1]}", data, scorer,
+        best = ovl.openvino_int8(None, tmp_path / "fp32.xml", stage, tmp_path / f"work-{want[-1]}", data, scorer,
                               lambda q: q.drop <= 0.005, True, True, None, print, speed_check=False)
         assert tried == want and best.name == "openvino-nncf" and best.extra["nncf_preset"] == want[-1]
         assert (stage / "openvino" / "model.int8.xml").read_text() == want[-1]
@@ -356,25 +361,25 @@ def test_the_probe_calibrates_in_the_background_only_where_it_will_be_used(tmp_p
     OpenVINO's first way will be probed: a text model whose IR has fused attention, the user's
     data, the speed check on, a CPU without an INT8 dot product; else nothing."""
     from edgeopt.data.dataset import Dataset
-    from edgeopt.optimize.quantize import int8
+    from edgeopt.optimize.quantize import openvino_ladder as ovl
     from edgeopt.optimize.quantize import openvino as ovq
     from edgeopt.optimize.quantize.config import Int8Config
 
     started = []
     monkeypatch.setattr(ovq, "InBackground", lambda *a, **k: started.append((a, k)) or "probe")
-    monkeypatch.setattr(int8, "_fused", lambda xml: True)
-    monkeypatch.setattr(int8, "_int8_dot_product", lambda: False)
+    monkeypatch.setattr(ovl, "fused_ir", lambda xml: True)
+    monkeypatch.setattr(ovl, "int8_dot_product", lambda: False)
     calib = Dataset([{"x": np.full((1, 3), i, np.float32)} for i in range(40)], source="t")
     xml = tmp_path / "openvino" / "model.xml"
-    assert int8.background_probe(xml, tmp_path, calib, Int8Config(), True, True, print) == "probe"
+    assert ovl.background_probe(xml, tmp_path, calib, Int8Config(), True, True, print) == "probe"
     (args, kwargs), = started
-    assert args[0] == xml and len(args[2]) == int8.PROBE_SAMPLES and kwargs["bias_correction"] is False
+    assert args[0] == xml and len(args[2]) == ovl.PROBE_SAMPLES and kwargs["bias_correction"] is False
     for cfg, text, user in ((Int8Config(speed_check=False), True, True), (Int8Config(openvino=False), True, True),
                             (Int8Config(), False, True), (Int8Config(), True, False)):
-        assert int8.background_probe(xml, tmp_path, calib, cfg, text, user, print) is None
-    assert int8.background_probe(None, tmp_path, calib, Int8Config(), True, True, print) is None
-    monkeypatch.setattr(int8, "_int8_dot_product", lambda: True)
-    assert int8.background_probe(xml, tmp_path, calib, Int8Config(), True, True, print) is None
+        assert ovl.background_probe(xml, tmp_path, calib, cfg, text, user, print) is None
+    assert ovl.background_probe(None, tmp_path, calib, Int8Config(), True, True, print) is None
+    monkeypatch.setattr(ovl, "int8_dot_product", lambda: True)
+    assert ovl.background_probe(xml, tmp_path, calib, Int8Config(), True, True, print) is None
     assert len(started) == 1
 
 

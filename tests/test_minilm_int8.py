@@ -42,6 +42,7 @@ def test_manifest_records_the_gate(int8_export):
     int8 = manifest["int8"]
     assert int8["passed"] and int8["metric"] == "cosine" and int8["max_drop"] == 0.005
     assert int8["calibration"]["samples"] == 128 and int8["calibration"]["eval_samples"] == 200
+    assert int8["calibration"]["eval_batch"] == 1  # text: one title per call, as a store serves them
     assert json.loads((out / "manifest.json").read_text()) == manifest
 
 
@@ -72,7 +73,8 @@ def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_ex
     by_runtime = {c["runtime"]: c for c in manifest["int8"]["candidates"]}
     assert by_runtime["onnxruntime"]["vs_fp32"] < 1  # dynamic INT8: 0.51x FP32 even without VNNI
     nncf = by_runtime["openvino"]
-    from edgeopt.optimize.quantize.int8 import MIN_SPEEDUP, PROBE_SAMPLES
+    from edgeopt.optimize.quantize.openvino_ladder import PROBE_SAMPLES
+    from edgeopt.optimize.quantize.speed import MIN_SPEEDUP
 
     if nncf.get("probe"):  # no VNNI / AMX here: an IR calibrated on 8 titles lost to FP32, nothing more was built
         assert not cpu["int8_acceleration"] and nncf["probe"]["calibration_samples"] == PROBE_SAMPLES
@@ -149,9 +151,9 @@ def test_without_calib_openvino_int8_is_calibration_free_and_holds_on_real_title
     tok = Tokenizer.from_folder(out / "tokenizer")
     titles = product_titles[7::97][:200]
 
-    def embed(path, runtime, precision):
+    def embed(path, runtime, precision):  # one title per call, as served (and as the gate scores them)
         session = get_runtime(runtime).load(str(out / path), threads=2, precision=precision)
-        return np.concatenate([session.run(tok(titles[i:i + 50]))["sentence_embedding"] for i in range(0, 200, 50)])
+        return np.concatenate([session.run(tok([t]))["sentence_embedding"] for t in titles])
 
     ref = embed("model.onnx", "onnxruntime", "fp32")
     for path, runtime in (("openvino/model.int8.xml", "openvino"), ("model.int8.onnx", "onnxruntime")):

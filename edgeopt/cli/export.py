@@ -38,6 +38,9 @@ from edgeopt.cli.options import console, load_from_options, model_options
               "VNNI and this machine has not).")
 @click.option("--calib-size", type=click.IntRange(1), default=256, show_default=True, help="Calibration samples.")
 @click.option("--eval-size", type=click.IntRange(1), default=500, show_default=True, help="Evaluation samples.")
+@click.option("--eval-batch", type=click.IntRange(1), help="Samples per call when the gate scores INT8 [default: "
+              "1 for text, as a store serves a query; 32 otherwise]. Dynamic INT8 quantizes a call's inputs "
+              "together, so gate on the batch size you serve.")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
               help="torch.onnx exporter; auto tries the best fit first and falls back to the other.")
 @click.option("--atol", type=float, help="Verification: absolute tolerance for every artifact "
@@ -52,7 +55,7 @@ from edgeopt.cli.options import console, load_from_options, model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, calib_method,
-            speed_check, calib_size, eval_size, exporter, atol, rtol, threads, shape_buckets, arch, arch_kwargs,
+            speed_check, calib_size, eval_size, eval_batch, exporter, atol, rtol, threads, shape_buckets, arch, arch_kwargs,
             trust_pickle, inputs,
             as_json, verbose):
     """Export MODEL, verify every artifact against it, and write OUT/manifest.json.
@@ -71,9 +74,9 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
     if int8:
         int8_cfg = Int8Config(mode=int8_mode, calib_method=calib_method, metric=metric, max_drop=max_drop,
                               min_cosine=min_cosine, calib_size=calib_size, eval_size=eval_size,
-                              speed_check=speed_check)
-    elif calib or eval_data or metric or max_drop is not None:
-        raise click.UsageError("--calib/--eval/--metric/--max-drop apply to --int8; add --int8")
+                              eval_batch=eval_batch, speed_check=speed_check)
+    elif calib or eval_data or metric or max_drop is not None or eval_batch is not None:
+        raise click.UsageError("--calib/--eval/--eval-batch/--metric/--max-drop apply to --int8; add --int8")
     opts = ExportOptions(targets=tuple(t.strip() for t in targets.split(",") if t.strip()), fp16=fp16,
                          exporter=exporter, threads=threads, int8=int8_cfg, calib=calib, eval_data=eval_data,
                          atol=atol, rtol=rtol, shape_buckets=shape_buckets)

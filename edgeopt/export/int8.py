@@ -73,7 +73,8 @@ def load_int8_data(model: LoadedModel, opts) -> Int8Data:
 def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[ArtifactRecord], data: Int8Data,
                        opts, log, feeds=(), refs=(), buckets=None) -> dict:
     from edgeopt.export.tensorrt import tensorrt_readiness
-    from edgeopt.optimize.quantize.int8 import background_probe, quantize_int8
+    from edgeopt.optimize.quantize.int8 import quantize_int8
+    from edgeopt.optimize.quantize.openvino_ladder import background_probe
 
     fp32_xml = stage / "openvino" / "model.xml"
     fp32_xml = fp32_xml if fp32_xml.exists() and opts.int8.openvino else None

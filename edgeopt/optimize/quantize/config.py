@@ -20,10 +20,11 @@ class Int8Config:
     min_cosine: float = 0.98  # cosine metric: also the worst sample must stay above this
     calib_size: int = 256
     eval_size: int = 500
+    eval_batch: int | None = None  # samples per call when the gate scores; None: 1 for text, 32 otherwise
     holdout: float = 0.25  # share of --calib held out for evaluation when --eval is absent
     max_fallback: float = 0.5  # give up when more than this share of quantizable nodes is FP32
     openvino: bool = True
-    speed_check: bool = True  # keep an INT8 artifact only at <= 0.95x FP32's latency here (int8.MIN_SPEEDUP)
+    speed_check: bool = True  # keep an INT8 artifact only at <= 0.95x FP32's latency here (speed.MIN_SPEEDUP)
     seed: int = 0
 
     def __post_init__(self):
@@ -39,8 +40,8 @@ class Int8Config:
             raise UsageError(f"--max-drop {self.max_drop} is out of range: use 0 <= X < 1 (0.005 = 0.5 points)")
         if not 0 < self.min_cosine <= 1:
             raise UsageError(f"--min-cosine {self.min_cosine} is out of range (0, 1]")
-        if self.calib_size < 1 or self.eval_size < 1:
-            raise UsageError("--calib-size and --eval-size must be positive")
+        if self.calib_size < 1 or self.eval_size < 1 or (self.eval_batch is not None and self.eval_batch < 1):
+            raise UsageError("--calib-size, --eval-size and --eval-batch must be positive")
 
     def resolved_max_drop(self, metric: str) -> float:
         return self.max_drop if self.max_drop is not None else default_max_drop(metric)

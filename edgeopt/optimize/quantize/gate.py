@@ -87,7 +87,8 @@ class Scorer:
             return self(path, runtime, precision)
         session = self._session(path, runtime, precision)
         starts = np.cumsum([0] + [len(next(iter(f.values()))) for f in self._batches])
-        total, budget = len(self.reference), self.max_drop * len(self.reference)
+        total = len(self.reference)
+        budget = (self.max_drop + 1e-9) * total  # beyond passes()' 1e-12 and float noise in the mean
         floor = self.min_cosine if self.min_cosine is not None else -np.inf
         outputs: list = [None] * len(self._batches)
         spent, worst, done = 0.0, 1.0, 0
@@ -96,7 +97,7 @@ class Scorer:
             cos = cosines(self.reference[starts[b]:starts[b + 1]], outputs[b])
             self._hardness[b] = float(cos.min())
             spent, worst, done = spent + float((1 - cos).sum()), min(worst, float(cos.min())), done + len(cos)
-            if done < total and (worst < floor or spent > budget + 1e-9):
+            if done < total and (worst < floor or spent > budget):
                 why = (f"a sample's cosine is {worst:.4f} < {floor}" if worst < floor else
                        f"the drops so far exceed {self.max_drop} over all {total} samples")
                 return Quality("cosine", 1 - spent / done, 1.0, spent / done,

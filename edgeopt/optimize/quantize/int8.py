@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Callable
 
 from edgeopt.data.dataset import Dataset
-from edgeopt.optimize.quantize import ort
+from edgeopt.optimize.quantize import ort, speed
 from edgeopt.optimize.quantize.config import Int8Config
 from edgeopt.optimize.quantize.gate import Candidate, Scorer, gated
+from edgeopt.optimize.quantize.openvino_ladder import background_probe, fused_ir, openvino_int8
 
 
 @dataclass
@@ -70,7 +71,7 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
 
     ``probe``: OpenVINO's probe already calibrating in the background (background_probe), else
     it is started here when needed."""
-    fused = text and fp32_xml is not None and _fused(fp32_xml)  # read the IR once
+    fused = text and fp32_xml is not None and fused_ir(fp32_xml)  # read the IR once
     if probe is None:
         probe = background_probe(fp32_xml, stage, calib, cfg, text, user_calibration, log)
     try:
@@ -90,7 +91,8 @@ def _quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datas
     max_drop = cfg.resolved_max_drop(metric)
     passes = _passes_fn(metric, max_drop, cfg.min_cosine)
     log(f"FP32 reference outputs on {len(evald)} held-out samples")
-    scorer = Scorer(evald, output, metric, passes, threads=threads, max_drop=max_drop, min_cosine=cfg.min_cosine)
+    scorer = Scorer(evald, output, metric, passes, batch_size=cfg.eval_batch, threads=threads, max_drop=max_drop,
+                    min_cosine=cfg.min_cosine)
     scorer.set_reference(fp32_onnx)
     work = stage / ".int8-work"
     work.mkdir(exist_ok=True)
@@ -162,7 +164,7 @@ def _quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datas
             log("dynamic INT8 failed the gate; trying static INT8")
 
             def faster_than_fp32(path):  # static QDQ of a transformer can be slower than FP32 in ORT
-                ratio = _vs_fp32(path, fp32_onnx, evald, threads, log, threshold=1.0)
+                ratio = speed.vs_fp32(path, fp32_onnx, evald, threads, log, threshold=1.0)
                 return None if ratio < 1 else (f"not faster than FP32 ({ratio:.2f}x) even all-INT8, and FP32 "
                                                "fallback nodes would only add to that")
 
@@ -172,16 +174,17 @@ def _quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datas
         if c.name == "static":
             c.extra["activations"] = "symmetric" if text or want_qdq else "asymmetric"
     outcome = Int8Outcome(metric, max_drop, candidates,
-                          calibration={"samples": len(calib), "eval_samples": len(evald), "source": calib.source,
+                          calibration={"samples": len(calib), "eval_samples": len(evald),
+                                       "eval_batch": scorer.batch_size, "source": calib.source,
                                        "method": "nncf" if text else cfg.calib_method,
                                        "warnings": calibration_warnings(calib)}, scorer=scorer)
     passing = [c for c in candidates if c.passed]
     # the QDQ model for TensorRT (and OpenVINO's QDQ way) whatever its speed in ONNX Runtime
     static = next((c for c in passing if c.name == "static"), None)
     probe_xml = probe.result() if probe is not None else None  # done before anything is timed
-    chosen = _fastest(passing, evald, threads, log, fp32=fp32_onnx if cfg.speed_check else None)
+    chosen = speed.fastest(passing, evald, threads, log, fp32=fp32_onnx if cfg.speed_check else None)
     if cfg.openvino and fp32_xml is not None:  # also when ORT INT8 failed: NNCF may still pass
-        outcome.openvino = _openvino(static, fp32_xml, stage, work, calib, scorer, passes, text, fused, threads,
+        outcome.openvino = openvino_int8(static, fp32_xml, stage, work, calib, scorer, passes, text, fused, threads,
                                      log, dynamic_first=not user_calibration, speed_check=cfg.speed_check,
                                      record=candidates, probe_xml=probe_xml)
         if outcome.openvino is not None:
@@ -239,235 +242,3 @@ def _smoothed(dynamic: Candidate, src: Path, nodes: list[str], path: Path, calib
         return cand
     path.unlink(missing_ok=True)
     return dynamic
-
-
-def _fused(xml: Path) -> bool:
-    from edgeopt.export.openvino import has_fused_attention
-
-    return has_fused_attention(xml)
-
-
-# An INT8 artifact is kept only at <= this share of FP32's p50 on one held-out sample: that
-# sample is a proxy for the real workload, and near 1.0 the proxy's verdict can flip (the demo's
-# OpenVINO INT8 read 0.966x FP32 on one title, 1.2x in the demo's own benchmark, AMD EPYC, no VNNI).
-MIN_SPEEDUP = 0.95
-
-
-def _p50(runs: list[tuple[str, str, str]], evald: Dataset, threads, fp32: str | None = None,
-         threshold: float = MIN_SPEEDUP) -> dict[str, float]:
-    """Side-by-side p50 (ms) of (path, runtime, precision) runs on one evaluation sample. The timing
-    stops early once the verdicts are settled (speed.settled): each run's p50 over ``fp32``'s on
-    one side of ``threshold`` in every round, and the runs in one order of speed."""
-    from edgeopt.optimize.quantize.speed import compare_latency, settled
-
-    return compare_latency(runs, next(evald.batches(1))[0], threads=threads or 0,
-                           until=settled(fp32, threshold))
-
-
-def _vs_fp32(path: Path, fp32: Path, evald: Dataset, threads, log, runtime: str = "onnxruntime",
-             threshold: float = MIN_SPEEDUP) -> float:
-    """p50 of ``path`` over p50 of ``fp32``, side by side in one timing run, which ends early when
-    the ratio is clearly on one side of ``threshold``."""
-    log(f"timing {path.name} against FP32")
-    p50 = _p50([(str(path), runtime, "int8"), (str(fp32), runtime, "fp32")], evald, threads, fp32=str(fp32),
-               threshold=threshold)
-    return p50[str(path)] / p50[str(fp32)]
-
-
-def _not_faster(ratio: float) -> str:
-    return f"not faster than FP32 ({ratio:.2f}x, needs <= {MIN_SPEEDUP}x)"
-
-
-def _fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path | None = None) -> Candidate | None:
-    """The fastest passing candidate, timed side by side with ``fp32`` (same runtime, same run).
-
-    A candidate slower than MIN_SPEEDUP x FP32 here is dropped: an INT8 artifact that runs slower
-    than the FP32 one is not worth shipping. Seen for MiniLM: OpenVINO static INT8 on a CPU
-    without VNNI (AVX2 only) ran 1.39x its FP32 IR, and in ONNX Runtime the float islands of a
-    static model with 17 FP32 nodes cost more than INT8 saved (1.2x FP32 at 64 tokens). ``fp32``
-    None (``--no-speed-check``) keeps the fastest passing candidate whatever its speed against
-    FP32, e.g. when the devices have VNNI and the exporting machine has not."""
-    if not passing:
-        return None
-    if len(passing) == 1 and fp32 is None:
-        return passing[0]
-    log(f"timing {len(passing)} passing candidate(s) side by side" + (" and FP32" if fp32 is not None else ""))
-    runs = [(str(c.path), c.runtime, "int8") for c in passing]
-    if fp32 is not None:
-        runs.append((str(fp32), passing[0].runtime, "fp32"))
-    p50 = _p50(runs, evald, threads, fp32=None if fp32 is None else str(fp32))
-    for c in passing:
-        c.p50_ms = round(p50[str(c.path)], 3)
-    if fp32 is not None:
-        base = p50[str(fp32)]
-        for c in passing:
-            c.extra["vs_fp32"] = round(c.p50_ms / base, 3)
-            if c.p50_ms > MIN_SPEEDUP * base:  # it still passed the quality gate: "rejected" says why
-                islands = f" with {len(c.fallback_nodes)} FP32 nodes" if c.fallback_nodes else ""
-                c.extra["rejected"] = f"{_not_faster(c.p50_ms / base)}{islands} on this machine"
-                log(f"{c.name}: {c.extra['rejected']}: not kept")
-        passing = [c for c in passing if not c.extra.get("rejected")]
-    return min(passing, key=lambda c: c.p50_ms) if passing else None
-
-
-# On a CPU without an INT8 dot-product instruction (VNNI, AMX), OpenVINO's CPU plugin runs quantized
-# FullyConnected layers through oneDNN's legacy jit_gemm_i8 kernel: MiniLM's static INT8 IR ran
-# 1.21-1.45x its FP32 IR on an AMD EPYC with AVX2 only (PERF_COUNT: 17.1 ms in quantized FC layers
-# against 11.6 ms in FP32 ones), and the export spent 18.7 s calibrating it on 256 titles and
-# scoring it before the speed check dropped it. There, an IR calibrated on PROBE_SAMPLES samples is
-# timed first: NNCF builds the same graph from fewer statistics, so it runs at the full IR's speed,
-# and NNCF takes 9.9 s instead of 18.5 s, with no scoring (MiniLM --int8 export 88.6 -> 75.0 s there,
-# docs/PERFORMANCE.md).
-PROBE_SAMPLES = 8
-
-
-def _int8_dot_product() -> bool:
-    """Whether this CPU has an INT8 dot-product instruction (VNNI, AMX; Arm dot product)."""
-    from edgeopt.doctor import cpu_info
-
-    return cpu_info()["int8_acceleration"]
-
-
-def _probe_args(fp32_xml: Path, work: Path, calib: Dataset) -> tuple[tuple, dict]:
-    """nncf_quantize's arguments for the probe: the first NNCF way for a transformer, on
-    PROBE_SAMPLES samples, without bias correction (the same graph, so the same speed)."""
-    from edgeopt.optimize.quantize import openvino as ovq
-
-    return ((fp32_xml, work / "nncf-probe" / "model.xml", calib.subsample(PROBE_SAMPLES)),
-            {"transformer": True, "preset": ovq.TRANSFORMER_PRESETS[0], "bias_correction": False})
-
-
-def background_probe(fp32_xml: Path | None, stage: Path, calib: Dataset, cfg: Int8Config, text: bool,
-                     user_calibration: bool, log):
-    """When OpenVINO's first way will be probed (_slow_probe: NNCF first, i.e. a transformer's IR
-    with fused attention and the user's data; the speed check on; a CPU without an INT8 dot
-    product), the probe's calibration started in a background process (openvino.InBackground),
-    else None. It runs while the export does other work (ONNX Runtime's fused graph, candidates
-    and scores) and is waited for before anything is timed (MiniLM export here: XX)."""
-    if not (text and fp32_xml is not None and cfg.openvino and user_calibration and cfg.speed_check
-            and _fused(fp32_xml) and not _int8_dot_product()):
-        return None
-    from edgeopt.optimize.quantize import openvino as ovq
-
-    log(f"this CPU has no INT8 dot-product instruction: calibrating an OpenVINO INT8 probe on {PROBE_SAMPLES} "
-        "samples in the background")
-    args, kwargs = _probe_args(fp32_xml, stage / ".int8-work", calib)
-    return ovq.InBackground(*args, **kwargs)
-
-
-def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, threads, log,
-                xml: Path | None = None) -> Candidate | None:
-    """NNCF's first way for a transformer (performance preset) calibrated on PROBE_SAMPLES samples
-    (``xml``: already calibrated, _start_probe), timed against the FP32 IR; the rejected candidate
-    when it is not faster than MIN_SPEEDUP x FP32, else None (and the ladder runs as usual)."""
-    from edgeopt.optimize.quantize import openvino as ovq
-
-    t = time.perf_counter()
-    args, kwargs = _probe_args(fp32_xml, work, calib)
-    preset = kwargs["preset"]
-    if xml is None:
-        log(f"this CPU has no INT8 dot-product instruction: timing OpenVINO INT8 calibrated on {PROBE_SAMPLES} "
-            "samples against FP32 before calibrating it fully")
-        xml = ovq.nncf_quantize(*args, **kwargs)
-    ratio = _vs_fp32(xml, fp32_xml, evald, threads, log, runtime="openvino")
-    if ratio <= MIN_SPEEDUP:
-        log(f"the probe ran {ratio:.2f}x FP32: calibrating OpenVINO INT8 fully")
-        return None
-    return Candidate("openvino-nncf", xml, "openvino", None, [], False, time.perf_counter() - t, 1,
-                     extra={"nncf_preset": preset, "vs_fp32": round(ratio, 3),
-                            "probe": {"calibration_samples": PROBE_SAMPLES},
-                            "rejected": f"{_not_faster(ratio)} on this machine, which has no INT8 dot-product "
-                                        f"instruction; the probe was calibrated on {PROBE_SAMPLES} samples"})
-
-
-def _openvino(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
-              passes, text: bool, fused: bool, threads, log, dynamic_first: bool = False,
-              speed_check: bool = True, record: list | None = None, probe_xml: Path | None = None) -> Candidate | None:
-    """OpenVINO INT8 up to three ways: the gated QDQ ONNX as is, NNCF on the IR, and (transformers)
-    dynamic INT8 (INT8 weights, activations quantized at run time; openvino.py); keep the fastest
-    that passes.
-
-    Transformers try one way at a time and stop at the first that passes: NNCF on the IR first when
-    the IR has fused attention (PyTorch frontend; the QDQ graph spells attention out and is ~10 %
-    slower), else the QDQ conversion (NNCF on an unfused IR costs ~20 s and measured no faster);
-    NNCF tries its "performance" preset (symmetric activations, ~10 % faster) before its transformer
-    default "mixed" (openvino.py). Dynamic INT8 comes next, ~15 % slower than static but much closer
-    to FP32. ``dynamic_first`` (the calibration data is not the user's) tries dynamic first: it needs
-    no calibration, and static INT8 calibrated on generic titles lost the min-cosine target on real
-    ones.
-    Other models time QDQ and NNCF both: NNCF placed quantizers better for a CNN (0.58 vs 0.71 ms).
-    On a CPU without an INT8 dot-product instruction, a transformer's first NNCF way is timed on a
-    cheap probe before it is calibrated and scored (_slow_probe): there, no way was faster than FP32.
-    When none is kept, the ways tried are appended to ``record`` (the manifest's candidates)."""
-    from edgeopt.optimize.quantize import openvino as ovq
-
-    def from_qdq():
-        t = time.perf_counter()
-        log("OpenVINO INT8 from the gated QDQ ONNX")
-        qdq_xml = ovq.from_qdq(static.path, work / "qdq" / "model.xml")
-        q = scorer(qdq_xml, "openvino", "int8")
-        return Candidate("openvino-qdq", qdq_xml, "openvino", q, list(static.fallback_nodes), passes(q),
-                         time.perf_counter() - t, 1)
-
-    def nncf_way(preset: str | None):
-        def from_nncf():
-            t = time.perf_counter()
-            log("OpenVINO INT8 with NNCF on the IR" + (f" ({preset} preset)" if preset else ""))
-            nncf_xml = ovq.nncf_quantize(fp32_xml, work / f"nncf-{preset or 'default'}" / "model.xml", calib,
-                                         transformer=text, preset=preset)
-            q = scorer(nncf_xml, "openvino", "int8")
-            return Candidate("openvino-nncf", nncf_xml, "openvino", q, [], passes(q), time.perf_counter() - t, 1,
-                             extra={"nncf_preset": preset} if preset else {})
-
-        return from_nncf
-
-    def from_dynamic():
-        t = time.perf_counter()
-        log("OpenVINO dynamic INT8: INT8 weights, activations quantized per group at run time")
-        model, best = ovq.compress_int8(fp32_xml), None
-        for i, group in enumerate(ovq.DYNAMIC_GROUPS):
-            xml = ovq.save_dynamic(model, work / f"dynamic-{group}" / "model.xml", group)
-            q = scorer(xml, "openvino", "int8")
-            log(f"OpenVINO dynamic INT8, activation groups of {group}: {q.metric} {q.value:.4f} (drop {q.drop:.4f})")
-            cand = Candidate("openvino-dynamic", xml, "openvino", q, [], passes(q), time.perf_counter() - t, i + 1,
-                             extra={"activation_group_size": group})
-            if best is None or cand.passed or q.drop < best.quality.drop:
-                best = cand
-            if cand.passed:
-                break
-        return best
-
-    ways = [from_qdq] if static is not None else []
-    # transformers: symmetric activations first (faster), NNCF's transformer default next
-    nncf_ways = [nncf_way(p) for p in ovq.TRANSFORMER_PRESETS] if text else [nncf_way(None)]
-    ways = nncf_ways + ways if fused else ways + nncf_ways
-    if text:  # dynamic INT8 after the first static way (the NNCF presets count as one way)
-        first_static = len(nncf_ways) if fused or static is None else 1
-        ways.insert(0 if dynamic_first else first_static, from_dynamic)
-    if text and speed_check and ways[0] is nncf_ways[0] and not _int8_dot_product():
-        probe = _slow_probe(fp32_xml, work, calib, scorer.data, threads, log, xml=probe_xml)
-        if probe is not None:  # the other ways are slower still there (dynamic INT8 ~1.1x FP32)
-            log(f"no OpenVINO INT8: {probe.extra['rejected']}; OpenVINO keeps FP32")
-            if record is not None:
-                record.append(probe)
-            return None
-    options = []
-    for way in ways:
-        if text and any(c.passed for c in options):
-            break
-        options.append(way())
-    best = _fastest([c for c in options if c.passed], scorer.data, threads, log,
-                    fp32=fp32_xml if speed_check else None)
-    if best is None:
-        slow = any(c.extra.get("rejected") for c in options)
-        log(f"no OpenVINO INT8 variant {'faster than FP32' if slow else 'passed the gate'}; OpenVINO keeps FP32")
-        if record is not None:  # the manifest still says what was tried and why none was kept
-            record.extend(options)
-        return None
-    final = stage / "openvino" / "model.int8.xml"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(best.path, final)
-    shutil.move(best.path.with_suffix(".bin"), final.with_suffix(".bin"))
-    best.path = final
-    best.extra["variants"] = [c.to_json() for c in options]
-    return best
