@@ -30,7 +30,7 @@ def nncf_quantize(fp32_xml: Path, xml: Path, calib: Dataset, *, transformer: boo
     names; ``preset`` ("performance": symmetric activations, "mixed") overrides NNCF's default
     (mixed for transformers, performance otherwise). ``bias_correction`` False skips NNCF's bias
     correction: the same graph with uncorrected biases, which runs at the same speed, for timing
-    only (MiniLM: 36 FakeQuantize either way; NNCF took 7.5 instead of 8.3-10.2 s on 8 samples)."""
+    only (MiniLM: 36 FakeQuantize either way; NNCF took 7.5-8.6 instead of 8.3-10.2 s on 8 samples)."""
     import nncf
     import openvino as ov
 
@@ -88,42 +88,58 @@ def save_dynamic(model, xml: Path, group_size: int) -> Path:
     return xml
 
 
-def _quiet_nncf_quantize(*args, **kwargs) -> None:
-    """nncf_quantize with stdout and stderr (file descriptors too) sent to /dev/null: its progress
-    bars would cut into the parent's terminal."""
-    import os
-    import sys
-
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
-    os.dup2(null, 2)
-    sys.stdout = sys.stderr = open(os.devnull, "w")
-    nncf_quantize(*args, **kwargs)
-
-
 class InBackground:
     """``nncf_quantize(fp32_xml, xml, calib, **kwargs)`` in a process of its own, so that its
     calibration runs while this one does other work (a 2-core machine has a core to spare while
-    onnxruntime's quantizer, single-threaded Python, builds the next candidate). Spawned, not
-    forked: the parent holds torch and thread pools. ``result()`` waits for it and runs it here,
-    in the open, when the process failed; ``cancel()`` ends it."""
+    onnxruntime's quantizer, single-threaded Python, builds the next candidate). A fresh
+    interpreter (``python -m edgeopt.optimize.quantize.openvino``), not a fork of this one, which
+    holds torch and thread pools, and not multiprocessing's spawn, which would re-run a user's
+    script that calls the API without a ``__main__`` guard. Its output goes to /dev/null (NNCF's
+    progress bars would cut into this terminal). ``result()`` waits for it and runs it here, in
+    the open, when the process failed; ``cancel()`` ends it."""
 
     def __init__(self, fp32_xml: Path, xml: Path, calib: Dataset, **kwargs):
-        import multiprocessing
+        import json
+        import subprocess
+        import sys
+
+        import numpy as np
 
         self.args, self.kwargs, self.xml = (fp32_xml, xml, calib), kwargs, xml
         xml.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = multiprocessing.get_context("spawn").Process(
-            target=_quiet_nncf_quantize, args=self.args, kwargs=kwargs, daemon=True)
-        self.proc.start()
+        samples = xml.with_name("calibration.npz")
+        np.savez(samples, **{f"{i}/{name}": a for i, s in enumerate(calib.samples) for name, a in s.items()})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(fp32_xml), str(xml), str(samples), json.dumps(kwargs)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def result(self) -> Path:
-        self.proc.join()
-        if self.proc.exitcode == 0 and self.xml.exists() and self.xml.with_suffix(".bin").exists():
+        if self.proc.wait() == 0 and self.xml.exists() and self.xml.with_suffix(".bin").exists():
             return self.xml
         return nncf_quantize(*self.args, **self.kwargs)
 
     def cancel(self) -> None:
-        if self.proc.is_alive():
-            self.proc.terminate()
-        self.proc.join()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def _main(fp32_xml: str, xml: str, samples_npz: str, kwargs: str) -> None:
+    """InBackground's child: the samples from their .npz (keys ``i/name``), then nncf_quantize."""
+    import json
+
+    import numpy as np
+
+    with np.load(samples_npz) as z:
+        samples: dict[int, dict] = {}
+        for key in z.files:
+            i, name = key.split("/", 1)
+            samples.setdefault(int(i), {})[name] = z[key]
+    calib = Dataset([samples[i] for i in sorted(samples)], source=samples_npz)
+    nncf_quantize(Path(fp32_xml), Path(xml), calib, **json.loads(kwargs))
+
+
+if __name__ == "__main__":
+    import sys
+
+    _main(*sys.argv[1:5])

@@ -71,7 +71,7 @@ def background_probe(fp32_xml: Path | None, stage: Path, calib: Dataset, cfg: In
 def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, threads, log,
                 xml: Path | None = None) -> Candidate | None:
     """NNCF's first way for a transformer (performance preset) calibrated on PROBE_SAMPLES samples
-    (``xml``: already calibrated, _start_probe), timed against the FP32 IR; the rejected candidate
+    (``xml``: already calibrated, background_probe), timed against the FP32 IR; the rejected candidate
     when it is not faster than speed.MIN_SPEEDUP x FP32, else None (and the ladder runs as usual)."""
     from edgeopt.optimize.quantize import openvino as ovq
 
@@ -93,9 +93,10 @@ def _slow_probe(fp32_xml: Path, work: Path, calib: Dataset, evald: Dataset, thre
                                         f"instruction; the probe was calibrated on {PROBE_SAMPLES} samples"})
 
 
-def openvino_int8(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset, scorer: Scorer,
-              passes, text: bool, fused: bool, threads, log, dynamic_first: bool = False,
-              speed_check: bool = True, record: list | None = None, probe_xml: Path | None = None) -> Candidate | None:
+def openvino_int8(static: Candidate | None, fp32_xml: Path, stage: Path, work: Path, calib: Dataset,
+                  scorer: Scorer, passes, text: bool, fused: bool, threads, log, dynamic_first: bool = False,
+                  speed_check: bool = True, record: list | None = None,
+                  probe_xml: Path | None = None) -> Candidate | None:
     """OpenVINO INT8 up to three ways: the gated QDQ ONNX as is, NNCF on the IR, and (transformers)
     dynamic INT8 (INT8 weights, activations quantized at run time; openvino.py); keep the fastest
     that passes.
@@ -111,7 +112,8 @@ def openvino_int8(static: Candidate | None, fp32_xml: Path, stage: Path, work: P
     Other models time QDQ and NNCF both: NNCF placed quantizers better for a CNN (0.58 vs 0.71 ms).
     On a CPU without an INT8 dot-product instruction, a transformer's first NNCF way is timed on a
     cheap probe before it is calibrated and scored (_slow_probe): there, no way was faster than FP32.
-    When none is kept, the ways tried are appended to ``record`` (the manifest's candidates)."""
+    ``probe_xml``: the probe, already calibrated (background_probe). When none is kept, the ways
+    tried are appended to ``record`` (the manifest's candidates)."""
     from edgeopt.optimize.quantize import openvino as ovq
 
     def from_qdq():
@@ -170,7 +172,7 @@ def openvino_int8(static: Candidate | None, fp32_xml: Path, stage: Path, work: P
             break
         options.append(way())
     best = speed.fastest([c for c in options if c.passed], scorer.data, threads, log,
-                    fp32=fp32_xml if speed_check else None)
+                         fp32=fp32_xml if speed_check else None)
     if best is None:
         slow = any(c.extra.get("rejected") for c in options)
         log(f"no OpenVINO INT8 variant {'faster than FP32' if slow else 'passed the gate'}; OpenVINO keeps FP32")

@@ -28,7 +28,7 @@ def _child(path, runtime, precision, feeds_path, threads) -> None:
 
 
 def settled(baseline: str | None, threshold: float, *, min_rounds: int = 4, margin: float = 1.1):
-    """A stop rule for interleaved(): the verdicts can no longer change.
+    """A stop rule for interleaved(): the verdicts are settled.
 
     True after at least ``min_rounds`` rounds when each candidate's p50 over the ``baseline``'s
     (None: no baseline) lies on the same side of ``threshold`` in every round so far, with their
