@@ -59,3 +59,18 @@ def test_doctor_json_is_one_document():
     if not names["tensorrt"]["available"]:
         assert names["tensorrt"]["reason"] and "pip install" in names["tensorrt"]["hint"]
     assert data["cpu"]["logical_cores"] >= 1
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["export", "m.onnx", "--eval-batch", "0"], "Invalid value for '--eval-batch'"),
+    (["export", "m.onnx", "--nope"], "No such option '--nope'"),
+    (["export"], "Missing argument 'MODEL'"),
+    (["exprt"], "No such command 'exprt'"),
+])
+def test_bad_flags_and_values_get_one_line_and_exit_2(args, expected):
+    """Click's own errors leave like edgeopt's: one line with where to look, exit 2, no usage block."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("edgeopt: error: ") and expected in lines[0], result.output
+    assert "--help'" in lines[0]

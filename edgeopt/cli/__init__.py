@@ -1,7 +1,8 @@
 """The `edgeopt` command: a lazy Click group, so `edgeopt --help` imports no heavy library.
 
-Each subcommand lives in its own module and is imported only when invoked. Every EdgeoptError
-leaves through one path: a one-line message on stderr and the error's exit code.
+Each subcommand lives in its own module and is imported only when invoked. Every EdgeoptError,
+and every bad flag or value Click finds, leaves through one path: a one-line message on stderr
+and the error's exit code (2 for bad input).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgeoptError as e:
             abort(str(e), e.exit_code)
+        except click.UsageError as e:  # a bad flag or value: one line too, not Click's usage block
+            path = e.ctx.command_path if e.ctx is not None else "edgeopt"
+            abort(f"{e.format_message()} (see '{path} --help')", e.exit_code)
         except KeyboardInterrupt:
             abort("interrupted", 130)
 
