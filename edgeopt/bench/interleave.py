@@ -3,9 +3,10 @@
 Sessions sharing a process disturb each other through their thread pools, so every candidate gets
 a process of its own. Timing them one process after another leaves them exposed to a shared
 machine's drift (here, 20-40 % within a minute). So all candidate processes are started once, load
-(and warm up) side by side, and stay loaded. The parent then asks each in turn, in an order rotated every round, for a short burst
-of timed runs, and only one process works at a time. Each round's ratios compare bursts taken
-seconds apart, and the medians of per-round ratios are what the benchmarks report.
+(and warm up) side by side, and stay loaded. The parent then asks each in turn, in an order
+rotated every round, for a short burst of timed runs, and only one process works at a time. Each
+round's ratios compare bursts taken seconds apart, and the medians of per-round ratios are what
+the benchmarks report.
 
 Child side: build a zero-argument ``run`` callable, then call :func:`serve`.
 Parent side: :func:`interleaved` with one command line per candidate.

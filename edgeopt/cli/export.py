@@ -55,9 +55,8 @@ from edgeopt.cli.options import console, load_from_options, model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, calib_method,
-            speed_check, calib_size, eval_size, eval_batch, exporter, atol, rtol, threads, shape_buckets, arch, arch_kwargs,
-            trust_pickle, inputs,
-            as_json, verbose):
+            speed_check, calib_size, eval_size, eval_batch, exporter, atol, rtol, threads, shape_buckets, arch,
+            arch_kwargs, trust_pickle, inputs, as_json, verbose):
     """Export MODEL, verify every artifact against it, and write OUT/manifest.json.
 
     With --int8, calibrate, measure the INT8 model against the FP32 source on held-out data and
