@@ -42,7 +42,11 @@ def load_titles(path: Path | None, n: int) -> tuple[list[str], str]:
 
 
 def sentence_transformers_parity(out: Path, manifest: dict, st, titles: list[str], batch: int = 32) -> list[dict]:
-    """Cosine between each artifact's embeddings and SentenceTransformer.encode on the same titles."""
+    """Cosine between each artifact's embeddings and SentenceTransformer.encode on the same titles.
+
+    FP32 / FP16 artifacts run ``batch`` titles per call; INT8 ones one title per call, as a store
+    serves a query and as the gate scored them: dynamic INT8 quantizes a call's activations as one
+    tensor, so in a padded batch each title's embedding depends on its batchmates."""
     from edgeopt.runtimes import get_runtime
     from edgeopt.text import Tokenizer
 
@@ -53,12 +57,14 @@ def sentence_transformers_parity(out: Path, manifest: dict, st, titles: list[str
     for art in manifest["artifacts"]:
         runtime = art["runtimes"][0]
         session = get_runtime(runtime).load(str(out / art["path"]), precision=art["precision"])
-        chunks = [session.run(tokenizer(titles[i:i + batch]))["sentence_embedding"]
-                  for i in range(0, len(titles), batch)]
+        step = 1 if art["precision"] == "int8" else batch
+        chunks = [session.run(tokenizer(titles[i:i + step]))["sentence_embedding"]
+                  for i in range(0, len(titles), step)]
         emb = np.concatenate(chunks)
         cos = (emb * reference).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(reference, axis=1))
         rows.append({"artifact": art["path"], "runtime": runtime, "precision": art["precision"],
-                     "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "texts": len(titles)})
+                     "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "texts": len(titles),
+                     "texts_per_call": step})
     return rows
 
 

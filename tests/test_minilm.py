@@ -37,6 +37,7 @@ def test_embeddings_match_sentence_transformers_on_product_titles(exported, prod
     rows = sentence_transformers_parity(out, result.manifest, model.metadata["sentence_transformer"], titles)
     for row in rows:
         assert row["cosine_min"] > 0.9999, row
+        assert row["texts_per_call"] == (1 if row["precision"] == "int8" else 32)  # INT8: one per call, as served
 
 
 def test_embeddings_are_unit_norm(exported):
