@@ -199,7 +199,7 @@ def test_openvino_int8_slower_than_fp32_is_not_kept_and_the_manifest_says_why(tm
     scorer.data = data
     record = []
     best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", data, scorer,
-                          lambda q: True, False, False, None, print, record=record)
+                             lambda q: True, False, False, None, print, record=record)
     assert best is None and not (tmp_path / "stage" / "openvino" / "model.int8.xml").exists()
     assert [c.name for c in record] == ["openvino-nncf"] and record[0].passed
     assert record[0].extra["rejected"] == "not faster than FP32 (1.38x, needs <= 0.95x) on this machine"
@@ -239,7 +239,7 @@ def test_openvino_transformer_int8_is_probed_first_on_a_cpu_without_int8_dot_pro
         p: 5.5 if p.endswith("fp32.xml") else probe_ms if "probe" in p else 4.1 for p, _, _ in runs})
     record = []
     best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", data, scorer,
-                          lambda q: True, True, True, None, print, record=record)
+                             lambda q: True, True, True, None, print, record=record)
     if probe_ms > 5.5 * speed.MIN_SPEEDUP:  # slower: one cheap calibration, no scoring, FP32 stays
         # the probe is only timed: NNCF's bias correction (slow, no effect on speed) is skipped
         assert best is None and calibrated == [(ovl.PROBE_SAMPLES, "no bias correction")] and scored == []
@@ -256,13 +256,13 @@ def test_openvino_transformer_int8_is_probed_first_on_a_cpu_without_int8_dot_pro
     calibrated.clear()
     ready = tmp_path / "bg-probe" / "model.xml"
     best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage3", tmp_path / "work3", data, scorer,
-                          lambda q: True, True, True, None, print, probe_xml=ready)
+                             lambda q: True, True, True, None, print, probe_xml=ready)
     assert calibrated == ([] if probe_ms > 5.5 * speed.MIN_SPEEDUP else [40])
     # with an INT8 dot-product instruction, or with --no-speed-check, no probe
     calibrated.clear()
     monkeypatch.setattr(ovl, "int8_dot_product", lambda: True)
     ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage2", tmp_path / "work2", data, scorer,
-                   lambda q: True, True, True, None, print)
+                      lambda q: True, True, True, None, print)
     assert calibrated == [40]
 
 
@@ -295,7 +295,7 @@ def test_openvino_dynamic_ladder_stops_at_the_first_passing_group(tmp_path, monk
     monkeypatch.setattr(ovq, "nncf_quantize", lambda *a, **k: pytest.fail("NNCF tried after dynamic passed"))
     passes = lambda q: q.drop <= 0.005  # noqa: E731
     best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", FakeScorer.data,
-                          FakeScorer(), passes, True, True, None, print, dynamic_first=True, speed_check=False)
+                             FakeScorer(), passes, True, True, None, print, dynamic_first=True, speed_check=False)
     assert saved == [128, 64] and best.name == "openvino-dynamic" and best.extra["activation_group_size"] == 64
     assert best.path == tmp_path / "stage" / "openvino" / "model.int8.xml" and best.path.read_text() == "64"
     assert [v["activation_group_size"] for v in best.extra["variants"]] == [64]
@@ -334,7 +334,7 @@ def test_openvino_nncf_tries_symmetric_activations_before_the_transformer_defaul
         scorer.data = data
         stage = tmp_path / want[-1]
         best = ovl.openvino_int8(None, tmp_path / "fp32.xml", stage, tmp_path / f"work-{want[-1]}", data, scorer,
-                              lambda q: q.drop <= 0.005, True, True, None, print, speed_check=False)
+                                 lambda q: q.drop <= 0.005, True, True, None, print, speed_check=False)
         assert tried == want and best.name == "openvino-nncf" and best.extra["nncf_preset"] == want[-1]
         assert (stage / "openvino" / "model.int8.xml").read_text() == want[-1]
         assert [v["nncf_preset"] for v in best.extra["variants"]] == want
