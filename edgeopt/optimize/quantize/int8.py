@@ -15,8 +15,8 @@ from typing import Callable
 from edgeopt.data.dataset import Dataset
 from edgeopt.optimize.quantize import ort, speed
 from edgeopt.optimize.quantize.config import Int8Config
-from edgeopt.optimize.quantize.gate import Candidate, Scorer, gated
-from edgeopt.optimize.quantize.openvino_ladder import background_probe, fused_ir, openvino_int8
+from edgeopt.optimize.quantize.gate import Candidate, Scorer, gated, said
+from edgeopt.optimize.quantize.openvino_ladder import fused_ir, openvino_int8
 
 
 @dataclass
@@ -69,24 +69,9 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     is built from; the quality reference stays ``fp32_onnx``. ``user_calibration`` False (edgeopt's
     built-in titles stand in for the user's data) makes OpenVINO try calibration-free INT8 first.
 
-    ``probe``: OpenVINO's probe already calibrating in the background (background_probe), else
-    it is started here when needed."""
-    fused = text and fp32_xml is not None and fused_ir(fp32_xml)  # read the IR once
-    if probe is None:
-        probe = background_probe(fp32_xml, stage, calib, cfg, text, user_calibration, log)
-    try:
-        return _quantize_int8(fp32_onnx, stage, calib=calib, evald=evald, cfg=cfg, output=output, metric=metric,
-                              text=text, fp32_xml=fp32_xml, threads=threads, want_qdq=want_qdq, ort_fp32=ort_fp32,
-                              user_calibration=user_calibration, log=log, fused=fused, probe=probe)
-    finally:
-        if probe is not None:
-            probe.cancel()
-
-
-def _quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Dataset, cfg: Int8Config, output: str,
-                   metric: str, text: bool, fp32_xml: Path | None, threads: int | None, want_qdq: bool,
-                   ort_fp32: Path | None, user_calibration: bool, log: Callable[[str], None], fused: bool,
-                   probe) -> Int8Outcome:
+    ``probe``: OpenVINO's probe, already calibrating in the background (openvino_ladder.
+    background_probe, started by the export step; the caller cancels it); without it, the probe is
+    calibrated here when it is needed."""
     t0 = time.perf_counter()
     max_drop = cfg.resolved_max_drop(metric)
     passes = _passes_fn(metric, max_drop, cfg.min_cosine)
@@ -144,6 +129,7 @@ def _quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datas
     # Transformers in ONNX Runtime: static QDQ measured 3x slower than dynamic INT8 on CPU (MiniLM
     # 6.3 vs 2.1 ms, docs/PERFORMANCE.md) and costs ~25 s to calibrate; auto builds it only for
     # TensorRT, which needs Q/DQ. OpenVINO INT8 comes from NNCF on the fused-attention IR instead.
+    fused = text and fp32_xml is not None and fused_ir(fp32_xml)  # read the IR once
     skip_static = cfg.mode == "auto" and fused and not want_qdq
     if cfg.mode == "static" or (cfg.mode == "auto" and not skip_static):
         candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
@@ -233,7 +219,7 @@ def _smoothed(dynamic: Candidate, src: Path, nodes: list[str], path: Path, calib
     ort.quantize_dynamic_int8(fp32, path, per_token=nodes)
     fp32.unlink()
     q = scorer(path)
-    log(f"INT8 with SmoothQuant and {len(nodes)} node(s) per token: {q.metric} {q.value:.4f} (drop {q.drop:.4f})")
+    log(f"INT8 with SmoothQuant and {len(nodes)} node(s) per token: {said(q)}")
     cand = Candidate("dynamic", path, "onnxruntime", q, [], passes(q), dynamic.seconds + time.perf_counter() - t,
                      dynamic.attempts + 1, extra={**dynamic.extra, "per_token_nodes": list(nodes),
                                                   "smooth": {"alpha": smooth.ALPHA, "nodes": len(smoothed)}})

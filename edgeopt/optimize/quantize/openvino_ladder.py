@@ -11,7 +11,7 @@ from pathlib import Path
 from edgeopt.data.dataset import Dataset
 from edgeopt.optimize.quantize import speed
 from edgeopt.optimize.quantize.config import Int8Config
-from edgeopt.optimize.quantize.gate import Candidate, Scorer
+from edgeopt.optimize.quantize.gate import Candidate, Scorer, said
 
 
 def fused_ir(xml: Path) -> bool:
@@ -143,7 +143,7 @@ def openvino_int8(static: Candidate | None, fp32_xml: Path, stage: Path, work: P
         for i, group in enumerate(ovq.DYNAMIC_GROUPS):
             xml = ovq.save_dynamic(model, work / f"dynamic-{group}" / "model.xml", group)
             q = scorer(xml, "openvino", "int8")
-            log(f"OpenVINO dynamic INT8, activation groups of {group}: {q.metric} {q.value:.4f} (drop {q.drop:.4f})")
+            log(f"OpenVINO dynamic INT8, activation groups of {group}: {said(q)}")
             cand = Candidate("openvino-dynamic", xml, "openvino", q, [], passes(q), time.perf_counter() - t, i + 1,
                              extra={"activation_group_size": group})
             if best is None or cand.passed or q.drop < best.quality.drop:
