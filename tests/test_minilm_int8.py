@@ -60,7 +60,9 @@ def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_ex
     assert [c["name"] for c in manifest["int8"]["candidates"]] == ["dynamic", "openvino-nncf"]
     ort8 = art["model.int8.onnx"]
     assert ort8["int8_mode"] == "dynamic" and ort8["graph"] == "onnxruntime-fused"
-    assert ort8["runtimes"] == ["onnxruntime"] and 0 < len(ort8["per_token_nodes"]) <= 18
+    assert ort8["runtimes"] == ["onnxruntime"] and len(ort8.get("per_token_nodes", [])) <= 18
+    # 7-bit per-channel weights: on an AMD EPYC without VNNI they passed with no node per token
+    assert ort8["weights"] == "int8 per output channel, 7-bit range"
     # the search ran on a graph with SmoothQuant in front of the 6 Attention and 6 FFN-in nodes,
     # which read LayerNorm outputs (7 per-token nodes instead of 11 on a Xeon, ~5 % faster)
     assert ort8["smooth"] == {"alpha": 0.5, "nodes": 12, "inputs": "layernorm"}
@@ -96,17 +98,17 @@ def test_auto_int8_is_dynamic_per_token_for_ort_and_nncf_on_the_fused_ir(auto_ex
 
 
 def test_strict_gate_reaches_the_smoothquant_rung(minilm_path, tmp_path_factory):
-    """--max-drop 0.0025 is at the edge of what dynamic INT8 reaches on MiniLM: the search, already
-    smoothed at its 12 LayerNorm-fed inputs, goes up to all 18 MatMuls per token (0.9975 on a Xeon
-    with AMX at these sizes), then to the last rung, SmoothQuant in front of all 24 nodes (0.9972
-    there, 0.998 on an EPYC with VNNI, 0.9973 on AVX2 without VNNI). Whichever way, the export
-    keeps INT8 only when the gate passed, and exits 1 with FP32 otherwise."""
+    """--max-drop 0.0015 is beyond what dynamic INT8 reaches on MiniLM with few nodes per token
+    (--max-drop 0.0025 needed 3 on an AMD EPYC without VNNI since the weights are 7-bit per
+    channel; 7-18 before): the search, already smoothed at its 12 LayerNorm-fed inputs, goes deep,
+    up to all 18 MatMuls per token, then to the last rung, SmoothQuant in front of all 24 nodes.
+    Whichever way, the export keeps INT8 only when the gate passed, and exits 1 with FP32 otherwise."""
     titles = SHARED_DATA / "myntra" / "styles_text.csv"
     if not titles.is_file():
         pytest.skip(f"shared data missing: {titles}")
     out = tmp_path_factory.mktemp("minilm8") / "out"
     r = run_cli("export", minilm_path, "-o", out, "--int8", "--int8-mode", "dynamic", "--to", "onnx", "--max-drop",
-                "0.0025", "--calib", titles, "--calib-size", "128", "--eval-size", "200", "--no-speed-check")
+                "0.0015", "--calib", titles, "--calib-size", "128", "--eval-size", "200", "--no-speed-check")
     assert r.returncode in (0, 1), r.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     cand = manifest["int8"]["candidates"][0]
@@ -120,7 +122,7 @@ def test_strict_gate_reaches_the_smoothquant_rung(minilm_path, tmp_path_factory)
         assert art["int8_mode"] == "dynamic" and art["graph"] == "onnxruntime-fused" and art["smooth"]
         assert art["quality"]["min"] >= 0.995 and art["fallback_nodes"] == []
     else:
-        assert "INT8 could not meet --max-drop 0.0025" in r.stderr
+        assert "INT8 could not meet --max-drop 0.0015" in r.stderr
 
 
 def test_without_calib_openvino_int8_is_calibration_free_and_holds_on_real_titles(minilm_path, tmp_path_factory,

@@ -144,3 +144,69 @@ def test_dynamic_sensitivity_ranks_the_outlier_input_first(tmp_path):
     scale = (x.max() - min(x.min(), 0)) / 255
     assert np.abs(back - x).max() <= scale / 2 + 1e-6
     assert _dynamic_roundtrip(np.zeros(3, np.float32)).tolist() == [0, 0, 0]
+
+
+def _three_matmul_model(path) -> None:
+    """q / k share their input (onnxruntime's quantizer gives them one DynamicQuantizeLinear), v
+    reads another tensor, and a Gemm head (a weight node that is not a MatMul) closes the graph."""
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (16, 16)).astype(np.float32), n) for n in ("Wq", "Wk", "Wv")]
+    inits += [numpy_helper.from_array(rng.normal(0, 0.3, (16, 4)).astype(np.float32), "Wh")]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "Wq"], ["q"], name="q/MatMul"),
+         helper.make_node("MatMul", ["x", "Wk"], ["k"], name="k/MatMul"),
+         helper.make_node("Add", ["q", "k"], ["qk"], name="qk"),
+         helper.make_node("Relu", ["qk"], ["r"], name="relu"),
+         helper.make_node("MatMul", ["r", "Wv"], ["v"], name="v/MatMul"),
+         helper.make_node("Gemm", ["v", "Wh"], ["y"], name="head/Gemm")],
+        "three", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("nodes, quantize_linear", [(["q/MatMul"], 3), (["v/MatMul"], 2),
+                                                    (["q/MatMul", "k/MatMul", "v/MatMul"], 1)])
+def test_float_matmuls_undoes_the_quantizer(tmp_path, nodes, quantize_linear):
+    """Taking nodes out of the all-INT8 model gives what excluding them from the quantizer gives:
+    the same ops, the same outputs, bit for bit (per token afterwards, too)."""
+    from edgeopt.optimize.quantize.ort import DynamicVariants, quantize_dynamic_int8
+    from edgeopt.optimize.quantize.per_token import float_matmuls
+
+    _three_matmul_model(tmp_path / "fp32.onnx")
+    quantize_dynamic_int8(tmp_path / "fp32.onnx", tmp_path / "all.onnx")
+    model, fp32 = onnx.load(tmp_path / "all.onnx"), onnx.load(tmp_path / "fp32.onnx")
+    assert sorted(float_matmuls(model, fp32, nodes + ["head/Gemm", "nope"])) == sorted(nodes)
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMul") == len(nodes) and ops.count("MatMulInteger") == 4 - len(nodes)  # + the head
+    # x's DynamicQuantizeLinear, shared by q and k, stays while k still reads it
+    assert ops.count("DynamicQuantizeLinear") == quantize_linear
+    x = np.random.default_rng(5).normal(0, 1, (5, 16)).astype(np.float32)
+    quantize_dynamic_int8(tmp_path / "fp32.onnx", tmp_path / "excluded.onnx", per_token=nodes)
+    variant = DynamicVariants(tmp_path / "fp32.onnx", tmp_path / "base.onnx")(nodes, tmp_path / "variant.onnx")
+    want = _run(str(tmp_path / "excluded.onnx"), x)
+    np.testing.assert_array_equal(_run(str(variant), x), want)
+    per_token_matmuls(model, nodes)
+    np.testing.assert_array_equal(_run(model, x), want)
+    assert sorted(n.op_type for n in onnx.load(variant).graph.node) == \
+        sorted(n.op_type for n in onnx.load(tmp_path / "excluded.onnx").graph.node)
+
+
+def test_dynamic_variants_take_the_slow_way_for_other_nodes(tmp_path, monkeypatch):
+    """A weight node that is not a MatMul (the Gemm head) cannot be taken out of the quantized model:
+    that variant is quantized again with the node excluded, as before the variants existed."""
+    from edgeopt.optimize.quantize import ort as qort
+
+    _three_matmul_model(tmp_path / "fp32.onnx")
+    variants = qort.DynamicVariants(tmp_path / "fp32.onnx", tmp_path / "base.onnx")
+    calls = []
+    real = qort.quantize_dynamic_int8
+    monkeypatch.setattr(qort, "quantize_dynamic_int8", lambda *a, **k: calls.append(k) or real(*a, **k))
+    variants(["v/MatMul"], tmp_path / "a.onnx")
+    variants([], tmp_path / "b.onnx")
+    assert calls == []
+    variants(["v/MatMul", "head/Gemm"], tmp_path / "c.onnx")
+    assert calls == [{"per_token": ["v/MatMul", "head/Gemm"]}]
+    assert [n.op_type for n in onnx.load(tmp_path / "c.onnx").graph.node].count("DynamicQuantizeMatMul") == 1

@@ -130,6 +130,9 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
             runtimes = ["onnxruntime"]
             if ort_fp32 is not None:
                 extra["graph"] = "onnxruntime-fused"
+            from edgeopt.optimize.quantize.ort import DYNAMIC_WEIGHTS
+
+            extra["weights"] = DYNAMIC_WEIGHTS
         if cand.extra.get("per_token_nodes"):
             extra["per_token_nodes"] = cand.extra["per_token_nodes"]
         for key in ("smooth", "activation_group_size", "nncf_preset"):

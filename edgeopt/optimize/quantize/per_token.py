@@ -137,6 +137,108 @@ def per_token_matmuls(model: onnx.ModelProto, nodes: list[str], kernel: str = "d
     return done
 
 
+# what onnxruntime's quantize_dynamic makes of a MatMul with a constant weight (before or after its
+# own fusion): only these may be taken out again by float_matmuls
+_QUANTIZED_MATMUL_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "Cast", "Mul", "DynamicQuantizeMatMul",
+                         "MatMulIntegerToFloat"}
+
+
+def float_matmuls(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes: list[str]) -> list[str]:
+    """Put the named FP32 ``MatMul`` nodes of ``fp32`` back into ``quantized`` (``fp32`` after
+    onnxruntime's ``quantize_dynamic``), in place of what the quantizer made of each; return the
+    names that are FP32 MatMuls in ``quantized`` afterwards, so that per_token_matmuls can take them.
+
+    Why: one ``quantize_dynamic`` run of MiniLM costs 1.3-2.9 s (shape inference, per-channel weight
+    quantization, two saves of a 90 MB model); the gate's per-token search needs 5-7 variants that
+    differ only in which MatMuls are per token. Quantizing once and taking the chosen nodes out
+    again costs a copy of the 22 MB INT8 model.
+
+    A node's quantized form is what lies between its activation input and its output: the nodes
+    reached walking back from the output, stopping at the input and at initializers. A walk that
+    meets another op type, or another graph input, is not the quantizer's pattern: that node is
+    left as it is (not in the result). Nodes that also feed something else (a DynamicQuantizeLinear
+    shared by two MatMuls) stay."""
+    g = quantized.graph
+    wanted = {n.name: n for n in fp32.graph.node if n.name in set(nodes) and n.op_type == "MatMul"}
+    f_inits = {i.name: i for i in fp32.graph.initializer}
+    q_inits = {i.name for i in g.initializer}
+    producer = {o: i for i, n in enumerate(g.node) for o in n.output}
+    consumers: dict[str, set[int]] = {}
+    for i, n in enumerate(g.node):
+        for t in n.input:
+            consumers.setdefault(t, set()).add(i)
+    graph_out = {o.name for o in g.output}
+    drop: set[int] = set()
+    shared: set[int] = set()  # kept for another reader, which may itself be taken out later
+    put: dict[int, onnx.NodeProto] = {}
+    done = []
+    for name, mm in wanted.items():
+        x, w, y = mm.input[0], mm.input[1], mm.output[0]
+        if w not in f_inits or y not in producer:
+            continue
+        last = producer[y]
+        if g.node[last].op_type == "MatMul" and list(g.node[last].input) == [x, w]:
+            done.append(name)  # not quantized (excluded, or not a quantizer's op type)
+            continue
+        part, stack, ok = set(), [last], True
+        while stack and ok:
+            i = stack.pop()
+            if i in part:
+                continue
+            part.add(i)
+            ok = g.node[i].op_type in _QUANTIZED_MATMUL_OPS and len(part) <= 8
+            for t in g.node[i].input:
+                if t in (x, "") or t in q_inits:
+                    continue
+                if t not in producer:
+                    ok = False
+                    break
+                stack.append(producer[t])
+        if not ok or not any(x in g.node[i].input for i in part):
+            continue
+        # keep what something outside the part still reads, and what those kept nodes read in turn
+        keep = {i for i in part if any(c not in part for o in g.node[i].output if o != y for c in consumers.get(o, ()))
+                or any(o in graph_out and o != y for o in g.node[i].output)}
+        grew = True
+        while grew:
+            grew = False
+            for i in list(keep):
+                for t in g.node[i].input:
+                    j = producer.get(t)
+                    if j in part and j not in keep:
+                        keep.add(j)
+                        grew = True
+        if last in keep:
+            continue
+        drop |= part - keep
+        shared |= keep
+        put[last] = onnx.helper.make_node("MatMul", [x, w], [y], name=name)
+        if w not in q_inits:
+            g.initializer.append(f_inits[w])
+            q_inits.add(w)
+        done.append(name)
+    if put:
+        nodes_now = {i: put.get(i, n) for i, n in enumerate(g.node) if i not in drop or i in put}
+        while True:  # a shared node whose other readers were taken out too
+            read = {t for n in nodes_now.values() for t in n.input} | graph_out
+            dead = {i for i in shared & nodes_now.keys() if not read.intersection(nodes_now[i].output)}
+            if not dead:
+                break
+            for i in dead:
+                del nodes_now[i]
+        kept = list(nodes_now.values())
+        del g.node[:]
+        g.node.extend(kept)
+        live = {t for n in g.node for t in (*n.input, *n.output)} | graph_out
+        used = [i for i in g.initializer if i.name in live]
+        del g.initializer[:]
+        g.initializer.extend(used)
+        info = [v for v in g.value_info if v.name in live]
+        del g.value_info[:]
+        g.value_info.extend(info)
+    return done
+
+
 def per_token_file(src: Path, dst: Path, nodes: list[str], kernel: str = "dqmm") -> Path:
     """Load ``src``, rewrite ``nodes`` per token, save to ``dst`` (created parent); return ``dst``."""
     model = onnx.load(str(src))
