@@ -158,9 +158,12 @@ def quantize_dynamic_int8(fp32: Path, out: Path, *, per_token: list[str] = ()) -
 
     Weights per output channel with 7-bit range (``reduce_range``): onnxruntime's U8S8 kernel on
     x86 CPUs without VNNI sums pairs of uint8 x int8 products in int16, which saturates with 8-bit
-    weights (per_token.py). MiniLM, 400 Myntra titles one per call, AMD EPYC without VNNI, no node
-    per token: cosine mean / min 0.9662 / 0.9377 per tensor (the stock default), 0.9940 / 0.9867
-    per channel, 0.9950 / 0.9904 per channel in 7 bits, at the same speed (docs/PERFORMANCE.md)."""
+    weights (per_token.py). MiniLM's smoothed fused graph, 400 Myntra titles one per call, AMD EPYC
+    without VNNI, no node per token: cosine mean / min 0.9662 / 0.9377 per tensor (the stock
+    default), 0.9940 / 0.9867 per channel, 0.9950 / 0.9904 per channel in 7 bits. onnxruntime runs
+    per-channel weights 4-13 % slower (benchmarks/int8_weights.py), but the gate then needs no
+    per-token node where it needed 5, and the model is faster: 0.857x stock dynamic INT8 on titles
+    instead of 0.868x, 0.864x instead of 0.905x at 64 tokens (docs/PERFORMANCE.md)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -8,7 +8,7 @@ the integer kernels, so the accuracy gate can try this before falling back to FP
 
 The rewrite works on a FP32 ``MatMul`` whose second input is a constant 2-D initializer ``W [K, N]``.
 That node may sit in an FP32 graph or in a ``quantize_dynamic`` graph where it was left in FP32 via
-``nodes_to_exclude`` (the intended use: quantize everything else with stock dynamic INT8, exclude the
+``nodes_to_exclude`` (the intended use: quantize everything else with onnxruntime's dynamic INT8, exclude the
 sensitive MatMuls, then rewrite those per token). Already-quantized nodes (``DynamicQuantizeMatMul``
 / ``MatMulInteger``) are not touched. Weights are quantized offline per output column (symmetric int8).
 
