@@ -75,6 +75,7 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
     from edgeopt.export.tensorrt import tensorrt_readiness
     from edgeopt.optimize.quantize.int8 import quantize_int8
     from edgeopt.optimize.quantize.openvino_ladder import background_probe
+    from edgeopt.optimize.quantize.ort import DYNAMIC_WEIGHTS
 
     fp32_xml = stage / "openvino" / "model.xml"
     fp32_xml = fp32_xml if fp32_xml.exists() and opts.int8.openvino else None
@@ -130,8 +131,6 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
             runtimes = ["onnxruntime"]
             if ort_fp32 is not None:
                 extra["graph"] = "onnxruntime-fused"
-            from edgeopt.optimize.quantize.ort import DYNAMIC_WEIGHTS
-
             extra["weights"] = DYNAMIC_WEIGHTS
         if cand.extra.get("per_token_nodes"):
             extra["per_token_nodes"] = cand.extra["per_token_nodes"]

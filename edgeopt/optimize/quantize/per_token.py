@@ -156,20 +156,15 @@ def float_matmuls(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes: list
     A node's quantized form is what lies between its activation input and its output: the nodes
     reached walking back from the output, stopping at the input and at initializers. A walk that
     meets another op type, or another graph input, is not the quantizer's pattern: that node is
-    left as it is (not in the result). Nodes that also feed something else (a DynamicQuantizeLinear
-    shared by two MatMuls) stay."""
+    left as it is (not in the result). Of the quantizer's nodes, those that nothing reads any more
+    are removed; one that still feeds another MatMul (a shared DynamicQuantizeLinear) stays."""
     g = quantized.graph
-    wanted = {n.name: n for n in fp32.graph.node if n.name in set(nodes) and n.op_type == "MatMul"}
+    names = set(nodes)
+    wanted = {n.name: n for n in fp32.graph.node if n.name in names and n.op_type == "MatMul"}
     f_inits = {i.name: i for i in fp32.graph.initializer}
     q_inits = {i.name for i in g.initializer}
     producer = {o: i for i, n in enumerate(g.node) for o in n.output}
-    consumers: dict[str, set[int]] = {}
-    for i, n in enumerate(g.node):
-        for t in n.input:
-            consumers.setdefault(t, set()).add(i)
-    graph_out = {o.name for o in g.output}
-    drop: set[int] = set()
-    shared: set[int] = set()  # kept for another reader, which may itself be taken out later
+    parts: set[int] = set()  # what the quantizer made of the restored nodes: removed once nothing reads it
     put: dict[int, onnx.NodeProto] = {}
     done = []
     for name, mm in wanted.items():
@@ -180,7 +175,7 @@ def float_matmuls(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes: list
         if g.node[last].op_type == "MatMul" and list(g.node[last].input) == [x, w]:
             done.append(name)  # not quantized (excluded, or not a quantizer's op type)
             continue
-        part, stack, ok = set(), [last], True
+        part, stack, ok = set(), [last], len(g.node[last].output) == 1
         while stack and ok:
             i = stack.pop()
             if i in part:
@@ -196,39 +191,24 @@ def float_matmuls(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes: list
                 stack.append(producer[t])
         if not ok or not any(x in g.node[i].input for i in part):
             continue
-        # keep what something outside the part still reads, and what those kept nodes read in turn
-        keep = {i for i in part if any(c not in part for o in g.node[i].output if o != y for c in consumers.get(o, ()))
-                or any(o in graph_out and o != y for o in g.node[i].output)}
-        grew = True
-        while grew:
-            grew = False
-            for i in list(keep):
-                for t in g.node[i].input:
-                    j = producer.get(t)
-                    if j in part and j not in keep:
-                        keep.add(j)
-                        grew = True
-        if last in keep:
-            continue
-        drop |= part - keep
-        shared |= keep
+        parts |= part
         put[last] = onnx.helper.make_node("MatMul", [x, w], [y], name=name)
         if w not in q_inits:
             g.initializer.append(f_inits[w])
             q_inits.add(w)
         done.append(name)
     if put:
-        nodes_now = {i: put.get(i, n) for i, n in enumerate(g.node) if i not in drop or i in put}
-        while True:  # a shared node whose other readers were taken out too
-            read = {t for n in nodes_now.values() for t in n.input} | graph_out
-            dead = {i for i in shared & nodes_now.keys() if not read.intersection(nodes_now[i].output)}
+        graph_out = {o.name for o in g.output}
+        now = {i: put.get(i, n) for i, n in enumerate(g.node)}
+        while True:  # the parts' nodes nothing reads any more (a shared DynamicQuantizeLinear stays while read)
+            read = {t for n in now.values() for t in n.input} | graph_out
+            dead = {i for i in parts - put.keys() if i in now and not read.intersection(now[i].output)}
             if not dead:
                 break
             for i in dead:
-                del nodes_now[i]
-        kept = list(nodes_now.values())
+                del now[i]
         del g.node[:]
-        g.node.extend(kept)
+        g.node.extend(now.values())
         live = {t for n in g.node for t in (*n.input, *n.output)} | graph_out
         used = [i for i in g.initializer if i.name in live]
         del g.initializer[:]
