@@ -98,8 +98,64 @@ def test_onnxruntime_fused_graph_matches_the_source(tiny_bert, tmp_path):
     path, report = fused_fp32(model, tmp_path / "fused.onnx", feeds, refs)
     assert path is not None and report["fused"], report
     assert report["ops"]["Attention"] == 2 and report["max_abs_diff"] < 1e-4
+    # the SkipLayerNormalizations are split back into Add / Sum / LayerNormalization (faster kernels)
+    assert report["ops"]["SkipLayerNormalization split"] == report["ops"]["SkipLayerNormalization"] > 0
     assert model.module.inner.config._attn_implementation == before
     assert not (tmp_path / "fused.eager.onnx").exists()
+
+
+def _skip_layernorm_graph(bias: bool, read_mean: bool):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), n) for n in ("gamma", "beta", "bias")]
+    ins = ["x", "skip", "gamma", "beta"] + (["bias"] if bias else [])
+    outs = ["y", "mean", "", "sum"] if read_mean else ["y", "", "", "sum"]
+    nodes = [helper.make_node("SkipLayerNormalization", ins, outs, name="sln", domain="com.microsoft", epsilon=1e-5),
+             helper.make_node("Relu", ["sum"], ["r"])]
+    graph_outputs = ["y", "r"] + (["mean"] if read_mean else [])
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, "seq", 8])
+                                           for n in ("x", "skip")],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, "seq", 1 if n == "mean" else 8])
+                               for n in graph_outputs], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_split_skip_layernorm_computes_the_same_and_stays_split(bias, tmp_path):
+    """Same outputs (the normalized one and the residual sum) as the fused op, and onnxruntime's
+    own SkipLayerNormFusion does not fuse the pair back when a session loads it."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from edgeopt.export.ort_fused import split_skip_layernorm
+
+    fused = _skip_layernorm_graph(bias, read_mean=False)
+    split = onnx.ModelProto()
+    split.CopyFrom(fused)
+    assert split_skip_layernorm(split) == 1
+    assert [n.op_type for n in split.graph.node] == (["Add"] if bias else []) + ["Sum", "LayerNormalization", "Relu"]
+    onnx.checker.check_model(split)
+    rng = np.random.default_rng(1)
+    feed = {n: rng.standard_normal((1, 5, 8)).astype(np.float32) * 3 for n in ("x", "skip")}
+    want = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    got = ort.InferenceSession(split.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, feed)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    loaded = [n.op_type for n in onnx.load(str(tmp_path / "loaded.onnx")).graph.node]
+    assert "SkipLayerNormalization" not in loaded and "LayerNormalization" in loaded
+
+
+def test_split_skip_layernorm_keeps_a_node_whose_statistics_are_read():
+    from edgeopt.export.ort_fused import split_skip_layernorm
+
+    model = _skip_layernorm_graph(True, read_mean=True)
+    assert split_skip_layernorm(model) == 0
+    assert [n.op_type for n in model.graph.node] == ["SkipLayerNormalization", "Relu"]
 
 
 def test_onnxruntime_fusion_is_skipped_for_other_models(tiny, tmp_path):

@@ -7,6 +7,12 @@ default (sdpa) exports a mask pattern it does not match (0 Attention fused). So 
 exported once more with eager attention, optimized, and checked against the source on the sample
 inputs with model.onnx's tolerance; the result feeds the dynamic INT8 candidate (MiniLM: ~13 % faster than the unfused graph
 at equal quality, docs/PERFORMANCE.md). model.onnx stays the portable, unfused FP32 artifact.
+
+One fusion is undone (:func:`split_skip_layernorm`): onnxruntime's CPU SkipLayerNormalization
+kernel is a scalar loop with a division per element. At MiniLM's width (384) it took 83-90 us per
+64 tokens on the AMD EPYC here, where Add + LayerNormalization took 26 us (one-off microbenchmark,
+docs/PERFORMANCE.md). The residual is written as a two-input ``Sum``: onnxruntime's
+SkipLayerNormFusion matches ``Add`` only, so it cannot fuse the pair back when a session loads.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict
         stats = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
         if not stats.get("Attention"):
             return None, {"fused": False, "reason": "onnxruntime's optimizer fused no attention", "ops": stats}
+        stats["SkipLayerNormalization split"] = split_skip_layernorm(optimized.model)
         optimized.save_model_to_file(str(out))
         onnx.checker.check_model(str(out))
     except Exception as e:  # noqa: BLE001 - an optional speed-up: any failure keeps the plain graph
@@ -92,3 +99,37 @@ def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict
         out.unlink(missing_ok=True)
         return None, {"fused": False, "reason": f"fused graph differs from the source by {worst:.2e}"}
     return out, {"fused": True, "ops": stats, "max_abs_diff": worst}
+
+
+def split_skip_layernorm(model) -> int:
+    """Replace each SkipLayerNormalization(input, skip, gamma, beta, bias) by Add(input, bias),
+    Sum(that, skip) and LayerNormalization(gamma, beta): the same arithmetic in faster kernels.
+
+    The bias Add stays an ``Add`` so that onnxruntime fuses it into the MatMul in front (its
+    DynamicQuantizeMatMul takes a bias); the residual is a ``Sum``, which SkipLayerNormFusion does
+    not match. A node whose mean / inverse-std outputs are read is kept. Returns the number split.
+    """
+    from onnx import helper
+
+    read = ({i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}) - {""}
+    nodes, split = [], 0
+    for node in model.graph.node:
+        outs = list(node.output) + [""] * (4 - len(node.output))
+        if node.op_type != "SkipLayerNormalization" or node.domain != "com.microsoft" or \
+                outs[1] in read or outs[2] in read:
+            nodes.append(node)
+            continue
+        ins = list(node.input) + [""] * (5 - len(node.input))
+        x, skip, gamma, beta, bias = ins[:5]
+        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
+        if bias:
+            nodes.append(helper.make_node("Add", [x, bias], [f"{node.name}/biased"], name=f"{node.name}/bias"))
+            x = f"{node.name}/biased"
+        total = outs[3] or f"{node.name}/residual"
+        nodes.append(helper.make_node("Sum", [x, skip], [total], name=f"{node.name}/residual"))
+        nodes.append(helper.make_node("LayerNormalization", [total, gamma] + ([beta] if beta else []), [outs[0]],
+                                      name=f"{node.name}/layernorm", axis=-1, epsilon=eps))
+        split += 1
+    model.graph.ClearField("node")
+    model.graph.node.extend(nodes)
+    return split
