@@ -1,0 +1,165 @@
+"""MiniLM INT8 on onnxruntime: how far is the whole model from its GEMMs alone, and what does
+SkipLayerNormalization cost? Side by side, each candidate in its own process.
+
+    python benchmarks/ort_floor.py [--work DIR] [--rounds 20] [--json FILE]
+
+Why: edgeopt's ORT INT8 and stock ``quantize_dynamic`` run the same INT8 GEMM kernel (onnxruntime's
+MLAS U8S8). How much faster edgeopt can be is bounded by what is *not* a GEMM. This puts, in one
+interleaved run (edgeopt/bench/interleave.py) on int8_minilm.py's two workloads ("64": one
+64-token input; "titles": held-out titles one per call, each in its own length):
+
+- stock ``quantize_dynamic`` and edgeopt's kept ``model.int8.onnx`` (both from int8_minilm.py's
+  --work; run it first);
+- **GEMM floor**: MiniLM's 24 INT8 GEMMs alone (per layer Q/K/V 384x1152, attention output
+  384x384, FFN 384x1536 and 1536x384) as onnxruntime's DynamicQuantizeMatMul with 7-bit weights,
+  chained as in the model, nothing else: what any dynamic-INT8 MiniLM on this kernel must spend;
+- **12 SkipLayerNormalization** (MiniLM's count, width 384, with bias) against the same arithmetic
+  as edgeopt writes it (Add bias, Sum residual, LayerNormalization; export/ort_fused.py), each
+  loaded with onnxruntime's default optimizations.
+
+The ratios are medians of per-round ratios to stock ``quantize_dynamic``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import int8_minilm as bench  # noqa: E402  (the same titles, workloads and timing protocol)
+
+HIDDEN, FFN, LAYERS = 384, 1536, 6
+SYNTHETIC = ("GEMM floor", "12 SkipLayerNormalization", "12 Add + Sum + LayerNormalization")
+
+
+def gemm_floor_model():
+    """24 DynamicQuantizeMatMul nodes: per layer h -> attention output -> FFN in -> FFN out -> h,
+    and h -> QKV (its output read by a Shape, so that it is computed and nothing is copied)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits, shapes = [], [], []
+
+    def gemm(x, k, n, name):
+        w = rng.integers(-63, 64, (k, n)).astype(np.int8)  # 7-bit range, as edgeopt's weights
+        inits.extend([numpy_helper.from_array(w, f"{name}.w"),
+                      numpy_helper.from_array(np.full(n, 1e-3, np.float32), f"{name}.scale"),
+                      numpy_helper.from_array(np.zeros(n, np.int8), f"{name}.zero"),
+                      numpy_helper.from_array(np.zeros(n, np.float32), f"{name}.bias")])
+        nodes.append(helper.make_node("DynamicQuantizeMatMul", [x, f"{name}.w", f"{name}.scale", f"{name}.zero",
+                                                                f"{name}.bias"], [name], domain="com.microsoft"))
+        return name
+
+    h = "x"
+    for i in range(LAYERS):
+        qkv = gemm(h, HIDDEN, 3 * HIDDEN, f"l{i}.qkv")
+        nodes.append(helper.make_node("Shape", [qkv], [f"l{i}.qkv_shape"]))
+        shapes.append(f"l{i}.qkv_shape")
+        h = gemm(gemm(gemm(h, HIDDEN, HIDDEN, f"l{i}.out"), HIDDEN, FFN, f"l{i}.ffn_in"), FFN, HIDDEN, f"l{i}.ffn_out")
+    nodes.append(helper.make_node("Concat", shapes, ["qkv_shapes"], axis=0))
+    graph = helper.make_graph(nodes, "gemm_floor", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                  [1, "seq", HIDDEN])],
+                              [helper.make_tensor_value_info(h, TensorProto.FLOAT, [1, "seq", HIDDEN]),
+                               helper.make_tensor_value_info("qkv_shapes", TensorProto.INT64, [3 * LAYERS])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+
+
+def layernorm_chain(split: bool):
+    """12 residual LayerNorms as onnxruntime's fused op, or split as export/ort_fused.py writes them."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeopt.export.ort_fused import split_skip_layernorm
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(HIDDEN).astype(np.float32), n)
+             for n in ("gamma", "beta", "bias")]
+    nodes, h = [], "x"
+    for i in range(2 * LAYERS):
+        nodes.append(helper.make_node("SkipLayerNormalization", [h, "skip", "gamma", "beta", "bias"], [f"h{i}"],
+                                      name=f"sln{i}", domain="com.microsoft", epsilon=1e-12))
+        h = f"h{i}"
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, "seq", HIDDEN]) for n in ("x", "skip", h)]
+    model = helper.make_model(helper.make_graph(nodes, "layernorms", io[:2], io[2:], inits),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    if split:
+        split_skip_layernorm(model)
+    return model
+
+
+def child(name: str, workload: str) -> None:
+    """Own process: the synthetic model ``name`` on the workload's sequence lengths."""
+    import onnxruntime as ort
+
+    from edgeopt.bench.interleave import serve
+    from edgeopt.text import Tokenizer
+
+    out_dir = Path(os.environ["EDGEOPT_BENCH_OUT"])
+    if workload == "titles":
+        tok = Tokenizer.from_folder(out_dir / "tokenizer", max_length=128)
+        lengths = [tok([t])["input_ids"].shape[1] for t in bench.titles()[1][:bench.TITLE_CALLS]]
+    else:
+        lengths = [64]
+    model = gemm_floor_model() if name == "GEMM floor" else layernorm_chain(split=name != SYNTHETIC[1])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 2, 1
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    names = [i.name for i in session.get_inputs()]
+    feeds = [{n: rng.standard_normal((1, s, HIDDEN)).astype(np.float32) for n in names} for s in lengths]
+    cycle = itertools.cycle(feeds)
+    serve(lambda: session.run(None, next(cycle)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=bench.ROOT / "benchmarks" / ".cache" / "int8_minilm")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--child", nargs=2, metavar=("NAME", "WORKLOAD"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(*args.child)
+    from edgeopt.bench.interleave import interleaved, ratios
+
+    out = args.work / "edgeopt"
+    models = {"stock ORT quantize_dynamic": args.work / "stock" / "dynamic.onnx",
+              "edgeopt INT8 (ORT)": out / "model.int8.onnx"}
+    missing = [str(p) for p in models.values() if not p.is_file()]
+    if missing or not bench.TITLES.is_file():
+        sys.exit(f"skipped: run benchmarks/int8_minilm.py first (missing: {', '.join(missing) or bench.TITLES})")
+    env = {**os.environ, "EDGEOPT_BENCH_OUT": str(out)}
+    result = {"rounds": args.rounds, "tables": {}}
+    for workload in ("64", "titles"):
+        commands = {name: [sys.executable, bench.__file__, "--child", "onnxruntime", str(path), "int8", workload]
+                    for name, path in models.items()}
+        commands.update({name: [sys.executable, __file__, "--child", name, workload] for name in SYNTHETIC})
+
+        def progress(r, last):
+            print(f"round {r + 1}: " + ", ".join(f"{n} {v:.2f}" for n, v in last.items()), flush=True)
+
+        per = interleaved(commands, rounds=args.rounds, env=env, progress=progress)
+        vs_stock = ratios(per, "stock ORT quantize_dynamic")
+        vs_skip = ratios(per, SYNTHETIC[1])
+        rows = [{"candidate": n, "p50_ms": round(float(np.median(v)), 3), "vs_stock_dynamic": round(vs_stock[n], 3),
+                 "p50_per_round": [round(x, 3) for x in v]} for n, v in per.items()]
+        rows[-1]["vs_skip_layernorm"] = round(vs_skip[SYNTHETIC[2]], 3)
+        result["tables"][workload] = rows
+        print(f"\nworkload {workload}: {bench.WORKLOADS[workload]}")
+        print("| candidate | p50 ms | / stock quantize_dynamic |")
+        print("|---|---|---|")
+        for r in rows:
+            print(f"| {r['candidate']} | {r['p50_ms']} | {r['vs_stock_dynamic']} |")
+        print(f"split / fused SkipLayerNormalization: {rows[-1]['vs_skip_layernorm']}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
