@@ -150,6 +150,23 @@ def test_split_skip_layernorm_computes_the_same_and_stays_split(bias, tmp_path):
     assert "SkipLayerNormalization" not in loaded and "LayerNormalization" in loaded
 
 
+def test_split_skip_layernorm_names_unnamed_nodes_apart():
+    import onnx
+
+    from edgeopt.export.ort_fused import split_skip_layernorm
+
+    model = _skip_layernorm_graph(True, read_mean=False)
+    first = model.graph.node[0]
+    second = onnx.helper.make_node("SkipLayerNormalization", ["y", "skip", "gamma", "beta", "bias"], ["y2"],
+                                   domain="com.microsoft", epsilon=1e-5)
+    first.name = ""
+    model.graph.node.insert(1, second)
+    model.graph.output.append(onnx.helper.make_tensor_value_info("y2", onnx.TensorProto.FLOAT, [1, "seq", 8]))
+    assert split_skip_layernorm(model) == 2
+    onnx.checker.check_model(model, full_check=True)  # no tensor or node name written twice
+    assert len({n.name for n in model.graph.node}) == len(model.graph.node)
+
+
 def test_split_skip_layernorm_keeps_a_node_whose_statistics_are_read():
     from edgeopt.export.ort_fused import split_skip_layernorm
 

@@ -9,9 +9,8 @@ inputs with model.onnx's tolerance; the result feeds the dynamic INT8 candidate 
 at equal quality, docs/PERFORMANCE.md). model.onnx stays the portable, unfused FP32 artifact.
 
 One fusion is undone (:func:`split_skip_layernorm`): onnxruntime's CPU SkipLayerNormalization
-kernel is a scalar loop with a division per element. At MiniLM's width (384) it took 83-90 us per
-64 tokens on the AMD EPYC here, where Add + LayerNormalization took 26 us (one-off microbenchmark,
-docs/PERFORMANCE.md). The residual is written as a two-input ``Sum``: onnxruntime's
+kernel is a scalar loop with a division per element. MiniLM's 12 of them took 1.02 ms per 64-token
+call on the AMD EPYC here, the split form 0.46 ms (benchmarks/ort_floor.py, docs/PERFORMANCE.md). The residual is written as a two-input ``Sum``: onnxruntime's
 SkipLayerNormFusion matches ``Add`` only, so it cannot fuse the pair back when a session loads.
 """
 
@@ -122,13 +121,14 @@ def split_skip_layernorm(model) -> int:
         ins = list(node.input) + [""] * (5 - len(node.input))
         x, skip, gamma, beta, bias = ins[:5]
         eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
+        base = f"{node.name or 'SkipLayerNormalization'}/split{split}"  # unique even for unnamed nodes
         if bias:
-            nodes.append(helper.make_node("Add", [x, bias], [f"{node.name}/biased"], name=f"{node.name}/bias"))
-            x = f"{node.name}/biased"
-        total = outs[3] or f"{node.name}/residual"
-        nodes.append(helper.make_node("Sum", [x, skip], [total], name=f"{node.name}/residual"))
+            nodes.append(helper.make_node("Add", [x, bias], [f"{base}/biased"], name=f"{base}/bias"))
+            x = f"{base}/biased"
+        total = outs[3] or f"{base}/residual"
+        nodes.append(helper.make_node("Sum", [x, skip], [total], name=f"{base}/residual"))
         nodes.append(helper.make_node("LayerNormalization", [total, gamma] + ([beta] if beta else []), [outs[0]],
-                                      name=f"{node.name}/layernorm", axis=-1, epsilon=eps))
+                                      name=f"{base}/layernorm", axis=-1, epsilon=eps))
         split += 1
     model.graph.ClearField("node")
     model.graph.node.extend(nodes)
