@@ -58,4 +58,7 @@ def product_titles():
 def run_cli(*args, cwd=None, timeout=600):
     """The real console script in a fresh process (what users run)."""
     exe = Path(sys.executable).parent / "edgeopt"
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    # a crash in native code (a signal) then leaves every thread's Python stack in r.stderr
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env=env)
