@@ -13,6 +13,13 @@ interleaved run (edgeopt/bench/interleave.py) on int8_minilm.py's two workloads 
 - **GEMM floor**: MiniLM's 24 INT8 GEMMs alone (per layer Q/K/V 384x1152, attention output
   384x384, FFN 384x1536 and 1536x384) as onnxruntime's DynamicQuantizeMatMul with 7-bit weights,
   chained as in the model, nothing else: what any dynamic-INT8 MiniLM on this kernel must spend;
+- the same floor with MiniLM's other **unavoidable parts added one by one** (cumulative), each in
+  the kernel edgeopt's kept model uses: **+ attention core** (the Q/K/V GEMM and the attention as
+  onnxruntime's QAttention with a mask index, as the kept model runs it; the fastest of the forms
+  tried, docs/PERFORMANCE.md), **+ GELU** (BiasGelu after the FFN input GEMM), **+ residual
+  LayerNorms** (Sum + LayerNormalization after the attention output and the FFN output, the bias
+  folded into the GEMM). The last is a whole MiniLM encoder without embedding, pooling or
+  anything edgeopt adds for accuracy: how fast its INT8 could be with onnxruntime's CPU kernels;
 - **12 SkipLayerNormalization** (MiniLM's count, width 384, with bias) against the same arithmetic
   as edgeopt writes it (Add bias, Sum residual, LayerNormalization; export/ort_fused.py), each
   loaded with onnxruntime's default optimizations.
@@ -37,37 +44,78 @@ import int8_minilm as bench  # noqa: E402  (the same titles, workloads and timin
 
 HIDDEN, FFN, LAYERS = 384, 1536, 6
 SYNTHETIC = ("GEMM floor", "12 SkipLayerNormalization", "12 Add + Sum + LayerNormalization")
+# the floor with MiniLM's other parts added cumulatively: name -> parts
+LADDER = {"GEMM floor": (), "+ attention core (QAttention)": ("attention",), "+ GELU": ("attention", "gelu"),
+          "+ residual LayerNorms": ("attention", "gelu", "layernorm")}
 
 
-def gemm_floor_model():
-    """24 DynamicQuantizeMatMul nodes: per layer h -> attention output -> FFN in -> FFN out -> h,
-    and h -> QKV (its output read by a Shape, so that it is computed and nothing is copied)."""
+def gemm_floor_model(parts=()):
+    """24 INT8 GEMMs chained as in MiniLM: per layer h -> attention output -> FFN in -> FFN out -> h,
+    and h -> QKV. Without "attention" the QKV GEMM's output is read by a Shape only (computed,
+    nothing copied); with it, QKV and the attention core are one QAttention (its input quantized
+    by a DynamicQuantizeLinear, mask index = the sequence length) whose output feeds the attention
+    output GEMM. "gelu" puts a BiasGelu after the FFN input GEMM; "layernorm" a residual Sum and a
+    LayerNormalization after the attention output and the FFN output GEMMs."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     nodes, inits, shapes = [], [], []
 
-    def gemm(x, k, n, name):
-        w = rng.integers(-63, 64, (k, n)).astype(np.int8)  # 7-bit range, as edgeopt's weights
-        inits.extend([numpy_helper.from_array(w, f"{name}.w"),
-                      numpy_helper.from_array(np.full(n, 1e-3, np.float32), f"{name}.scale"),
-                      numpy_helper.from_array(np.zeros(n, np.int8), f"{name}.zero"),
-                      numpy_helper.from_array(np.zeros(n, np.float32), f"{name}.bias")])
-        nodes.append(helper.make_node("DynamicQuantizeMatMul", [x, f"{name}.w", f"{name}.scale", f"{name}.zero",
-                                                                f"{name}.bias"], [name], domain="com.microsoft"))
+    def const(name, value):
+        inits.append(numpy_helper.from_array(value, name))
         return name
 
+    def weight(k, n, name):
+        w = rng.integers(-63, 64, (k, n)).astype(np.int8)  # 7-bit range, as edgeopt's weights
+        scale = np.full(n, 1 / (36.4 * np.sqrt(k)), np.float32)  # outputs about as large as inputs
+        return (const(f"{name}.w", w), const(f"{name}.scale", scale),
+                const(f"{name}.zero", np.zeros(n, np.int8)), const(f"{name}.bias", np.zeros(n, np.float32)))
+
+    def gemm(x, k, n, name, bias=True):
+        w, scale, zero, b = weight(k, n, name)
+        nodes.append(helper.make_node("DynamicQuantizeMatMul", [x, w, scale, zero] + ([b] if bias else []), [name],
+                                      domain="com.microsoft"))
+        return name
+
+    def residual(y, skip, name):
+        if "layernorm" not in parts:
+            return y
+        gamma = const(f"{name}.gamma", np.ones(HIDDEN, np.float32))
+        beta = const(f"{name}.beta", np.zeros(HIDDEN, np.float32))
+        nodes.append(helper.make_node("Sum", [y, skip], [f"{name}.sum"]))
+        nodes.append(helper.make_node("LayerNormalization", [f"{name}.sum", gamma, beta], [f"{name}.ln"], axis=-1,
+                                      epsilon=1e-12))
+        return f"{name}.ln"
+
+    if "attention" in parts:
+        nodes.append(helper.make_node("Shape", ["x"], ["seq64"], start=1, end=2))
+        nodes.append(helper.make_node("Cast", ["seq64"], ["mask_index"], to=TensorProto.INT32))
     h = "x"
     for i in range(LAYERS):
-        qkv = gemm(h, HIDDEN, 3 * HIDDEN, f"l{i}.qkv")
-        nodes.append(helper.make_node("Shape", [qkv], [f"l{i}.qkv_shape"]))
-        shapes.append(f"l{i}.qkv_shape")
-        h = gemm(gemm(gemm(h, HIDDEN, HIDDEN, f"l{i}.out"), HIDDEN, FFN, f"l{i}.ffn_in"), FFN, HIDDEN, f"l{i}.ffn_out")
-    nodes.append(helper.make_node("Concat", shapes, ["qkv_shapes"], axis=0))
+        if "attention" in parts:
+            w, scale, zero, b = weight(HIDDEN, 3 * HIDDEN, f"l{i}.qkv")
+            q = [f"l{i}.xq", f"l{i}.xs", f"l{i}.xz"]
+            nodes.append(helper.make_node("DynamicQuantizeLinear", [h], q))
+            nodes.append(helper.make_node("QAttention", [q[0], w, b, q[1], scale, "mask_index", q[2], zero],
+                                          [f"l{i}.ctx"], domain="com.microsoft", num_heads=12))
+            ctx = f"l{i}.ctx"
+        else:
+            qkv = gemm(h, HIDDEN, 3 * HIDDEN, f"l{i}.qkv")
+            nodes.append(helper.make_node("Shape", [qkv], [f"l{i}.qkv_shape"]))
+            shapes.append(f"l{i}.qkv_shape")
+            ctx = h
+        a = residual(gemm(ctx, HIDDEN, HIDDEN, f"l{i}.out"), h, f"l{i}.attn_ln")
+        f = gemm(a, HIDDEN, FFN, f"l{i}.ffn_in", bias="gelu" not in parts)
+        if "gelu" in parts:
+            nodes.append(helper.make_node("BiasGelu", [f, f"l{i}.ffn_in.bias"], [f"l{i}.gelu"], domain="com.microsoft"))
+            f = f"l{i}.gelu"
+        h = residual(gemm(f, FFN, HIDDEN, f"l{i}.ffn_out"), a, f"l{i}.ffn_ln")
+    outputs = [helper.make_tensor_value_info(h, TensorProto.FLOAT, [1, "seq", HIDDEN])]
+    if shapes:
+        nodes.append(helper.make_node("Concat", shapes, ["qkv_shapes"], axis=0))
+        outputs.append(helper.make_tensor_value_info("qkv_shapes", TensorProto.INT64, [3 * LAYERS]))
     graph = helper.make_graph(nodes, "gemm_floor", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                                  [1, "seq", HIDDEN])],
-                              [helper.make_tensor_value_info(h, TensorProto.FLOAT, [1, "seq", HIDDEN]),
-                               helper.make_tensor_value_info("qkv_shapes", TensorProto.INT64, [3 * LAYERS])], inits)
+                                                                                  [1, "seq", HIDDEN])], outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
 
 
@@ -106,7 +154,7 @@ def child(name: str, workload: str) -> None:
         lengths = [tok([t])["input_ids"].shape[1] for t in bench.titles()[1][:bench.TITLE_CALLS]]
     else:
         lengths = [64]
-    model = gemm_floor_model() if name == "GEMM floor" else layernorm_chain(split=name != SYNTHETIC[1])
+    model = gemm_floor_model(LADDER[name]) if name in LADDER else layernorm_chain(split=name != SYNTHETIC[1])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = 2, 1
     session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
@@ -139,7 +187,8 @@ def main():
     for workload in ("64", "titles"):
         commands = {name: [sys.executable, bench.__file__, "--child", "onnxruntime", str(path), "int8", workload]
                     for name, path in models.items()}
-        commands.update({name: [sys.executable, __file__, "--child", name, workload] for name in SYNTHETIC})
+        commands.update({name: [sys.executable, __file__, "--child", name, workload]
+                         for name in (*LADDER, *SYNTHETIC[1:])})
 
         def progress(r, last):
             print(f"round {r + 1}: " + ", ".join(f"{n} {v:.2f}" for n, v in last.items()), flush=True)
