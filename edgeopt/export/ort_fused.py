@@ -10,8 +10,9 @@ at equal quality, docs/PERFORMANCE.md). model.onnx stays the portable, unfused F
 
 One fusion is undone (:func:`split_skip_layernorm`): onnxruntime's CPU SkipLayerNormalization
 kernel is a scalar loop with a division per element. MiniLM's 12 of them took 1.02 ms per 64-token
-call on the AMD EPYC here, the split form 0.46 ms (benchmarks/ort_floor.py, docs/PERFORMANCE.md). The residual is written as a two-input ``Sum``: onnxruntime's
-SkipLayerNormFusion matches ``Add`` only, so it cannot fuse the pair back when a session loads.
+call on the AMD EPYC here, the split form 0.46 ms (benchmarks/ort_floor.py, docs/PERFORMANCE.md).
+The residual is written as a two-input ``Sum``: onnxruntime's SkipLayerNormFusion matches ``Add``
+only, so it cannot fuse the pair back when a session loads.
 """
 
 from __future__ import annotations
