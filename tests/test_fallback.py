@@ -173,3 +173,56 @@ def test_gated_scores_partial_attempts_in_full_when_none_passes():
     assert screened == ["0", "1", "2", "4"] and not cand.passed  # limit 4: the search gives up
     assert sorted(p for how, p in calls if how == "full") == screened  # then every attempt in full
     assert cand.fallback_nodes == ["n0", "n1"] and not cand.quality.details.get("partial")
+
+
+def _token_model(path: Path, batch):
+    """input_ids [batch, seq] -> y [batch, 2]: each row's mean token id and its length's square."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", ["input_ids"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["f"], ["mean"], keepdims=1, axes=[1]),
+             helper.make_node("Mul", ["mean", "mean"], ["sq"]),
+             helper.make_node("Concat", ["mean", "sq"], ["y"], axis=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input_ids", TensorProto.INT64,
+                                                                         [batch, "seq"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_the_fp32_reference_runs_text_of_one_length_together(tmp_path):
+    """Same rows as one sample per call, in the samples' order, in one call per length; a model
+    with a fixed batch of 1 still gets its reference, one sample at a time."""
+    import numpy as np
+
+    from edgeopt.data.dataset import Dataset
+    from edgeopt.optimize.quantize import gate
+    from edgeopt.optimize.quantize.gate import Scorer
+
+    rng = np.random.default_rng(0)
+    samples = [{"input_ids": rng.integers(1, 100, (1, n)).astype(np.int64)} for n in rng.integers(3, 7, 40)]
+    data = Dataset(samples, kind="text", pad_values={"input_ids": 0})
+    lengths = {s["input_ids"].shape[1] for s in samples}
+    for batch in ("batch", 1):
+        model = _token_model(tmp_path / f"m{batch}.onnx", batch)
+        scorer = Scorer(data, "y", "cosine", lambda q: True)
+        ran = []
+        real = scorer._session
+
+        def counting(path, runtime, precision, real=real, ran=ran):
+            session = real(path, runtime, precision)
+            run = session.run
+            session.run = lambda feeds: (ran.append(len(feeds["input_ids"])), run(feeds))[1]
+            return session
+
+        scorer._session = counting
+        scorer.set_reference(model)
+        if batch == "batch":  # one call per length
+            assert len(ran) == len(lengths) and sum(ran) == len(samples), ran
+        else:  # the first grouped call fails: then one by one
+            assert ran[-len(samples):] == [1] * len(samples) and len(ran) == len(samples) + 1, ran
+        one_by_one = scorer.outputs(model)
+        assert scorer.reference.shape == (len(samples), 2)
+        np.testing.assert_allclose(scorer.reference, one_by_one, rtol=1e-6)
+    assert gate.REFERENCE_BATCH >= 2

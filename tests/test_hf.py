@@ -38,7 +38,6 @@ def test_frontend_failure_falls_back_to_onnx(tiny_bert, tmp_path, monkeypatch, f
     import torch
 
     import edgeopt.export.openvino as ovx
-    from edgeopt.export.openvino import has_fused_attention
 
     wrong = None
     if frontend == "wrong":  # a real conversion of the same architecture with other weights
@@ -53,7 +52,7 @@ def test_frontend_failure_falls_back_to_onnx(tiny_bert, tmp_path, monkeypatch, f
     assert result.passed
     art = {a["path"]: a for a in result.manifest["artifacts"]}
     assert art["openvino/model.xml"]["converter"] == "onnx"
-    assert not has_fused_attention(tmp_path / "out" / "openvino" / "model.xml")
+    assert art["openvino/model.xml"]["verification"]["passed"]
 
 
 def test_tensorrt_target_keeps_a_qdq_int8_model(tiny_bert, tmp_path):
@@ -102,6 +101,23 @@ def test_onnxruntime_fused_graph_matches_the_source(tiny_bert, tmp_path):
     assert report["ops"]["SkipLayerNormalization split"] == report["ops"]["SkipLayerNormalization"] > 0
     assert model.module.inner.config._attn_implementation == before
     assert not (tmp_path / "fused.eager.onnx").exists()
+
+
+def test_model_onnx_is_traced_with_eager_attention_and_fused_without_a_second_export(tiny_bert, tmp_path):
+    """model.onnx of a transformer is traced with eager attention (smaller, faster in onnxruntime);
+    the source keeps its attention implementation, and the fused graph is made from that file."""
+    from edgeopt.export.onnx import export_onnx
+    from edgeopt.export.ort_fused import fused_fp32
+
+    model = load_model(tiny_bert)
+    before = model.module.inner.config._attn_implementation
+    assert export_onnx(model, tmp_path / "model.onnx") == {"exporter": "torchscript", "attention": "eager"}
+    assert model.module.inner.config._attn_implementation == before
+    feeds = model.sample_feeds()
+    refs = [model.reference(f) for f in feeds]
+    path, report = fused_fp32(model, tmp_path / "fused.onnx", feeds, refs, exported=tmp_path / "model.onnx")
+    assert path is not None and report["fused"] and report["ops"]["Attention"] == 2, report
+    assert report["max_abs_diff"] < 1e-4
 
 
 def _skip_layernorm_graph(bias: bool, read_mean: bool):

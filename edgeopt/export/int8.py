@@ -71,7 +71,9 @@ def load_int8_data(model: LoadedModel, opts) -> Int8Data:
 
 
 def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[ArtifactRecord], data: Int8Data,
-                       opts, log, feeds=(), refs=(), buckets=None) -> dict:
+                       opts, log, feeds=(), refs=(), buckets=None, eager_onnx: Path | None = None) -> dict:
+    """``eager_onnx``: model.onnx when it was traced with eager attention (export/onnx.py), which
+    onnxruntime's fused graph is then made from without a second export."""
     from edgeopt.export.tensorrt import tensorrt_readiness
     from edgeopt.optimize.quantize.int8 import quantize_int8
     from edgeopt.optimize.quantize.openvino_ladder import background_probe
@@ -88,7 +90,8 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
 
             log("fusing attention for onnxruntime (dynamic INT8)")
             (stage / ".int8-work").mkdir(exist_ok=True)
-            ort_fp32, fusion = fused_fp32(model, stage / ".int8-work" / "ort-fused.onnx", list(feeds), list(refs))
+            ort_fp32, fusion = fused_fp32(model, stage / ".int8-work" / "ort-fused.onnx", list(feeds), list(refs),
+                                          exported=eager_onnx)
         outcome = quantize_int8(stage / "model.onnx", stage, calib=data.calib, evald=data.evald, cfg=opts.int8,
                                 output=data.output, metric=data.metric, text=model.is_text, fp32_xml=fp32_xml,
                                 threads=opts.threads, want_qdq="tensorrt" in opts.targets, ort_fp32=ort_fp32,

@@ -3,10 +3,12 @@
 onnxruntime's transformer optimizer fuses attention into its Attention op (and embeddings and
 LayerNorms into EmbedLayerNormalization / SkipLayerNormalization), which quantize_dynamic turns
 into QAttention. It recognises the attention of the *eager* implementation only: transformers'
-default (sdpa) exports a mask pattern it does not match (0 Attention fused). So the torch module is
-exported once more with eager attention, optimized, and checked against the source on the sample
-inputs with model.onnx's tolerance; the result feeds the dynamic INT8 candidate (MiniLM: ~13 % faster than the unfused graph
-at equal quality, docs/PERFORMANCE.md). model.onnx stays the portable, unfused FP32 artifact.
+default (sdpa) exports a mask pattern it does not match (0 Attention fused). model.onnx is traced
+with eager attention (export/onnx.py) and optimized here, in memory (a model traced otherwise is
+traced once more with eager attention), then checked against the source on the sample inputs with
+model.onnx's tolerance; the result feeds the dynamic INT8 candidate (MiniLM: ~13 % faster than the
+unfused graph at equal quality, docs/PERFORMANCE.md). model.onnx stays the portable, unfused FP32
+artifact.
 
 One fusion is undone (:func:`split_skip_layernorm`): onnxruntime's CPU SkipLayerNormalization
 kernel is a scalar loop with a division per element. MiniLM's 12 of them took 1.02 ms per 64-token
@@ -19,76 +21,67 @@ from __future__ import annotations
 
 import io
 import warnings
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 from edgeopt.models.base import LoadedModel
 
-FAMILIES = ("hf", "sentence-transformers")
 # onnxruntime.transformers model types by Hugging Face config.model_type (encoders it fuses)
 OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "distilbert": "bert",
                    "electra": "bert", "mpnet": "bert"}
 
 
-def _pretrained(module):
-    """The outermost transformers PreTrainedModel inside ``module``, or None."""
-    try:
-        from transformers import PreTrainedModel
-    except ImportError:
-        return None
-    return next((m for m in module.modules() if isinstance(m, PreTrainedModel)), None)
+def _eager_graph(model: LoadedModel, exported: Path | None):
+    """The ONNX graph traced with eager attention: ``exported`` (model.onnx, traced so by
+    export/onnx.py) read back, or the module traced once more, in memory."""
+    import onnx
+
+    from edgeopt.export.onnx import eager_attention, torchscript_export
+
+    if exported is not None:
+        return onnx.load(str(exported))
+    buffer = io.BytesIO()
+    with eager_attention(model.module) as eager:
+        if not eager:
+            raise RuntimeError("the model cannot switch to eager attention")
+        torchscript_export(model, buffer)
+    return onnx.load_from_string(buffer.getvalue())
 
 
-@contextmanager
-def _eager_attention(hf_model):
-    before = getattr(hf_model.config, "_attn_implementation", None)
-    hf_model.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        if before is not None:
-            hf_model.set_attn_implementation(before)
+def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict],
+               exported: Path | None = None) -> tuple[Path | None, dict]:
+    """Write the fused graph to ``out``; returns (path or None, a report for the manifest).
+    ``exported``: model.onnx when it was traced with eager attention, else None (traced here)."""
+    from edgeopt.export.onnx import HF_FAMILIES, pretrained
 
-
-def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict]) -> tuple[Path | None, dict]:
-    """Write the fused graph to ``out``; returns (path or None, a report for the manifest)."""
-    if model.module is None or model.family not in FAMILIES:
+    if model.module is None or model.family not in HF_FAMILIES:
         return None, {"fused": False, "reason": f"not a Hugging Face transformer ({model.family})"}
-    hf_model = _pretrained(model.module)
+    hf_model = pretrained(model.module)
     kind = OPTIMIZER_TYPES.get(getattr(getattr(hf_model, "config", None), "model_type", None))
     if hf_model is None or kind is None or not hasattr(hf_model, "set_attn_implementation"):
         return None, {"fused": False, "reason": "no onnxruntime fusion for this architecture"}
     import onnx
     from onnxruntime.transformers import optimizer
 
-    from edgeopt.export.onnx import OPSET, _example_args
-
-    raw = out.with_name(out.stem + ".eager.onnx")
-    dynamic_axes = {s.name: s.dynamic_axes for s in (*model.io.inputs, *model.io.outputs) if s.dynamic_axes}
     try:
-        import torch
-
-        with _eager_attention(hf_model), warnings.catch_warnings(), redirect_stdout(io.StringIO()), \
-                redirect_stderr(io.StringIO()):
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
-            torch.onnx.export(model.module, _example_args(model), str(raw), dynamo=False, opset_version=OPSET,
-                              input_names=model.io.input_names, output_names=model.io.output_names,
-                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+            graph = _eager_graph(model, exported)
             config = hf_model.config
-            optimized = optimizer.optimize_model(str(raw), model_type=kind,
-                                                 num_heads=int(config.num_attention_heads),
+            optimized = optimizer.optimize_model(graph, model_type=kind, num_heads=int(config.num_attention_heads),
                                                  hidden_size=int(config.hidden_size), opt_level=0)
         stats = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
         if not stats.get("Attention"):
             return None, {"fused": False, "reason": "onnxruntime's optimizer fused no attention", "ops": stats}
         stats["SkipLayerNormalization split"] = split_skip_layernorm(optimized.model)
-        optimized.save_model_to_file(str(out))
+        optimized.topological_sort()  # as saving does; then name the nodes the optimizer left unnamed
+        for i, node in enumerate(optimized.model.graph.node):  # (the gate addresses nodes by name) as
+            node.name = node.name or f"{node.op_type}_{i}"  # quantize/ort.py's named_weight_nodes would
+        optimized.save_model_to_file(str(out))  # which also declares the com.microsoft opset
         onnx.checker.check_model(str(out))
     except Exception as e:  # noqa: BLE001 - an optional speed-up: any failure keeps the plain graph
         out.unlink(missing_ok=True)
         return None, {"fused": False, "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"}
-    finally:
-        raw.unlink(missing_ok=True)
     from edgeopt.export.verify import Tolerance, compare
     from edgeopt.runtimes import get_runtime
 

@@ -163,17 +163,17 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
         artifacts = []
         if model.onnx_path is not None:
             shutil.copyfile(model.onnx_path, onnx_path)
-            exporter = "copied"
+            how = {"exporter": "copied"}
         else:
             log("exporting to ONNX")
             from edgeopt.export.onnx import export_onnx
 
-            exporter = export_onnx(model, onnx_path, exporter=opts.exporter)
+            how = export_onnx(model, onnx_path, exporter=opts.exporter)
         log("verifying model.onnx with onnxruntime")
         artifacts.append(ArtifactRecord("model.onnx", "onnx", "fp32", ["onnxruntime", "openvino", "tensorrt"],
                                         verification=_verify(onnx_path, "onnxruntime", "onnx", "fp32",
                                                              feeds, refs, opts),
-                                        extra={"exporter": exporter}))
+                                        extra=how))
         if "openvino" in opts.targets:
             _add_openvino(model, onnx_path, stage, artifacts, feeds, refs, opts, log)
         from edgeopt.export.onnx import output_specs
@@ -183,8 +183,10 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
         if int8_data is not None:
             from edgeopt.export.int8 import add_int8_artifacts
 
+            # a transformer traced with eager attention is what onnxruntime's optimizer fuses (ort_fused.py)
             int8_report = add_int8_artifacts(model, stage, artifacts, int8_data, opts, log, feeds=feeds, refs=refs,
-                                             buckets=buckets)
+                                             buckets=buckets,
+                                             eager_onnx=onnx_path if how.get("attention") == "eager" else None)
         if buckets is not None:  # after INT8: an IR made from model.xml must not inherit its buckets
             _add_buckets(model, stage, artifacts, buckets, opts, log)
         if "tensorrt" in opts.targets:  # availability was checked up front: this runs on GPU machines only

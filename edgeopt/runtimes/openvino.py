@@ -149,6 +149,15 @@ class OvSession:
         self.settle()
         return key in self._variants
 
+    def prepare_all(self, feeds_list) -> None:
+        """Compile the static variants for every feed's bucket at once (limits apply), then wait:
+        OpenVINO compiles in parallel what :meth:`prepare` would compile one after another."""
+        for feeds in feeds_list:
+            key = self._bucket_key({k: v for k, v in feeds.items() if k in {i.name for i in self.inputs}})
+            if key is not None:
+                self._start(key)
+        self.settle()
+
     def settle(self, timeout: float | None = None) -> None:
         """Wait for the static variants being compiled."""
         for thread in list(self._pending.values()):

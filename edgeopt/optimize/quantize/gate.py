@@ -40,6 +40,9 @@ class Candidate:
                 "attempts": self.attempts, "p50_ms": self.p50_ms, **self.extra}
 
 
+REFERENCE_BATCH = 64  # samples of one shape per call for the FP32 reference (Scorer.set_reference)
+
+
 class Scorer:
     """Runs a model over the evaluation batches and scores it against the FP32 reference.
 
@@ -106,7 +109,31 @@ class Scorer:
         return self.evaluate(np.concatenate(outputs))
 
     def set_reference(self, fp32: Path) -> None:
-        self.reference = self.outputs(fp32)
+        """The FP32 outputs. Text scored one sample per call runs here in groups of one shape: no
+        padding, so each sample's numbers are its own (to float rounding, ~1e-7), in ~25 calls
+        instead of 500 for held-out titles. A model that takes no batch of them runs one by one."""
+        if self.batch_size != 1 or len(self.data) < 2:
+            self.reference = self.outputs(fp32)
+            return
+        session = self._session(fp32, "onnxruntime", "fp32")
+        groups: dict[tuple, list[int]] = {}
+        for i, feeds in enumerate(self._batches):
+            groups.setdefault(tuple((k, v.shape) for k, v in sorted(feeds.items())), []).append(i)
+        rows: list = [None] * len(self._batches)
+        try:
+            for members in groups.values():
+                for start in range(0, len(members), REFERENCE_BATCH):
+                    chunk = members[start:start + REFERENCE_BATCH]
+                    feeds = {k: np.concatenate([self._batches[i][k] for i in chunk]) for k in self._batches[chunk[0]]}
+                    out = session.run(feeds)[self.output]
+                    if len(out) != len(chunk):
+                        raise ValueError(f"{len(chunk)} samples in, {len(out)} rows out")
+                    for j, i in enumerate(chunk):
+                        rows[i] = out[j:j + 1]
+        except Exception:  # noqa: BLE001 - e.g. a fixed batch size of 1: the plain way
+            self.reference = self.outputs(fp32)
+            return
+        self.reference = np.concatenate(rows)
 
     def evaluate(self, outputs: np.ndarray) -> Quality:
         """``outputs`` (one row per evaluation sample, in order) scored against the reference."""

@@ -81,10 +81,9 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     scorer.set_reference(fp32_onnx)
     work = stage / ".int8-work"
     work.mkdir(exist_ok=True)
-    fp32_onnx = ort.ensure_node_names(fp32_onnx, work / "named.onnx")  # fallback addresses nodes by name
-    nodes = ort.weight_nodes(fp32_onnx)
-    dyn_src = fp32_onnx if ort_fp32 is None else ort.ensure_node_names(ort_fp32, work / "named-fused.onnx")
-    dyn_nodes = nodes if ort_fp32 is None else ort.weight_nodes(dyn_src)
+    fp32_onnx, nodes = ort.named_weight_nodes(fp32_onnx, work / "named.onnx")  # fallback addresses nodes by name
+    dyn_src, dyn_nodes = (fp32_onnx, nodes) if ort_fp32 is None else \
+        ort.named_weight_nodes(ort_fp32, work / "named-fused.onnx")
     cache = work / "calibration-cache.json"
     counter = iter(range(10_000))
     rankings: dict[str, list[str]] = {}

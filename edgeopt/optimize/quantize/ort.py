@@ -63,30 +63,33 @@ def quiet_root_logger(level: int = logging.ERROR):
         nncf_log.setLevel(levels[1])
 
 
-def weight_nodes(model_path: Path, op_types=WEIGHT_OPS) -> list[str]:
-    """Names of the nodes whose second input is a constant weight (what INT8 mostly speeds up)."""
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
+def _weight_nodes(model, op_types=WEIGHT_OPS) -> list[str]:
     consts = {i.name for i in model.graph.initializer}
     consts |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
     return [n.name for n in model.graph.node
             if n.op_type in op_types and len(n.input) > 1 and n.input[1] in consts]
 
 
-def ensure_node_names(src: Path, dst: Path) -> Path:
-    """Quantizer options address nodes by name: give unnamed nodes stable names."""
+def weight_nodes(model_path: Path, op_types=WEIGHT_OPS) -> list[str]:
+    """Names of the nodes whose second input is a constant weight (what INT8 mostly speeds up)."""
+    import onnx
+
+    return _weight_nodes(onnx.load(str(model_path), load_external_data=False), op_types)
+
+
+def named_weight_nodes(src: Path, dst: Path) -> tuple[Path, list[str]]:
+    """Quantizer options address nodes by name: ``src``, or ``dst`` written with stable names for
+    its unnamed nodes, and its :func:`weight_nodes` (one read of the file for both)."""
     import onnx
 
     model = onnx.load(str(src))
-    unnamed = [n for n in model.graph.node if not n.name]
-    if not unnamed:
-        return src
+    if all(n.name for n in model.graph.node):
+        return src, _weight_nodes(model)
     for i, n in enumerate(model.graph.node):
         if not n.name:
             n.name = f"{n.op_type}_{i}"
     onnx.save(model, str(dst))
-    return dst
+    return dst, _weight_nodes(model)
 
 
 def quantize_static_qdq(fp32: Path, out: Path, calib: Dataset, *, method: str = "minmax",
@@ -284,23 +287,29 @@ def _dynamic_roundtrip(x: np.ndarray) -> np.ndarray:
     return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
 
 
-def intermediate_values(fp32: Path, tensors: list[str], samples) -> Iterator[list[np.ndarray]]:
-    """Run the FP32 model on each sample with ``tensors`` exposed as outputs (graph optimizations
-    off, so every named tensor still exists); yield their values, in ``tensors`` order."""
+def intermediate_values(fp32, tensors: list[str], samples) -> Iterator[list[np.ndarray]]:
+    """Run the FP32 model (a path, or a ModelProto, left as it was) on each sample with ``tensors``
+    exposed as outputs (graph optimizations off, so every named tensor still exists); yield their
+    values, in ``tensors`` order."""
     import onnx
     import onnxruntime as ort
 
-    from edgeopt.models.onnx_file import onnx_io
-
-    model = onnx.load(str(fp32))
+    model = fp32 if isinstance(fp32, onnx.ModelProto) else onnx.load(str(fp32))
+    inits = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
     outputs = {o.name for o in model.graph.output}
+    kept = len(model.graph.output)
     for name in tensors:
         if name not in outputs:
             model.graph.output.append(onnx.ValueInfoProto(name=name))
+    try:
+        serialized = model.SerializeToString()
+    finally:
+        del model.graph.output[kept:]
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = onnx_io(fp32).input_names
+    session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
+    del serialized
     for sample in samples:
         yield session.run(list(tensors), {n: sample[n] for n in names})
 

@@ -63,8 +63,9 @@ def layernorm_fed(model, targets: dict[str, tuple[str, str]] | None = None) -> l
             if x in producer and producer[x].op_type in LAYERNORM_OPS]
 
 
-def channel_absmax(fp32: Path, calib: Dataset, tensors: list[str], n_samples: int = 128) -> dict[str, np.ndarray]:
-    """Per-channel (last axis) absolute maximum of each named tensor over single calibration samples."""
+def channel_absmax(fp32, calib: Dataset, tensors: list[str], n_samples: int = 128) -> dict[str, np.ndarray]:
+    """Per-channel (last axis) absolute maximum of each named tensor over single calibration
+    samples; ``fp32``: a path or a ModelProto (left as it was)."""
     from edgeopt.optimize.quantize.ort import intermediate_values
 
     amax: dict[str, np.ndarray] = {}
@@ -97,7 +98,7 @@ def smooth_file(src: Path, dst: Path, calib: Dataset, *, alpha: float = ALPHA, n
         targets = {k: targets[k] for k in layernorm_fed(model, targets)}
     if not targets:
         return []
-    amax = channel_absmax(src, calib, list(dict.fromkeys(x for x, _ in targets.values())), n_samples)
+    amax = channel_absmax(model, calib, list(dict.fromkeys(x for x, _ in targets.values())), n_samples)
     inits = {i.name: i for i in model.graph.initializer}
     nodes = []
     for node in model.graph.node:
