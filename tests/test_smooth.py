@@ -114,3 +114,31 @@ def test_scales_are_finite_for_dead_channels():
     s = scales(x_absmax, w, alpha=0.5)
     assert s[0] == 1.0 and s[2] == 1.0 and np.isfinite(s).all()
     assert s[1] == np.float32(np.sqrt(4.0) / np.sqrt(0.5))
+
+
+def test_channel_maxima_are_the_same_with_samples_of_one_length_together(tmp_path):
+    """Calibration samples of one length run together; a model with a fixed batch of 1 runs them
+    one by one. Either way, the maxima are those of the samples taken one at a time."""
+    from edgeopt.optimize.quantize.smooth import channel_absmax
+
+    rng = np.random.default_rng(3)
+    samples = []
+    for n in (4, 6, 4, 5, 6, 6, 4):
+        x = rng.normal(0, 1, (1, n, H)).astype(np.float32)
+        x[..., 7] *= 50.0
+        samples.append({"x": x})
+    calib = Dataset(samples, source="t", kind="text")
+    groups = list(calib.same_shape_batches(limit=2))
+    assert sorted(i for chunk, _ in groups for i in chunk) == list(range(len(samples)))
+    assert all(len(chunk) <= 2 and f["x"].shape[0] == len(chunk) for chunk, f in groups)
+    want = np.abs(np.concatenate([s["x"].reshape(-1, H) for s in samples])).max(axis=0)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (H, 8)).astype(np.float32), "W")
+    for batch in ("b", 1):
+        graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="fc")], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, "s", H])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, "s", 8])], [w])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.save(model, str(tmp_path / f"m{batch}.onnx"))
+        got = channel_absmax(tmp_path / f"m{batch}.onnx", calib, ["x"])
+        np.testing.assert_array_equal(got["x"], want)

@@ -99,6 +99,19 @@ class Dataset:
             labels = None if self.labels is None else self.labels[start:start + batch_size]
             yield feeds, labels
 
+    def same_shape_batches(self, limit: int = 64, samples=None):
+        """Yield (sample indices, feeds): samples of one shape stacked, at most ``limit`` per batch,
+        no padding; each sample's numbers in a model are then its own (to float rounding).
+        ``samples``: a subset to group instead of all (indices refer to it)."""
+        samples = self.samples if samples is None else samples
+        groups: dict[tuple, list[int]] = {}
+        for i, sample in enumerate(samples):
+            groups.setdefault(tuple((k, v.shape) for k, v in sorted(sample.items())), []).append(i)
+        for members in groups.values():
+            for start in range(0, len(members), limit):
+                chunk = members[start:start + limit]
+                yield chunk, {k: np.concatenate([samples[i][k] for i in chunk]) for k in samples[chunk[0]]}
+
     def padding_fraction(self) -> float | None:
         """Share of padded positions in attention masks (None when there is no mask)."""
         masks = [s["attention_mask"] for s in self.samples if "attention_mask" in s]

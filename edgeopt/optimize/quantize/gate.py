@@ -116,20 +116,14 @@ class Scorer:
             self.reference = self.outputs(fp32)
             return
         session = self._session(fp32, "onnxruntime", "fp32")
-        groups: dict[tuple, list[int]] = {}
-        for i, feeds in enumerate(self._batches):
-            groups.setdefault(tuple((k, v.shape) for k, v in sorted(feeds.items())), []).append(i)
         rows: list = [None] * len(self._batches)
         try:
-            for members in groups.values():
-                for start in range(0, len(members), REFERENCE_BATCH):
-                    chunk = members[start:start + REFERENCE_BATCH]
-                    feeds = {k: np.concatenate([self._batches[i][k] for i in chunk]) for k in self._batches[chunk[0]]}
-                    out = session.run(feeds)[self.output]
-                    if len(out) != len(chunk):
-                        raise ValueError(f"{len(chunk)} samples in, {len(out)} rows out")
-                    for j, i in enumerate(chunk):
-                        rows[i] = out[j:j + 1]
+            for chunk, feeds in self.data.same_shape_batches(REFERENCE_BATCH, self._batches):
+                out = session.run(feeds)[self.output]
+                if len(out) != len(chunk):
+                    raise ValueError(f"{len(chunk)} samples in, {len(out)} rows out")
+                for j, i in enumerate(chunk):
+                    rows[i] = out[j:j + 1]
         except Exception:  # noqa: BLE001 - e.g. a fixed batch size of 1: the plain way
             self.reference = self.outputs(fp32)
             return

@@ -65,11 +65,21 @@ def layernorm_fed(model, targets: dict[str, tuple[str, str]] | None = None) -> l
 
 def channel_absmax(fp32, calib: Dataset, tensors: list[str], n_samples: int = 128) -> dict[str, np.ndarray]:
     """Per-channel (last axis) absolute maximum of each named tensor over single calibration
-    samples; ``fp32``: a path or a ModelProto (left as it was)."""
+    samples; ``fp32``: a path or a ModelProto (left as it was). Samples of one length run together
+    (the maximum is over every token of every sample), one by one for a model that takes no batch."""
     from edgeopt.optimize.quantize.ort import intermediate_values
 
+    samples = calib.samples[:n_samples]
+    try:
+        return _absmax(intermediate_values(fp32, tensors, (f for _, f in calib.same_shape_batches(samples=samples))),
+                       tensors)
+    except Exception:  # noqa: BLE001 - e.g. a fixed batch size of 1
+        return _absmax(intermediate_values(fp32, tensors, samples), tensors)
+
+
+def _absmax(runs, tensors: list[str]) -> dict[str, np.ndarray]:
     amax: dict[str, np.ndarray] = {}
-    for values in intermediate_values(fp32, tensors, calib.samples[:n_samples]):
+    for values in runs:
         for name, v in zip(tensors, values):
             m = np.abs(np.asarray(v, np.float32)).reshape(-1, v.shape[-1]).max(axis=0)
             amax[name] = np.maximum(amax[name], m) if name in amax else m
