@@ -6,9 +6,10 @@ and both errors are reported when neither works.
 
 Hugging Face transformers are traced with their *eager* attention (:func:`eager_attention`):
 transformers' default (sdpa) traces to a larger graph (MiniLM: 689 nodes against 536) that
-onnxruntime runs slower (FP32, 2 threads: 1.16x at 64 tokens, 1.05x on a title) and that its
-transformer optimizer cannot fuse (export/ort_fused.py), so the INT8 step would have to export the
-model a second time. Both compute the same function; model.onnx is verified against the source either way.
+onnxruntime runs slower (FP32, 2 threads: 1.06-1.16x at 64 tokens, 1.04-1.05x on a title) and
+that its transformer optimizer cannot fuse (export/ort_fused.py), so the INT8 step would have to
+export the model a second time. Both compute the same function; model.onnx is verified against
+the source either way.
 """
 
 from __future__ import annotations
