@@ -140,9 +140,13 @@ class OvSession:
                 self._pending.pop(key, None)
             _PENDING.discard(threading.current_thread())
 
+    def _input_key(self, feeds: dict[str, np.ndarray]) -> tuple[int, int] | None:
+        wanted = {i.name for i in self.inputs}
+        return self._bucket_key({k: v for k, v in feeds.items() if k in wanted})
+
     def prepare(self, feeds: dict[str, np.ndarray]) -> bool:
         """Compile the static variant for ``feeds``'s bucket now (limits apply); True when it is ready."""
-        key = self._bucket_key({k: v for k, v in feeds.items() if k in {i.name for i in self.inputs}})
+        key = self._input_key(feeds)
         if key is None:
             return False
         self._start(key)
@@ -153,7 +157,7 @@ class OvSession:
         """Compile the static variants for every feed's bucket at once (limits apply), then wait:
         OpenVINO compiles in parallel what :meth:`prepare` would compile one after another."""
         for feeds in feeds_list:
-            key = self._bucket_key({k: v for k, v in feeds.items() if k in {i.name for i in self.inputs}})
+            key = self._input_key(feeds)
             if key is not None:
                 self._start(key)
         self.settle()

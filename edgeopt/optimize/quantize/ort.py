@@ -63,18 +63,13 @@ def quiet_root_logger(level: int = logging.ERROR):
         nncf_log.setLevel(levels[1])
 
 
-def _weight_nodes(model, op_types=WEIGHT_OPS) -> list[str]:
+def weight_nodes(model, op_types=WEIGHT_OPS) -> list[str]:
+    """Names of the nodes of ``model`` (a ModelProto) whose second input is a constant weight
+    (what INT8 mostly speeds up)."""
     consts = {i.name for i in model.graph.initializer}
     consts |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
     return [n.name for n in model.graph.node
             if n.op_type in op_types and len(n.input) > 1 and n.input[1] in consts]
-
-
-def weight_nodes(model_path: Path, op_types=WEIGHT_OPS) -> list[str]:
-    """Names of the nodes whose second input is a constant weight (what INT8 mostly speeds up)."""
-    import onnx
-
-    return _weight_nodes(onnx.load(str(model_path), load_external_data=False), op_types)
 
 
 def named_weight_nodes(src: Path, dst: Path) -> tuple[Path, list[str]]:
@@ -84,12 +79,12 @@ def named_weight_nodes(src: Path, dst: Path) -> tuple[Path, list[str]]:
 
     model = onnx.load(str(src))
     if all(n.name for n in model.graph.node):
-        return src, _weight_nodes(model)
+        return src, weight_nodes(model)
     for i, n in enumerate(model.graph.node):
         if not n.name:
             n.name = f"{n.op_type}_{i}"
     onnx.save(model, str(dst))
-    return dst, _weight_nodes(model)
+    return dst, weight_nodes(model)
 
 
 def quantize_static_qdq(fp32: Path, out: Path, calib: Dataset, *, method: str = "minmax",
