@@ -231,14 +231,43 @@ def _gate_tiny_bert(tiny_bert, stage):
                          fp32_xml=stage / "openvino" / "model.xml")
 
 
-def test_auto_falls_back_to_static_when_dynamic_fails(tiny_bert, tmp_path, monkeypatch):
-    """auto skips static QDQ for transformers only for speed: when dynamic INT8 cannot pass the
-    gate, static is still tried before the export gives up."""
+def _blockwise_off_by_one(fp32, out, block_size):
+    """Stands in for ort.quantize_blockwise: an off-by-one model, "converted" from many MatMuls."""
+    _off_by_one(fp32, out)
+    return 1000
+
+
+def test_auto_tries_blockwise_int8_when_dynamic_fails(tiny_bert, tmp_path, monkeypatch):
+    """When dynamic INT8 (all its rungs) fails the gate, onnxruntime's last rung is blockwise INT8
+    (MatMulNBits), coarse blocks first; a pass there is kept, and static QDQ is not built."""
+    import onnx
+
     from edgeopt.optimize.quantize import ort as qort
 
     monkeypatch.setattr(qort, "quantize_dynamic_int8", _off_by_one)
+    monkeypatch.setattr(qort, "nncf_qdq", lambda *a, **k: pytest.fail("static QDQ built after blockwise passed"))
+    stage = tmp_path / "out"
+    outcome = _gate_tiny_bert(tiny_bert, stage)
+    names = [c.name for c in outcome.candidates]
+    assert names[:2] == ["dynamic", "blockwise"] and "static" not in names
+    blockwise = outcome.candidates[1]
+    assert not outcome.candidates[0].passed and blockwise.passed and outcome.onnx is blockwise
+    assert blockwise.extra["block_size"] == 128 and blockwise.attempts == 1  # the first block size passed
+    ops = [n.op_type for n in onnx.load(str(stage / "model.int8.onnx")).graph.node]
+    assert ops.count("MatMulNBits") >= 12 and "MatMul" in ops  # attention's two activation MatMuls stay
+
+
+def test_auto_falls_back_to_static_when_dynamic_and_blockwise_fail(tiny_bert, tmp_path, monkeypatch):
+    """auto skips static QDQ for transformers only for speed: when dynamic and blockwise INT8
+    cannot pass the gate, static is still tried before the export gives up."""
+    from edgeopt.optimize.quantize import ort as qort
+
+    monkeypatch.setattr(qort, "quantize_dynamic_int8", _off_by_one)
+    monkeypatch.setattr(qort, "quantize_blockwise", _blockwise_off_by_one)
     outcome = _gate_tiny_bert(tiny_bert, tmp_path / "out")
-    assert [c.name for c in outcome.candidates][:2] == ["dynamic", "static"]
+    assert [c.name for c in outcome.candidates][:3] == ["dynamic", "blockwise", "static"]
+    blockwise = outcome.candidates[1]
+    assert not blockwise.passed and blockwise.attempts == 3 and blockwise.extra["block_size"] == 128  # all tried
     assert not outcome.candidates[0].passed and outcome.passed and outcome.onnx.name == "static"
 
 
@@ -248,11 +277,34 @@ def test_openvino_int8_is_kept_when_onnxruntime_int8_fails(tiny_bert, tmp_path, 
     from edgeopt.optimize.quantize import ort as qort
 
     monkeypatch.setattr(qort, "quantize_dynamic_int8", _off_by_one)
+    monkeypatch.setattr(qort, "quantize_blockwise", _blockwise_off_by_one)
     monkeypatch.setattr(qort, "nncf_qdq", _off_by_one)
     stage = tmp_path / "out"
     outcome = _gate_tiny_bert(tiny_bert, stage)
     names = [c.name for c in outcome.candidates]
-    assert names[:2] == ["dynamic", "static"] and names[-1].startswith("openvino")
+    assert names[:3] == ["dynamic", "blockwise", "static"] and names[-1].startswith("openvino")
     assert not any(c.passed for c in outcome.candidates if c.runtime == "onnxruntime")
     assert outcome.onnx is None and outcome.openvino is not None and outcome.passed
     assert (stage / "openvino" / "model.int8.xml").exists() and not (stage / "model.int8.onnx").exists()
+
+
+def test_int8_mode_blockwise_writes_a_matmulnbits_model_and_says_so(tiny_bert, tmp_path):
+    """`--int8-mode blockwise` (what a strict gate reaches last) from the CLI: model.int8.onnx runs
+    onnxruntime's MatMulNBits, and the manifest says how its weights and activations are quantized."""
+    import onnx
+
+    from tests.conftest import run_cli
+
+    out = tmp_path / "out"
+    r = run_cli("export", tiny_bert, "-o", out, "--to", "onnx", "--int8", "--int8-mode", "blockwise",
+                "--no-speed-check", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    manifest = json.loads(r.stdout)
+    assert [c["name"] for c in manifest["int8"]["candidates"]] == ["blockwise"]
+    art = {a["path"]: a for a in manifest["artifacts"]}["model.int8.onnx"]
+    assert art["int8_mode"] == "blockwise" and art["runtimes"] == ["onnxruntime"] and art["block_size"] == 128
+    assert art["weights"] == "int8 symmetric, one scale per block of 128 input channels"
+    assert art["activations"].startswith("int8 per block of 128 at run time")
+    assert art["verification"]["passed"] and art["quality"]["metric"] == manifest["int8"]["metric"]
+    ops = [n.op_type for n in onnx.load(str(out / "model.int8.onnx")).graph.node]
+    assert ops.count("MatMulNBits") >= 12 and "DynamicQuantizeLinear" not in ops

@@ -409,3 +409,87 @@ def test_nncf_in_background_writes_the_ir_quietly(tmp_path, capfd):
     with pytest.raises(KeyError):  # the process failed, and so does the run here, in the open
         broken.result()
     job.cancel()
+
+
+def _matmul_model(path, convs: int = 0):
+    """A two-MatMul MLP (x [b, 256] -> 8), or ``convs`` 1x1 Conv layers only (no MatMul)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    if convs:
+        nodes = [helper.make_node("Conv", [f"c{i}", f"W{i}"], [f"c{i + 1}"], name=f"conv{i}") for i in range(convs)]
+        inits = [numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), f"W{i}")
+                 for i in range(convs)]
+        io = (helper.make_tensor_value_info("c0", TensorProto.FLOAT, [1, 4, 8, 8]),
+              helper.make_tensor_value_info(f"c{convs}", TensorProto.FLOAT, [1, 4, 8, 8]))
+    else:
+        nodes = [helper.make_node("MatMul", ["x", "W1"], ["h"], name="mm1"), helper.make_node("Relu", ["h"], ["r"]),
+                 helper.make_node("MatMul", ["r", "W2"], ["y"], name="mm2")]
+        inits = [numpy_helper.from_array((rng.standard_normal((256, 64)) * 0.1).astype(np.float32), "W1"),
+                 numpy_helper.from_array((rng.standard_normal((64, 8)) * 0.1).astype(np.float32), "W2")]
+        io = (helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 256]),
+              helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 8]))
+    model = helper.make_model(helper.make_graph(nodes, "m", [io[0]], [io[1]], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("block", [32, 128])
+def test_blockwise_int8_turns_each_weight_matmul_into_matmulnbits(tmp_path, block):
+    """ort.quantize_blockwise: onnxruntime's MatMulNBits with 8-bit weights and int8 compute; close
+    to FP32, the root logger as it was (the quantizer's module configures logging on import), and
+    nothing written for a model without a MatMul weight."""
+    import logging
+
+    import onnx
+    import onnxruntime as rt
+
+    from edgeopt.optimize.quantize import ort
+
+    fp32 = _matmul_model(tmp_path / "mlp.onnx")
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    assert ort.quantize_blockwise(fp32, tmp_path / "b.onnx", block) == 2
+    assert root.handlers == handlers and root.level == level
+    model = onnx.load(str(tmp_path / "b.onnx"))
+    assert [n.op_type for n in model.graph.node] == ["MatMulNBits", "Relu", "MatMulNBits"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in model.graph.node[0].attribute}
+    assert attrs["bits"] == 8 and attrs["block_size"] == block and attrs["accuracy_level"] == 4
+    x = np.random.default_rng(1).standard_normal((4, 256)).astype(np.float32)
+    ref = rt.InferenceSession(str(fp32)).run(None, {"x": x})[0]
+    out = rt.InferenceSession(str(tmp_path / "b.onnx")).run(None, {"x": x})[0]
+    assert np.abs(out - ref).max() < 0.02 * np.abs(ref).max()
+    assert ort.quantize_blockwise(_matmul_model(tmp_path / "cnn.onnx", convs=2), tmp_path / "c.onnx", block) == 0
+    assert not (tmp_path / "c.onnx").exists()
+
+
+def test_blockwise_ladder_stops_at_the_first_passing_block_size(tmp_path, monkeypatch):
+    """The blockwise rung tries blocks of 128, 64, 32 (fast to accurate) and keeps the first that
+    passes, deleting the others; a model whose weight nodes are mostly not MatMuls is not tried."""
+    from edgeopt.optimize.metrics import Quality
+    from edgeopt.optimize.quantize import int8, ort
+
+    built = []
+
+    def fake_blockwise(src, out, block):
+        out.write_text(str(block))
+        built.append(block)
+        return 10
+
+    def score(path):
+        drop = {128: 0.01, 64: 0.004, 32: 0.001}[int(path.read_text())]
+        return Quality("cosine", 1 - drop, 1.0, drop, {"min": 0.99})
+
+    monkeypatch.setattr(ort, "quantize_blockwise", fake_blockwise)
+    passes = lambda q: q.drop <= 0.005  # noqa: E731
+    best = int8._blockwise(tmp_path / "fp32.onnx", tmp_path, score, passes, 12, print)
+    assert built == [128, 64] and best.name == "blockwise" and best.passed and best.attempts == 2
+    assert best.extra == {"block_size": 64, "quantizable_nodes": 12} and best.runtime == "onnxruntime"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blockwise-64.onnx"]
+    strict = int8._blockwise(tmp_path / "fp32.onnx", tmp_path, score, lambda q: q.drop <= 1e-4, 12, print)
+    assert not strict.passed and strict.attempts == 3 and strict.extra["block_size"] == 32  # the closest
+    assert int8._blockwise(tmp_path / "fp32.onnx", tmp_path, score, passes, 21, print) is None  # 10 of 21
+    assert not (tmp_path / "blockwise-128.onnx").exists()

@@ -135,6 +135,11 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
             if ort_fp32 is not None:
                 extra["graph"] = "onnxruntime-fused"
             extra["weights"] = DYNAMIC_WEIGHTS
+        elif cand.name == "blockwise":  # MatMulNBits, a contrib op: onnxruntime only
+            runtimes = ["onnxruntime"]
+            block = cand.extra["block_size"]
+            extra.update(block_size=block, weights=f"int8 symmetric, one scale per block of {block} input channels",
+                         activations=f"int8 per block of {block} at run time (MatMulNBits, accuracy_level 4)")
         if cand.extra.get("per_token_nodes"):
             extra["per_token_nodes"] = cand.extra["per_token_nodes"]
         for key in ("smooth", "activation_group_size", "nncf_preset"):

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from edgeopt.errors import UsageError
 from edgeopt.optimize.metrics import check_max_drop, default_max_drop, parse_metric
 
-MODES = ("auto", "static", "dynamic")
+MODES = ("auto", "static", "dynamic", "blockwise")
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 
 
 @dataclass(frozen=True)
 class Int8Config:
-    mode: str = "auto"  # auto: build static and dynamic, keep the fastest that passes the gate
+    mode: str = "auto"  # auto: build static and dynamic (blockwise when both fail), keep the fastest that passes
     calib_method: str = "minmax"
     metric: str | None = None  # None: cosine for embedders, top1 for labelled classifiers, else mse
     max_drop: float | None = None  # None: the metric's default (cosine 0.005, top1 0.005 = 0.5 pt)

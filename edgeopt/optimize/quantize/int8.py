@@ -148,16 +148,20 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
             dynamic = _smoothed(dynamic, dyn_src, dyn_nodes, work / f"dynamic-{next(counter)}.onnx", calib, scorer,
                                 passes, log)
         candidates.append(dynamic)
-        if skip_static and not dynamic.passed:  # skipped for speed, not quality: try it before giving up
-            log("dynamic INT8 failed the gate; trying static INT8")
+    if cfg.mode == "blockwise" or (cfg.mode in ("auto", "dynamic") and not any(c.passed for c in candidates)):
+        blockwise = _blockwise(fp32_onnx, work, scorer, passes, len(nodes), log)
+        if blockwise is not None:
+            candidates.append(blockwise)
+    if skip_static and not any(c.passed for c in candidates):  # skipped for speed, not quality: try it
+        log("dynamic and blockwise INT8 failed the gate; trying static INT8")
 
-            def faster_than_fp32(path):  # static QDQ of a transformer can be slower than FP32 in ORT
-                ratio = speed.vs_fp32(path, fp32_onnx, evald, threads, log, threshold=1.0)
-                return None if ratio < 1 else (f"not faster than FP32 ({ratio:.2f}x) even all-INT8, and FP32 "
-                                               "fallback nodes would only add to that")
+        def faster_than_fp32(path):  # static QDQ of a transformer can be slower than FP32 in ORT
+            ratio = speed.vs_fp32(path, fp32_onnx, evald, threads, log, threshold=1.0)
+            return None if ratio < 1 else (f"not faster than FP32 ({ratio:.2f}x) even all-INT8, and FP32 "
+                                           "fallback nodes would only add to that")
 
-            candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
-                                    cfg.max_fallback, log, viable=faster_than_fp32))
+        candidates.append(gated("static", "onnxruntime", build_static, scorer, passes, ranking, len(nodes),
+                                cfg.max_fallback, log, viable=faster_than_fp32))
     for c in candidates:  # NNCF (transformers) is symmetric; onnxruntime's quantizer only for TensorRT
         if c.name == "static":
             c.extra["activations"] = "symmetric" if text or want_qdq else "asymmetric"
@@ -189,6 +193,35 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     shutil.rmtree(work, ignore_errors=True)
     outcome.seconds = time.perf_counter() - t0
     return outcome
+
+
+def _blockwise(src: Path, work: Path, scorer: Scorer, passes, n_nodes: int, log) -> Candidate | None:
+    """ONNX Runtime's last rung: blockwise INT8 (ort.quantize_blockwise, MatMulNBits), block sizes
+    from coarse (fast) to fine (accurate); the first that passes, else the closest. None when fewer
+    than half of the model's weight nodes are MatMuls (a CNN: its convolutions would stay FP32)."""
+    t, best = time.perf_counter(), None
+    for i, block in enumerate(ort.BLOCK_SIZES):
+        log(f"blockwise INT8 (MatMulNBits), blocks of {block}")
+        path = work / f"blockwise-{block}.onnx"
+        converted = ort.quantize_blockwise(src, path, block)
+        if converted * 2 < n_nodes:
+            path.unlink(missing_ok=True)
+            log(f"blockwise INT8: only {converted} of {n_nodes} weight nodes are MatMuls; not tried")
+            return None
+        q = scorer(path)
+        log(f"blockwise INT8, blocks of {block}: {said(q)}")
+        cand = Candidate("blockwise", path, "onnxruntime", q, [], passes(q), time.perf_counter() - t, i + 1,
+                         extra={"block_size": block, "quantizable_nodes": n_nodes})
+        if best is None or cand.passed or q.drop < best.quality.drop:
+            if best is not None:
+                best.path.unlink(missing_ok=True)
+            best = cand
+        else:
+            path.unlink(missing_ok=True)
+        if cand.passed:
+            break
+    best.seconds, best.attempts = time.perf_counter() - t, i + 1
+    return best
 
 
 def _layernorm_smoothed(src: Path, path: Path, calib: Dataset, log) -> tuple[Path, dict | None]:
