@@ -493,3 +493,17 @@ def test_blockwise_ladder_stops_at_the_first_passing_block_size(tmp_path, monkey
     assert not strict.passed and strict.attempts == 3 and strict.extra["block_size"] == 32  # the closest
     assert int8._blockwise(tmp_path / "fp32.onnx", tmp_path, score, passes, 21, print) is None  # 10 of 21
     assert not (tmp_path / "blockwise-128.onnx").exists()
+    asked = int8._blockwise(tmp_path / "fp32.onnx", tmp_path, score, passes, 21, print, asked=True)
+    assert asked.passed and asked.extra["block_size"] == 64  # --int8-mode blockwise: tried all the same
+
+
+def test_blockwise_mode_on_a_model_without_matmuls_is_a_one_line_error(tiny, calib_npz, tmp_path):
+    """--int8-mode blockwise converts MatMul weights only: on a CNN (convolutions and a Gemm head)
+    it is bad input, exit 2, nothing written."""
+    out = tmp_path / "o"
+    r = run_cli("export", tiny["resnet_pt2"], "-o", out, "--to", "onnx", "--int8", "--int8-mode", "blockwise",
+                "--calib", calib_npz / "calib.npz")
+    assert r.returncode == 2, r.stderr
+    err = [line for line in r.stderr.splitlines() if line.startswith("edgeopt: error")]
+    assert len(err) == 1 and "--int8-mode blockwise" in err[0] and "Traceback" not in r.stderr
+    assert not out.exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgeopt.data.dataset import Dataset
+from edgeopt.errors import UsageError
 from edgeopt.optimize.quantize import ort, speed
 from edgeopt.optimize.quantize.config import Int8Config
 from edgeopt.optimize.quantize.gate import Candidate, Scorer, gated, said
@@ -149,7 +150,7 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
                                 passes, log)
         candidates.append(dynamic)
     if cfg.mode == "blockwise" or (cfg.mode in ("auto", "dynamic") and not any(c.passed for c in candidates)):
-        blockwise = _blockwise(fp32_onnx, work, scorer, passes, len(nodes), log)
+        blockwise = _blockwise(fp32_onnx, work, scorer, passes, len(nodes), log, asked=cfg.mode == "blockwise")
         if blockwise is not None:
             candidates.append(blockwise)
     if skip_static and not any(c.passed for c in candidates):  # skipped for speed, not quality: try it
@@ -195,18 +196,23 @@ def quantize_int8(fp32_onnx: Path, stage: Path, *, calib: Dataset, evald: Datase
     return outcome
 
 
-def _blockwise(src: Path, work: Path, scorer: Scorer, passes, n_nodes: int, log) -> Candidate | None:
+def _blockwise(src: Path, work: Path, scorer: Scorer, passes, n_nodes: int, log,
+               asked: bool = False) -> Candidate | None:
     """ONNX Runtime's last rung: blockwise INT8 (ort.quantize_blockwise, MatMulNBits), block sizes
-    from coarse (fast) to fine (accurate); the first that passes, else the closest. None when fewer
-    than half of the model's weight nodes are MatMuls (a CNN: its convolutions would stay FP32)."""
+    from coarse (fast) to fine (accurate); the first that passes, else the closest. None when no
+    weight node is a MatMul, or, as a rung (not ``asked`` for by --int8-mode blockwise), when fewer
+    than half are (a CNN: its convolutions would stay FP32)."""
     t, best = time.perf_counter(), None
     for i, block in enumerate(ort.BLOCK_SIZES):
         log(f"blockwise INT8 (MatMulNBits), blocks of {block}")
         path = work / f"blockwise-{block}.onnx"
         converted = ort.quantize_blockwise(src, path, block)
-        if converted * 2 < n_nodes:
+        if not converted and asked:
+            raise UsageError(f"--int8-mode blockwise quantizes MatMul weights, and none of this model's {n_nodes} "
+                             "weight nodes is a MatMul (convolutions?): use --int8-mode auto or static")
+        if not converted or (converted * 2 < n_nodes and not asked):
             path.unlink(missing_ok=True)
-            log(f"blockwise INT8: only {converted} of {n_nodes} weight nodes are MatMuls; not tried")
+            log(f"blockwise INT8: {converted} of {n_nodes} weight nodes are MatMuls; not tried")
             return None
         q = scorer(path)
         log(f"blockwise INT8, blocks of {block}: {said(q)}")
