@@ -440,9 +440,11 @@ def _matmul_model(path, convs: int = 0):
 @pytest.mark.parametrize("block", [32, 128])
 def test_blockwise_int8_turns_each_weight_matmul_into_matmulnbits(tmp_path, block):
     """ort.quantize_blockwise: onnxruntime's MatMulNBits with 8-bit weights and int8 compute; close
-    to FP32, the root logger as it was (the quantizer's module configures logging on import), and
-    nothing written for a model without a MatMul weight."""
-    import logging
+    to FP32, the root logger as it was (the quantizer's module calls logging.basicConfig on import:
+    checked in a fresh interpreter, as pytest's own handlers would hide it), and nothing written for
+    a model without a MatMul weight."""
+    import subprocess
+    import sys
 
     import onnx
     import onnxruntime as rt
@@ -450,10 +452,13 @@ def test_blockwise_int8_turns_each_weight_matmul_into_matmulnbits(tmp_path, bloc
     from edgeopt.optimize.quantize import ort
 
     fp32 = _matmul_model(tmp_path / "mlp.onnx")
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    assert ort.quantize_blockwise(fp32, tmp_path / "b.onnx", block) == 2
-    assert root.handlers == handlers and root.level == level
+    code = ("import logging, sys; from pathlib import Path; from edgeopt.optimize.quantize import ort; "
+            f"n = ort.quantize_blockwise(Path(sys.argv[1]), Path(sys.argv[2]), {block}); root = logging.getLogger(); "
+            "print(n, len(root.handlers), root.level)")
+    r = subprocess.run([sys.executable, "-c", code, str(fp32), str(tmp_path / "b.onnx")], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stdout.split() == ["2", "0", str(30)], r.stdout + r.stderr  # WARNING, no handler
+    assert "INFO" not in r.stderr, r.stderr
     model = onnx.load(str(tmp_path / "b.onnx"))
     assert [n.op_type for n in model.graph.node] == ["MatMulNBits", "Relu", "MatMulNBits"]
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in model.graph.node[0].attribute}
