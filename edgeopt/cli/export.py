@@ -20,9 +20,10 @@ from edgeopt.cli.options import console, load_from_options, model_options
 @click.option("--fp16", is_flag=True, help="Also write OpenVINO IR with FP16-compressed weights.")
 @click.option("--int8", is_flag=True, help="Add accuracy-gated INT8 artifacts (model.int8.onnx, openvino/model.int8.xml).")
 @click.option("--int8-mode", type=click.Choice(["auto", "static", "dynamic", "blockwise"]), default="auto",
-              show_default=True, help="static QDQ, dynamic, blockwise (onnxruntime MatMulNBits: 8-bit weights and "
-              "activations per block, closest to FP32; faster than FP32 on a CPU with VNNI, not on AVX2 only), or auto: "
-              "build static and dynamic, blockwise when both fail the gate, and keep the fastest that passes.")
+              show_default=True, help="static QDQ, dynamic (blockwise when it fails the gate), blockwise (onnxruntime "
+              "MatMulNBits: 8-bit weights and activations per block, closest to FP32; faster than FP32 on a CPU with "
+              "VNNI, not on AVX2 only), or auto: build static and dynamic, blockwise when both fail the gate, and keep "
+              "the fastest that passes.")
 @click.option("--calib", metavar="DATA", help="Calibration data (.npz, .txt, .jsonl, image folder, .csv, module:fn). "
               "Text models default to edgeopt's built-in product titles.")
 @click.option("--eval", "eval_data", metavar="DATA", help="Evaluation data for the gate (default: held out from --calib).")
