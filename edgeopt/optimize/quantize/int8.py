@@ -216,7 +216,7 @@ def _blockwise(src: Path, work: Path, scorer: Scorer, passes, n_nodes: int, log,
             return None
         q = scorer(path)
         log(f"blockwise INT8, blocks of {block}: {said(q)}")
-        cand = Candidate("blockwise", path, "onnxruntime", q, [], passes(q), time.perf_counter() - t, i + 1,
+        cand = Candidate("blockwise", path, "onnxruntime", q, passed=passes(q),
                          extra={"block_size": block, "quantizable_nodes": n_nodes})
         if best is None or cand.passed or q.drop < best.quality.drop:
             if best is not None:
@@ -226,7 +226,7 @@ def _blockwise(src: Path, work: Path, scorer: Scorer, passes, n_nodes: int, log,
             path.unlink(missing_ok=True)
         if cand.passed:
             break
-    best.seconds, best.attempts = time.perf_counter() - t, i + 1
+    best.seconds, best.attempts = time.perf_counter() - t, i + 1  # for all the block sizes tried
     return best
 
 

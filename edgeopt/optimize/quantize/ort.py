@@ -48,17 +48,21 @@ class _Reader:
 @contextlib.contextmanager
 def quiet_root_logger(level: int = logging.ERROR):
     """Library chatter stays off stdout (``--json`` owns it): onnxruntime.quantization logs advice
-    on the root logger, NNCF logs on its own and draws progress bars on stdout (sent to stderr)."""
+    on the root logger, NNCF logs on its own and draws progress bars on stdout (sent to stderr).
+    Root handlers a library adds meanwhile are taken off again (onnxruntime's
+    matmul_nbits_quantizer calls ``logging.basicConfig(level=INFO)`` on import)."""
     import sys
 
     root, nncf_log = logging.getLogger(), logging.getLogger("nncf")
-    levels = root.level, nncf_log.level
+    levels, handlers = (root.level, nncf_log.level), list(root.handlers)
     root.setLevel(level)
     nncf_log.setLevel(level)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
+        for h in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(h)
         root.setLevel(levels[0])
         nncf_log.setLevel(levels[1])
 
@@ -202,21 +206,14 @@ def quantize_blockwise(fp32: Path, out: Path, block_size: int) -> int:
     0.982 with blocks of 32, where dynamic INT8 keeps 0.91. Its speed depends on the CPU: 0.76-0.89x
     FP32 with blocks of 32 on an AMD EPYC with AVX-512 VNNI, 1.5-1.6x at 64 tokens on one with AVX2
     only (docs/PERFORMANCE.md), so the speed check decides whether it is kept."""
-    import logging
-
     import onnx
 
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    with quiet_root_logger():
-        # the module calls logging.basicConfig(level=INFO) on import: its handler is taken off again
+    with quiet_root_logger():  # takes off the handler (and the INFO level) its basicConfig sets on import
         from onnxruntime.quantization.matmul_nbits_quantizer import (
             DefaultWeightOnlyQuantConfig,
             MatMulNBitsQuantizer,
         )
-
-        for h in [h for h in root.handlers if h not in handlers]:
-            root.removeHandler(h)
+    with quiet_root_logger():
         config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8)
         quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32)), bits=8, block_size=block_size, is_symmetric=True,
                                          accuracy_level=4, algo_config=config)
