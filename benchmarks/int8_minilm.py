@@ -99,7 +99,7 @@ def child(kind: str, path: str, precision: str, workload: str = "64") -> None:
 
 def _load(kind: str, path: str, precision: str):
     """A session of edgeopt's runtime; precision 'int8-nobuckets' switches OpenVINO's shape buckets off."""
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
 
     precision, _, flag = precision.partition("-")
     kwargs = {"buckets": False} if flag == "nobuckets" else {}

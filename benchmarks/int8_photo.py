@@ -33,7 +33,7 @@ INPUT = "x:1x3x96x96:float32"
 
 def child(kind: str, path: str, precision: str) -> None:
     from edgeopt.bench.interleave import serve
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
 
     session = get_runtime(kind).load(path, threads=2, precision=precision)
     feed = {"x": np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype("float32")}
@@ -50,7 +50,7 @@ def load_split(model_dir: Path, name: str, limit: int | None = None):
 
 
 def top1(kind, path, precision, x, labels) -> float:
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
 
     session = get_runtime(kind).load(path, threads=2, precision=precision)
     logits = np.concatenate([next(iter(session.run({"x": x[i:i + 64]}).values())) for i in range(0, len(x), 64)])

@@ -42,7 +42,7 @@ def _artifacts(folder: Path):
 @pytest.mark.parametrize("batch", [1, 8])
 def test_warm_latency(benchmark, minilm_export, runtime, batch):
     from edgeopt.bench.child import make_feeds
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
 
     path, precision, _ = next(a for a in _artifacts(minilm_export) if a[2] == runtime)
     session = get_runtime(runtime).load(str(minilm_export / path), precision=precision)

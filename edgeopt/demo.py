@@ -47,7 +47,7 @@ def sentence_transformers_parity(out: Path, manifest: dict, st, titles: list[str
     FP32 / FP16 artifacts run ``batch`` titles per call; INT8 ones one title per call, as a store
     serves a query and as the gate scored them: dynamic INT8 quantizes a call's activations as one
     tensor, so in a padded batch each title's embedding depends on its batchmates."""
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
     from edgeopt.text import Tokenizer
 
     reference = st.encode(titles, batch_size=batch, convert_to_numpy=True, normalize_embeddings=False)

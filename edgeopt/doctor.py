@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-from edgeopt.runtimes.base import Availability, dist_version
+from edgeopt.backends.base import Availability, dist_version
 
 # /proc/cpuinfo flag -> what it means for inference
 ISA_FLAGS = {
@@ -50,8 +50,8 @@ def torch_availability() -> Availability:
 
 
 def report() -> dict:
-    from edgeopt.runtimes import all_runtimes
-    from edgeopt.runtimes.tensorrt import nvidia_gpus
+    from edgeopt.backends import all_runtimes
+    from edgeopt.backends.tensorrt import nvidia_gpus
 
     runtimes = [r.availability() for r in all_runtimes().values()]
     runtimes.append(torch_availability())

@@ -83,7 +83,7 @@ def test_mobile_profile_is_pinned_and_single_threaded(export_dir):
 
 
 def test_gpu_target_is_an_explicit_unavailable_record(bench_run):
-    from edgeopt.runtimes.tensorrt import nvidia_gpus
+    from edgeopt.backends.tensorrt import nvidia_gpus
 
     _, doc, _ = bench_run
     gpu = _records(doc, target="gpu")

@@ -1,4 +1,4 @@
-"""Sequence-length buckets: static-shape OpenVINO variants of text models (runtimes/buckets.py,
+"""Sequence-length buckets: static-shape OpenVINO variants of text models (backends/buckets.py,
 export/buckets.py), on real small BERTs with MiniLM's tokenizer."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeopt.runtimes.buckets import ShapeBuckets, default_lengths, parse_lengths, read_from_ir, sequence_feeds
+from edgeopt.backends.buckets import ShapeBuckets, default_lengths, parse_lengths, read_from_ir, sequence_feeds
 from tests.conftest import hf_folder, run_cli
 
 pytest.importorskip("openvino")
@@ -63,8 +63,8 @@ def test_export_checks_each_bucket_and_writes_it_into_the_ir(exported):
 
 
 def test_runtime_compiles_a_variant_once_a_bucket_is_in_use(exported):
-    from edgeopt.runtimes import get_runtime
-    from edgeopt.runtimes.openvino import HOT_CALLS
+    from edgeopt.backends import get_runtime
+    from edgeopt.backends.openvino import HOT_CALLS
     from edgeopt.text import Tokenizer
 
     out, _ = exported
@@ -90,7 +90,7 @@ def test_runtime_compiles_a_variant_once_a_bucket_is_in_use(exported):
 
 
 def test_variants_are_capped(exported):
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
     from edgeopt.text import Tokenizer
 
     out, _ = exported
@@ -102,7 +102,7 @@ def test_variants_are_capped(exported):
 
 
 def test_token_level_outputs_are_cut_back_to_the_input_length(minilm_path, tmp_path):
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
     from edgeopt.text import Tokenizer
 
     folder = hf_folder(minilm_path, tmp_path / "tiny-bert", "BertModel")

@@ -1,5 +1,5 @@
 from edgeopt.doctor import cpu_info
-from edgeopt.runtimes.tensorrt import gpu_arch_tag
+from edgeopt.backends.tensorrt import gpu_arch_tag
 
 CPUINFO = """processor\t: 0
 model name\t: AMD EPYC 9R14

@@ -10,7 +10,7 @@ from tests.conftest import TINY_ARCH, run_cli
 
 from edgeopt.export.pipeline import ExportOptions, export_model
 from edgeopt.models import load_model
-from edgeopt.runtimes import get_runtime
+from edgeopt.backends import get_runtime
 from edgeopt.spec import parse_input
 
 IMAGE = [parse_input("x:1x3x32x32:float32")]

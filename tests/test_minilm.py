@@ -41,7 +41,7 @@ def test_embeddings_match_sentence_transformers_on_product_titles(exported, prod
 
 
 def test_embeddings_are_unit_norm(exported):
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
     from edgeopt.text import Tokenizer
 
     _, out, _ = exported
@@ -55,7 +55,7 @@ def test_ir_runs_static_shapes_and_a_wrong_pad_value_fails_their_check(exported)
     does not mask out (an attention mask padded with 1: mean pooling then averages padding in) fails
     the check for every bucket where padding happened."""
     from edgeopt.export.buckets import check_against_source
-    from edgeopt.runtimes.buckets import ShapeBuckets
+    from edgeopt.backends.buckets import ShapeBuckets
 
     model, out, result = exported
     art = {a["path"]: a for a in result.manifest["artifacts"]}

@@ -153,7 +153,7 @@ def test_without_calib_openvino_int8_is_calibration_free_and_holds_on_real_title
     import openvino as ov
 
     from edgeopt.optimize.metrics import evaluate
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
     from edgeopt.text import Tokenizer
 
     out = tmp_path_factory.mktemp("minilm8") / "out"
@@ -187,7 +187,7 @@ def test_without_calib_openvino_int8_is_calibration_free_and_holds_on_real_title
 def test_openvino_int8_static_shapes_pass_the_gate_bucket_by_bucket(int8_export):
     """Each bucket of the INT8 IR was checked on held-out titles against the dynamic IR that passed
     the gate (or on probe texts, for lengths no title reaches); only those that agree are in the IR."""
-    from edgeopt.runtimes.buckets import read_from_ir
+    from edgeopt.backends.buckets import read_from_ir
 
     out, manifest = int8_export
     sb = {a["path"]: a for a in manifest["artifacts"]}["openvino/model.int8.xml"]["shape_buckets"]

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.gpu
 @pytest.fixture(scope="module")
 def gpu_export(tiny, tmp_path_factory):
     pytest.importorskip("tensorrt")
-    from edgeopt.runtimes.tensorrt import nvidia_gpus
+    from edgeopt.backends.tensorrt import nvidia_gpus
 
     if not nvidia_gpus():
         pytest.skip("no NVIDIA GPU")
@@ -37,7 +37,7 @@ def test_int8_and_fp16_engines_are_built_and_verified(gpu_export):
 
 
 def test_engine_runs_through_the_runtime_interface(gpu_export):
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
 
     out, manifest = gpu_export
     plan = next(a for a in manifest["artifacts"] if a["format"] == "tensorrt")

@@ -101,7 +101,7 @@ def open_ort_cached(path: str, threads, cache_file: str):
 
     import onnxruntime as ort
 
-    from edgeopt.runtimes.onnxruntime import OrtSession, _spec
+    from edgeopt.backends.onnxruntime import OrtSession, _spec
 
     opts = ort.SessionOptions()
     if threads:
@@ -128,7 +128,7 @@ def open_session(cfg: dict):
         import os
 
         return open_ort_cached(path, threads, os.path.join(cache, "model.optimized.onnx"))
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
 
     kwargs = {"cache_dir": cache} if runtime == "openvino" and cache else {}
     return get_runtime(runtime).load(path, threads=threads, device=cfg.get("device", "cpu"),

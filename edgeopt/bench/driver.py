@@ -22,7 +22,7 @@ from edgeopt.bench.child import MARK
 from edgeopt.bench.profiles import Profile
 from edgeopt.errors import UsageError
 from edgeopt.manifest import companions
-from edgeopt.runtimes.base import dist_version
+from edgeopt.backends.base import dist_version
 
 # perf_counter is CLOCK_MONOTONIC on Linux: one clock for parent and child.
 SHARED_CLOCK = "CLOCK_MONOTONIC" in time.get_clock_info("perf_counter").implementation
@@ -65,7 +65,7 @@ def unavailable_reason(c: Candidate, p: Profile) -> str | None:
         return "edgeopt runs OpenVINO on the CPU; the gpu target means CUDA / TensorRT"
     if c.runtime == "torch":
         return "the torch eager baseline runs on the CPU only"
-    from edgeopt.runtimes.tensorrt import nvidia_gpus
+    from edgeopt.backends.tensorrt import nvidia_gpus
 
     if not nvidia_gpus():
         return "no NVIDIA GPU found (nvidia-smi missing or lists none)"
@@ -76,7 +76,7 @@ def unavailable_reason(c: Candidate, p: Profile) -> str | None:
             return (f"onnxruntime has no CUDAExecutionProvider (available: {ort.get_available_providers()}); "
                     "pip install onnxruntime-gpu")
     if c.runtime == "tensorrt":
-        from edgeopt.runtimes import get_runtime
+        from edgeopt.backends import get_runtime
 
         avail = get_runtime("tensorrt").availability()
         if not avail.ok:

@@ -7,7 +7,7 @@ import platform
 import re
 
 from edgeopt import __version__
-from edgeopt.runtimes.base import dist_version
+from edgeopt.backends.base import dist_version
 
 PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "torch", "tensorrt", "tensorrt-cu12")
 _FLAG_RE = re.compile(r"^(avx|amx|fma|f16c|sse4|vnni|bf16|asimd|sve|i8mm)")
@@ -15,7 +15,7 @@ _FLAG_RE = re.compile(r"^(avx|amx|fma|f16c|sse4|vnni|bf16|asimd|sve|i8mm)")
 
 def environment() -> dict:
     from edgeopt.doctor import cpu_info
-    from edgeopt.runtimes.tensorrt import nvidia_gpus
+    from edgeopt.backends.tensorrt import nvidia_gpus
 
     cpu = cpu_info()
     flags = {f for f in cpu["flags"] if _FLAG_RE.match(f)}

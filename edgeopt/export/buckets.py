@@ -1,4 +1,4 @@
-"""Sequence-length buckets for the OpenVINO IRs of text models (runtimes/buckets.py says why).
+"""Sequence-length buckets for the OpenVINO IRs of text models (backends/buckets.py says why).
 
 Each bucket is checked before it is written into the IR: the padded static-shape variant runs on
 real inputs of that length and must match the source (FP32 / FP16: the artifact's verification
@@ -21,7 +21,7 @@ import numpy as np
 from edgeopt.errors import UsageError
 from edgeopt.models.base import LoadedModel
 from edgeopt.optimize.metrics import cosines
-from edgeopt.runtimes.buckets import (
+from edgeopt.backends.buckets import (
     MASK_INPUT,
     RT_INFO_PATH,
     ShapeBuckets,
@@ -76,7 +76,7 @@ def probe_feeds(model: LoadedModel, buckets: ShapeBuckets) -> list[dict[str, np.
 
 
 def _session(xml: Path, precision: str, buckets: ShapeBuckets, threads):
-    from edgeopt.runtimes.openvino import OvSession
+    from edgeopt.backends.openvino import OvSession
 
     return OvSession(str(xml), threads=threads, precision=precision, buckets=buckets,
                      max_variants=len(buckets.lengths))

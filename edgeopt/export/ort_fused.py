@@ -83,7 +83,7 @@ def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict
         out.unlink(missing_ok=True)
         return None, {"fused": False, "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"}
     from edgeopt.export.verify import Tolerance, compare
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
 
     session = get_runtime("onnxruntime").load(str(out))
     check = compare(refs, [session.run(f) for f in feeds], Tolerance.for_artifact("onnx", "fp32"))

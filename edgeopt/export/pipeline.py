@@ -14,7 +14,7 @@ from edgeopt.errors import UnavailableError, UsageError
 from edgeopt.export.verify import Tolerance, compare
 from edgeopt.manifest import ArtifactRecord, Manifest, sha256_file
 from edgeopt.models.base import LoadedModel
-from edgeopt.runtimes.base import dist_version
+from edgeopt.backends.base import dist_version
 
 if TYPE_CHECKING:
     from edgeopt.optimize.quantize.config import Int8Config
@@ -68,7 +68,7 @@ def source_digest(path: Path) -> str:
 
 
 def environment() -> dict:
-    from edgeopt.runtimes.tensorrt import tensorrt_version
+    from edgeopt.backends.tensorrt import tensorrt_version
 
     found = {k: dist_version(k) for k in ENV_PACKAGES}
     found["tensorrt"] = tensorrt_version()
@@ -76,7 +76,7 @@ def environment() -> dict:
 
 
 def _verify(path: Path, runtime: str, fmt: str, precision: str, feeds, refs, opts: ExportOptions) -> dict:
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
 
     session = get_runtime(runtime).load(str(path), threads=opts.threads, precision=precision)
     outs = [session.run(f) for f in feeds]
@@ -89,7 +89,7 @@ def _verify(path: Path, runtime: str, fmt: str, precision: str, feeds, refs, opt
 
 
 def _check_targets(opts: ExportOptions):
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
 
     for target in opts.targets:
         runtime = {"onnx": "onnxruntime"}.get(target, target)

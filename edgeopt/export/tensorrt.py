@@ -111,7 +111,7 @@ def tensorrt_readiness(qdq_path: Path) -> dict:
 def engine_filename(precision: str, compute_capability: str, trt_version: str) -> str:
     """tensorrt/model.<precision>.<gpu-arch>.plan, the arch tag carrying the TensorRT version,
     since an engine runs only on the GPU architecture and TensorRT release that built it."""
-    from edgeopt.runtimes.tensorrt import gpu_arch_tag
+    from edgeopt.backends.tensorrt import gpu_arch_tag
 
     major_minor = ".".join(trt_version.split(".")[:2])
     return f"model.{precision}.{gpu_arch_tag(compute_capability)}-trt{major_minor}.plan"
@@ -211,7 +211,7 @@ def add_tensorrt_artifacts(stage: Path, artifacts: list, model, feeds, refs, sam
     each verified on the sample inputs (FP16 against tolerance; INT8 is recorded for the gate)."""
     from edgeopt.export.verify import Tolerance, compare
     from edgeopt.manifest import ArtifactRecord
-    from edgeopt.runtimes.tensorrt import TensorRtRuntime, nvidia_gpus, tensorrt_version
+    from edgeopt.backends.tensorrt import TensorRtRuntime, nvidia_gpus, tensorrt_version
 
     gpu = nvidia_gpus()[0]
     version = tensorrt_version() or "0.0"

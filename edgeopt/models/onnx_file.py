@@ -54,7 +54,7 @@ def load_onnx(path: Path, inputs=None) -> LoadedModel:
 
     def reference(feeds):
         if "session" not in state:
-            from edgeopt.runtimes.onnxruntime import OrtSession
+            from edgeopt.backends.onnxruntime import OrtSession
 
             state["session"] = OrtSession(str(path), threads=None, device="cpu")
         return state["session"].run(feeds)

@@ -66,7 +66,7 @@ class Scorer:
         self._hardness: dict[int, float] = {}  # batch -> its lowest cosine in the last screen that ran it
 
     def _session(self, path: Path, runtime: str, precision: str):
-        from edgeopt.runtimes import get_runtime
+        from edgeopt.backends import get_runtime
 
         if self._batches is None:
             self._batches = [feeds for feeds, _ in self.data.batches(self.batch_size)]

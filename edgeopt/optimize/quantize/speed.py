@@ -20,7 +20,7 @@ from edgeopt.optimize.quantize.gate import Candidate
 
 def _child(path, runtime, precision, feeds_path, threads) -> None:
     from edgeopt.bench.interleave import serve
-    from edgeopt.runtimes import get_runtime
+    from edgeopt.backends import get_runtime
 
     feeds = dict(np.load(feeds_path))
     session = get_runtime(runtime).load(path, threads=int(threads) or None, precision=precision)

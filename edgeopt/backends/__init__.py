@@ -1,15 +1,16 @@
-"""Inference runtimes behind one interface (see base.py). The module list is the registry."""
+"""Inference backends (onnxruntime, OpenVINO, TensorRT) behind one interface (see base.py); the
+module list is the registry. Build-side: the device runtime that ships in bundles is `edgeopt.runtime`."""
 
 from __future__ import annotations
 
 from edgeopt.errors import UsageError
-from edgeopt.runtimes.base import Availability, Runtime, Session
+from edgeopt.backends.base import Availability, Runtime, Session
 
 
 def all_runtimes() -> dict[str, Runtime]:
-    from edgeopt.runtimes.onnxruntime import OnnxRuntime
-    from edgeopt.runtimes.openvino import OpenVinoRuntime
-    from edgeopt.runtimes.tensorrt import TensorRtRuntime
+    from edgeopt.backends.onnxruntime import OnnxRuntime
+    from edgeopt.backends.openvino import OpenVinoRuntime
+    from edgeopt.backends.tensorrt import TensorRtRuntime
 
     return {r.name: r for r in (OnnxRuntime(), OpenVinoRuntime(), TensorRtRuntime())}
 

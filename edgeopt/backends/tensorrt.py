@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 
 from edgeopt.errors import UnavailableError
-from edgeopt.runtimes.base import Availability, dist_version
+from edgeopt.backends.base import Availability, dist_version
 from edgeopt.spec import TensorSpec
 
 HINT = "pip install 'edgeopt[tensorrt]' on a machine with an NVIDIA GPU (see Dockerfile.gpu)"

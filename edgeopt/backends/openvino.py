@@ -13,8 +13,8 @@ from collections import Counter
 
 import numpy as np
 
-from edgeopt.runtimes.base import Availability, dist_version, not_installed
-from edgeopt.runtimes.buckets import ShapeBuckets, read_from_ir, sequence_feeds
+from edgeopt.backends.base import Availability, dist_version, not_installed
+from edgeopt.backends.buckets import ShapeBuckets, read_from_ir, sequence_feeds
 from edgeopt.spec import TensorSpec
 
 _OV_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "i64": "int64",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeopt.errors import UnavailableError
-from edgeopt.runtimes.base import Availability, dist_version, not_installed
+from edgeopt.backends.base import Availability, dist_version, not_installed
 from edgeopt.spec import TensorSpec
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
