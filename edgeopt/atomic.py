@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from edgeopt.errors import UsageError
+
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 @contextlib.contextmanager
@@ -24,10 +27,22 @@ def output_dir(out: str | os.PathLike, *, marker: str = "manifest.json"):
             raise UsageError(f"-o {out} is a file; give a folder path")
         if any(out.iterdir()) and not (out / marker).exists():
             raise UsageError(f"-o {out} exists and is not an edgeopt output; choose another folder or empty it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as e:  # read-only mount, a file in the path, /proc, no permission, no space
+        blocker = next((p for p in out.parents if p.exists()), None)
+        reason = (f"{blocker} is a file, not a folder" if blocker is not None and not blocker.is_dir()
+                  else f"{e.strerror or type(e).__name__} ({e.filename or out.parent})")
+        raise UsageError(f"cannot write -o {out}: {reason}; choose a writable folder") from None
     try:
         yield stage
+    except OSError as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        if e.errno in _ENVIRONMENT_ERRNOS:  # the disk, not edgeopt: say so in one line (exit 2)
+            raise UsageError(f"writing {out} failed: {e.strerror} ({e.filename or stage}); "
+                             "free space or choose another folder") from None
+        raise
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

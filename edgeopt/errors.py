@@ -1,6 +1,6 @@
 """The few exceptions edgeopt raises on purpose; the CLI maps each to an exit code.
 
-Anything else that escapes is a bug and keeps its traceback.
+Anything else that escapes is a bug: the CLI writes its traceback to a log file and exits 3.
 """
 
 
@@ -24,3 +24,12 @@ class GateError(EdgeoptError):
     """A quality or performance gate failed: verification, accuracy drop, regression (exit 1)."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException | str, limit: int = 300) -> str:
+    """The first non-empty line of an error's message (or its type name), for one-line errors."""
+    text = exc if isinstance(exc, str) else str(exc)
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return "" if isinstance(exc, str) else type(exc).__name__

@@ -77,6 +77,7 @@ class Manifest:
     environment: dict = field(default_factory=dict)
     task: str | None = None
     int8: dict | None = None  # the INT8 gate's report: metric, candidates, calibration
+    not_built: list[dict] = field(default_factory=list)  # {"path", "error"}: a converter that failed
 
     def to_json(self) -> dict:
         d = {"schema": SCHEMA, "model": self.model,
@@ -90,6 +91,8 @@ class Manifest:
             d["task"] = self.task
         if self.int8 is not None:
             d["int8"] = self.int8
+        if self.not_built:
+            d["not_built"] = self.not_built
         return d
 
     def write(self, folder: Path) -> Path:

@@ -149,9 +149,13 @@ def test_memory_cap_hit_is_an_error_record(export_dir, tmp_path):
     profiles.write_text("tiny-device:\n  device: cpu\n  threads: 1\n  cores: 1\n  memory_mb: 40\n")
     r = run_cli("bench", export_dir / "model.onnx", "--profiles", profiles, "--target", "tiny-device",
                 "--cold-runs", "1", "--repeats", "1", "--seconds", "0.05", "--json", "-")
-    assert r.returncode == 0, r.stderr
-    [rec] = json.loads(r.stdout)["records"]
+    # the model does not fit the device: nothing was measured, so the command (and a CI gate) fails
+    assert r.returncode == 1, r.stderr
+    assert "1 measurement(s) could not be taken" in r.stderr and "Traceback" not in r.stderr
+    doc = json.loads(r.stdout)
+    [rec] = doc["records"]
     assert rec["latency_ms"] is None and "memory cap of 40 MB" in rec["error"]
+    assert len(doc["failed_measurements"]) == 1
 
 
 def test_bundle_is_benchmarked_like_its_export_folder(export_dir, tmp_path):

@@ -7,6 +7,7 @@ rather than run back to back, so slow drifts of a shared machine spread over all
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -112,11 +113,18 @@ def _limits(profile: Profile):
     return apply if (cores or memory) else None
 
 
+@functools.lru_cache(maxsize=64)
+def _index_limits(path: Path, fmt: str) -> dict:
+    from edgeopt.bench.feeds import index_limits
+
+    return index_limits(path, fmt)
+
+
 def spawn(job: Job, cfg: dict, *, timeout: float) -> dict:
     """Run one child; {"cold": phases in ms, "warm": [...]} or {"error": ..., "phase": ...}."""
     c, p = job.candidate, job.profile
     cfg = {"runtime": c.runtime, "path": str(c.path), "precision": c.precision, "device": p.device,
-           "threads": job.threads or p.threads, **cfg}
+           "threads": job.threads or p.threads, "limits": _index_limits(c.path, c.format), **cfg}
     cmd = [sys.executable, "-m", "edgeopt.bench.child", json.dumps(cfg)]
     t_spawn = time.perf_counter_ns()
     try:

@@ -93,6 +93,18 @@ def build_records(jobs: list[Job], results: dict, *, batches: list[int], seq_len
     return records
 
 
+def failed_measurements(records: list[dict]) -> list[str]:
+    """One line per record whose measurement could not be taken (a runtime or device that is not
+    here is 'unavailable', not a failure)."""
+    lines = []
+    for r in records:
+        errors = [r["error"]] if r.get("error") else []
+        errors += [e for e in r.get("errors", []) if e not in errors]
+        if errors and not r.get("unavailable"):
+            lines.append(f"{r['artifact']} [{r['runtime']}] on {r['target']}, batch {r['batch']}: {errors[0]}")
+    return lines
+
+
 def document(records: list[dict], *, environment: dict, options: dict) -> dict:
     return {"schema": SCHEMA, "created_by": f"edgeopt {__version__}",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

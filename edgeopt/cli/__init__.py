@@ -1,14 +1,20 @@
 """The `edgeopt` command: a lazy Click group, so `edgeopt --help` imports no heavy library.
 
-Each subcommand lives in its own module and is imported only when invoked. Every EdgeoptError,
-and every bad flag or value Click finds, leaves through one path: a one-line message on stderr
-and the error's exit code (2 for bad input).
+Each subcommand lives in its own module and is imported only when invoked. Every error leaves
+through one path, a one-line message on stderr and an exit code (DESIGN.md): an EdgeoptError or a
+bad flag with its own code (2 for bad input, 1 for a failed gate); anything else is a bug, exit 3,
+its traceback written to a log file that the line names (`-v` / `--verbose` prints it as well).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
 
 import click
 
@@ -36,6 +42,37 @@ COMMANDS = {
 def abort(message: str, code: int = 2) -> None:
     click.echo(f"edgeopt: error: {message}", err=True)
     sys.exit(code)
+
+
+def _log_dir() -> Path:
+    """$EDGEOPT_LOG_DIR, else ~/.cache/edgeopt/logs, else the temp folder (a read-only home)."""
+    for candidate in (os.environ.get("EDGEOPT_LOG_DIR"), Path.home() / ".cache" / "edgeopt" / "logs",
+                      Path(tempfile.gettempdir()) / "edgeopt-logs"):
+        if not candidate:
+            continue
+        try:
+            Path(candidate).mkdir(parents=True, exist_ok=True)
+            return Path(candidate)
+        except OSError:
+            continue
+    return Path(tempfile.gettempdir())
+
+
+def report_bug(exc: BaseException, argv: list[str]) -> None:
+    """An unexpected error: the traceback goes to a log file, the user gets one line and exit 3."""
+    from edgeopt.errors import first_line
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    log = _log_dir() / f"edgeopt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    try:
+        log.write_text(f"edgeopt {__version__}\nargv: {argv}\n\n{text}", encoding="utf-8")
+        where = f"traceback in {log}"
+    except OSError:
+        where = "the traceback could not be written to a log file; rerun with -v to see it"
+    if any(a in ("-v", "--verbose") for a in argv):
+        click.echo(text, err=True, nl=False)
+    abort(f"unexpected {type(exc).__name__}: {first_line(exc)}. This is a bug in edgeopt; {where} "
+          "(-v prints it)", 3)
 
 
 class LazyGroup(click.Group):
@@ -67,6 +104,12 @@ class LazyGroup(click.Group):
             abort(f"{e.format_message()} (see '{path} --help')", e.exit_code)
         except KeyboardInterrupt:
             abort("interrupted", 130)
+        except (SystemExit, click.exceptions.Exit, click.Abort):
+            raise
+        except click.ClickException as e:  # e.g. click.FileError: the user's input, one line
+            abort(e.format_message(), e.exit_code)
+        except Exception as e:  # noqa: BLE001 - the one place that turns a bug into exit 3
+            report_bug(e, sys.argv[1:])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

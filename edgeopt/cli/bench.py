@@ -53,7 +53,7 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
     --baseline, 2 on bad input.
     """
     from edgeopt.bench.gate import compare, regressions
-    from edgeopt.bench.records import pytest_benchmark_document, read_document
+    from edgeopt.bench.records import failed_measurements, pytest_benchmark_document, read_document
     from edgeopt.bench.run import BenchOptions, run_bench
     from edgeopt.errors import GateError, UsageError
 
@@ -66,6 +66,8 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
         raise UsageError(f"--max-regression must be >= 0, got {max_regression}")
     if not 0.5 <= confidence < 1:
         raise UsageError(f"--confidence must be in [0.5, 1), got {confidence}")
+    if cold_runs < 1:
+        raise UsageError(f"--cold-runs must be >= 1 (each is one fresh process), got {cold_runs}")
     base = read_document(baseline) if baseline is not None else None
     opts = BenchOptions(runtimes=split(runtimes), targets=split(targets) or [], batches=batches, seq_len=seq_len,
                         cold_runs=cold_runs, repeats=repeats, seconds=seconds, warmup=warmup,
@@ -84,6 +86,9 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
         doc["gate"] = {"baseline": str(baseline), "max_regression_pct": pct, "confidence": confidence,
                        "metric": gate_metric, "normalized": normalize,
                        "rows": [r.to_json() for r in rows], "passed": not regressions(rows)}
+    failed = failed_measurements(doc["records"])
+    if failed:
+        doc["failed_measurements"] = failed
     if json_out == "-":
         click.echo(json.dumps(doc, indent=2))
     elif json_out:
@@ -102,6 +107,9 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
         if bad:
             raise GateError(f"{len(bad)} record(s) slower than {baseline} by more than {doc['gate']['max_regression_pct']:g}% "
                             "(the whole confidence interval beyond the threshold; see the table)")
+    if failed:
+        raise GateError(f"{len(failed)} measurement(s) could not be taken, so nothing was measured for them; "
+                        f"first: {failed[0]}")
 
 
 def _f(v, spec=".2f"):

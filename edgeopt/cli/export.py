@@ -103,7 +103,12 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
             con.print(f"[yellow]warning:[/] {warning}")
         for note in int8.get("notes", []):
             con.print(f"note: {note}")
+    for item in result.manifest.get("not_built", []):
+        con.print(f"[red]not built:[/] {item['path']}: {item['error']}", highlight=False)
     if not result.passed:
+        if result.manifest.get("not_built"):
+            raise GateError(f"{result.manifest['not_built'][0]['error']}; the other artifacts are written "
+                            f"(--to onnx skips OpenVINO)")
         raise GateError("an artifact does not match the source model within tolerance (see the table)")
     if result.int8_passed is False:
         int8 = result.manifest["int8"]

@@ -16,9 +16,12 @@ FORMATS_HELP = (".npz, .txt, .jsonl, an image folder (one subfolder per class), 
 
 def load_data(spec: str | Path, *, io: IOSpec, tokenizer=None, max_length: int | None = None,
               limit: int | None = None, seed: int = 0, image_size: tuple[int, int] | None = None,
-              normalize: str = "imagenet") -> Dataset:
+              normalize: str = "imagenet", image: dict | None = None,
+              class_names: list[str] | None = None) -> Dataset:
     """Read DATA for a model with inputs ``io.inputs``; keep at most ``limit`` samples (shuffled,
-    stratified by label when labels exist)."""
+    stratified by label when labels exist). ``image``: the model's image preprocessing
+    (``LoadedModel.metadata["image"]``); ``class_names``: its labels in id order, so class folders
+    named after them get the model's ids."""
     from edgeopt.data import images, tensors, text
 
     text_spec = str(spec)
@@ -29,7 +32,8 @@ def load_data(spec: str | Path, *, io: IOSpec, tokenizer=None, max_length: int |
         else:
             raise UsageError(f"no such data file or folder: {text_spec}")
     elif path.is_dir():
-        ds = images.from_folder(path, io, image_size=image_size, normalize=normalize)
+        ds = images.from_folder(path, io, image_size=image_size, normalize=normalize, image=image,
+                                class_names=class_names)
     elif path.stat().st_size == 0:
         raise UsageError(f"{path.name} is empty; give calibration data with at least one sample")
     elif path.suffix == ".npz":
@@ -39,7 +43,8 @@ def load_data(spec: str | Path, *, io: IOSpec, tokenizer=None, max_length: int |
     elif path.suffix == ".csv" and text.csv_has_text(path):
         ds = text.from_csv(path, io, tokenizer=tokenizer, max_length=max_length, limit=limit, seed=seed)
     elif path.suffix == ".csv":
-        ds = images.from_csv(path, io, image_size=image_size, normalize=normalize)
+        ds = images.from_csv(path, io, image_size=image_size, normalize=normalize, image=image,
+                             class_names=class_names)
     else:
         raise UsageError(f"unknown data format {path.suffix or path.name!r}; expected {FORMATS_HELP}")
     if not ds.samples:

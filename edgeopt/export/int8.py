@@ -50,7 +50,8 @@ def load_int8_data(model: LoadedModel, opts) -> Int8Data:
                              "(.npz keyed by input name, an image folder, a .csv of images, or text)")
         calib_spec = str(BUILTIN_TITLES)
         notes.append("calibrated on edgeopt's built-in product titles; pass --calib with your own data for best quality")
-    kwargs = {"io": model.io, "tokenizer": model.tokenizer, "max_length": model.max_length, "seed": cfg.seed}
+    kwargs = {"io": model.io, "tokenizer": model.tokenizer, "max_length": model.max_length, "seed": cfg.seed,
+              "image": model.metadata.get("image"), "class_names": model.metadata.get("class_names")}
     if opts.eval_data:
         calib = load_data(calib_spec, limit=cfg.calib_size, **kwargs)
         evald = load_data(opts.eval_data, limit=cfg.eval_size, **kwargs)
@@ -62,6 +63,10 @@ def load_int8_data(model: LoadedModel, opts) -> Int8Data:
             else cfg.holdout
         calib, evald = full.split(holdout, seed=cfg.seed)
         notes.append(f"evaluated on {len(evald)} samples held out from the calibration data")
+    from edgeopt.data.fit import check_fits
+
+    check_fits(model, calib, opts.calib or "the built-in titles")
+    check_fits(model, evald, opts.eval_data or opts.calib or "the built-in titles")
     output = model.io.outputs[0].name
     metric = _metric_for(model, evald, cfg.metric)
     if metric == "nn" and len(evald) < 200:

@@ -4,13 +4,14 @@ against the source on the same inputs, then OUT/manifest.json and an atomic rena
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from edgeopt.atomic import output_dir
-from edgeopt.errors import UnavailableError, UsageError
+from edgeopt.errors import UnavailableError, UsageError, first_line
 from edgeopt.export.verify import Tolerance, compare
 from edgeopt.manifest import ArtifactRecord, Manifest, sha256_file
 from edgeopt.models.base import LoadedModel
@@ -37,6 +38,8 @@ class ExportOptions:
     shape_buckets: str = "auto"  # OpenVINO text IRs: auto, off or lengths "8,16,32" (export/buckets.py)
 
     def __post_init__(self):
+        if not self.targets:
+            raise UsageError(f"--to is empty; choose one or more of {', '.join(TARGETS)} (comma-separated)")
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown:
             raise UsageError(f"unknown --to target {unknown[0]!r}; choose from {', '.join(TARGETS)}")
@@ -78,8 +81,11 @@ def environment() -> dict:
 def _verify(path: Path, runtime: str, fmt: str, precision: str, feeds, refs, opts: ExportOptions) -> dict:
     from edgeopt.backends import get_runtime
 
-    session = get_runtime(runtime).load(str(path), threads=opts.threads, precision=precision)
-    outs = [session.run(f) for f in feeds]
+    try:
+        session = get_runtime(runtime).load(str(path), threads=opts.threads, precision=precision)
+        outs = [session.run(f) for f in feeds]
+    except Exception as e:  # noqa: BLE001 - a runtime that cannot run the artifact fails its verification
+        return {"passed": False, "error": f"{runtime} could not run it: {first_line(e, 200)}", "runtime": runtime}
     tol = Tolerance.for_artifact(fmt, precision)
     tol.atol = tol.atol if opts.atol is None else opts.atol
     tol.rtol = tol.rtol if opts.rtol is None else opts.rtol
@@ -99,7 +105,7 @@ def _check_targets(opts: ExportOptions):
 
 
 def _add_openvino(model: LoadedModel, onnx_path: Path, stage: Path, artifacts: list, feeds, refs,
-                  opts: ExportOptions, log) -> None:
+                  opts: ExportOptions, log, not_built: list) -> None:
     """FP32 (and FP16) IR: through the PyTorch frontend for transformers (fused attention), from
     model.onnx for the rest and whenever the frontend's IR fails to convert or to verify."""
     from edgeopt.export.openvino import (
@@ -116,14 +122,27 @@ def _add_openvino(model: LoadedModel, onnx_path: Path, stage: Path, artifacts: l
         rel = "openvino/model.xml" if precision == "fp32" else "openvino/model.fp16.xml"
         while True:
             log(f"converting to OpenVINO IR ({precision})")
-            how = export_openvino(onnx_path, stage / rel, fp16=precision == "fp16",
-                                  converted=None if converted is None else converted.clone())
+            try:
+                how = export_openvino(onnx_path, stage / rel, fp16=precision == "fp16",
+                                      converted=None if converted is None else converted.clone())
+            except Exception as e:  # noqa: BLE001 - OpenVINO cannot convert this graph (an op it lacks)
+                if converted is not None:
+                    converted = None
+                    continue
+                how = None
+                failed_op = re.findall(r"Conversion (?:is )?failed for:?\s*([^\n]+)", str(e))
+                why = f"no conversion for {failed_op[-1].strip()}" if failed_op else first_line(e, 200)
+                not_built.append({"path": rel, "error": f"OpenVINO could not convert model.onnx ({why})"})
+                shutil.rmtree(stage / "openvino", ignore_errors=True)
+                break
             log(f"verifying {rel} with openvino")
             verification = _verify(stage / rel, "openvino", "openvino", precision, feeds, refs, opts)
             if verification.get("passed") or converted is None:
                 break
             log("the PyTorch frontend's IR did not verify; converting model.onnx instead")
             converted = None
+        if how is None:
+            return
         artifacts.append(ArtifactRecord(rel, "openvino", precision, ["openvino"], verification=verification,
                                         extra={"converter": how}))
 
@@ -160,7 +179,7 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
     refs = [model.reference(f) for f in feeds]
     with output_dir(out) as stage:
         onnx_path = stage / "model.onnx"
-        artifacts = []
+        artifacts, not_built = [], []
         if model.onnx_path is not None:
             shutil.copyfile(model.onnx_path, onnx_path)
             how = {"exporter": "copied"}
@@ -175,7 +194,7 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
                                                              feeds, refs, opts),
                                         extra=how))
         if "openvino" in opts.targets:
-            _add_openvino(model, onnx_path, stage, artifacts, feeds, refs, opts, log)
+            _add_openvino(model, onnx_path, stage, artifacts, feeds, refs, opts, log, not_built)
         from edgeopt.export.onnx import output_specs
 
         outputs = output_specs(onnx_path, model)
@@ -198,12 +217,16 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(str(stage / "tokenizer"))
             preprocessing = {"tokenizer": "tokenizer/", "max_length": model.max_length}
+        if model.metadata.get("image"):  # size, resize rule, mean / std (models/hf_vision.py)
+            preprocessing["image"] = {k: v for k, v in model.metadata["image"].items() if k != "source"}
+        if model.metadata.get("class_names"):
+            preprocessing["class_names"] = model.metadata["class_names"]
         manifest = Manifest(model={"name": model.name, "source": str(model.source), "family": model.family,
                                    "sha256": source_digest(model.source)},
                             inputs=list(model.io.inputs), outputs=outputs, artifacts=artifacts,
                             preprocessing=preprocessing, environment=environment(),
-                            task=model.metadata.get("task"), int8=int8_report)
+                            task=model.metadata.get("task"), int8=int8_report, not_built=not_built)
         manifest.write(stage)
         data = manifest.to_json()
-    passed = all(a.verification.get("passed") for a in artifacts)
+    passed = all(a.verification.get("passed") for a in artifacts) and not not_built
     return ExportResult(Path(out), data, passed, int8_passed=None if int8_report is None else int8_report["passed"])

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 
 
 def parse_kwargs(text: str | None, flag: str = "--arch-kwargs") -> dict:
@@ -42,7 +42,11 @@ def resolve_factory(spec: str):
                 sys.path.insert(0, os.getcwd())
             module = importlib.import_module(mod_name)
     except ImportError as e:
-        raise UsageError(f"--arch {spec!r}: cannot import {mod_name} ({e}); is it on PYTHONPATH?") from None
+        raise UsageError(f"--arch {spec!r}: cannot import {mod_name} ({first_line(e)}); is it on PYTHONPATH?") from None
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - importing the user's module ran their code, which failed
+        raise UsageError(f"--arch {spec!r}: importing {mod_name} raised {type(e).__name__}: {first_line(e)}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise UsageError(f"--arch {spec!r}: {mod_name} has no callable {attr!r}")
@@ -56,7 +60,10 @@ def build_from_arch(spec: str, kwargs: dict):
     try:
         model = factory(**kwargs)
     except TypeError as e:
-        raise UsageError(f"--arch {spec!r} rejected --arch-kwargs {kwargs}: {e}") from None
+        raise UsageError(f"--arch {spec!r} rejected --arch-kwargs {kwargs}: {first_line(e)}") from None
+    except Exception as e:  # noqa: BLE001 - the user's factory failed: their code, not edgeopt's
+        raise UsageError(f"--arch {spec!r} raised {type(e).__name__} when called with {kwargs or 'no kwargs'}: "
+                         f"{first_line(e)}; fix the factory or --arch-kwargs") from None
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"--arch {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model

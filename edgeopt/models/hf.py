@@ -7,10 +7,11 @@ exported with the head its config names (``architectures``), called by keyword.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 from edgeopt.models.adapter import make_adapter, probe_outputs, torch_reference
 from edgeopt.models.base import LoadedModel
 from edgeopt.spec import IOSpec, TensorSpec
@@ -44,10 +45,23 @@ def model_name(path: Path) -> str:
     return path.parent.name if path.name.lower() in ("model", "models", "") else path.name
 
 
-def _input_specs(tokenizer) -> tuple[TensorSpec, ...]:
+def _input_specs(tokenizer, model=None) -> tuple[TensorSpec, ...]:
+    """The tokenizer's inputs that the model's forward takes (a BERT tokenizer beside DistilBERT
+    emits token_type_ids, which DistilBERT's forward has no parameter for)."""
     names = [n for n in _ORDER if n in tokenizer.model_input_names]
     names += [n for n in tokenizer.model_input_names if n not in names]
+    if model is not None and any(accepts(model, n) for n in names):
+        names = [n for n in names if accepts(model, n)]
     return tuple(TensorSpec(n, "int64", ("batch", "sequence")) for n in names)
+
+
+def accepts(model, name: str) -> bool:
+    """Whether ``model.forward`` names ``name`` as a parameter (transformers' forwards also take
+    **kwargs, which would accept anything and fail later)."""
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _text_samples(tokenizer, names, max_length):
@@ -78,8 +92,7 @@ def load_sentence_transformers(path: Path, inputs=None) -> LoadedModel:
     try:
         st = SentenceTransformer(str(path), device="cpu", trust_remote_code=False).eval()
     except Exception as e:
-        raise UsageError(f"{path} is not a loadable sentence-transformers folder: "
-                         f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+        raise UsageError(f"{path} is not a loadable sentence-transformers folder: {first_line(e)}") from None
     tokenizer = st.tokenizer
     specs = _input_specs(tokenizer)
     _check_inputs(inputs, specs, path)
@@ -116,15 +129,27 @@ def load_hf(path: Path, inputs=None) -> LoadedModel:
         cls = getattr(transformers, arch, None) if arch else None
         cls = cls or transformers.AutoModel
         model = cls.from_pretrained(str(path), trust_remote_code=False).eval()
+    except Exception as e:
+        raise UsageError(f"{path} is not a loadable Hugging Face model folder: {first_line(e)}") from None
+    kind = modality(model)
+    if kind == "vision":
+        from edgeopt.models.hf_vision import load_vision
+
+        return load_vision(path, model, arch, inputs)
+    if kind == "text+vision":
+        from edgeopt.models.hf_vision import load_dual_encoder
+
+        return load_dual_encoder(path, model, arch, inputs)
+    try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
     except Exception as e:
-        raise UsageError(f"{path} is not a loadable Hugging Face model folder: "
-                         f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
-    specs = _input_specs(tokenizer)
+        raise UsageError(f"{path.name}: {arch or 'the model'} takes text, but its tokenizer does not load "
+                         f"({first_line(e)}); save it beside the model with tokenizer.save_pretrained") from None
+    specs = _input_specs(tokenizer, model)
     _check_inputs(inputs, specs, path)
     names = [s.name for s in specs]
     adapter = make_adapter(model, names)
-    max_length = min(int(getattr(tokenizer, "model_max_length", 128) or 128), 512)
+    max_length = min(int(getattr(tokenizer, "model_max_length", 128) or 128), 512, position_limit(model))
     samples = _text_samples(tokenizer, names, max_length)
     outputs = probe_outputs(adapter, specs, path.name, feeds=samples()[0])
     outputs = tuple(TensorSpec(o.name, o.dtype, ("batch", "sequence", *o.shape[2:]) if len(o.shape) == 3 else o.shape)
@@ -134,3 +159,24 @@ def load_hf(path: Path, inputs=None) -> LoadedModel:
     return LoadedModel(name=model_name(path), source=path, family="hf", io=io, module=adapter, tokenizer=tokenizer,
                        max_length=max_length, reference=torch_reference(adapter, io),
                        sample_feeds=samples, metadata={"task": task, "architecture": arch})
+
+
+def modality(model) -> str:
+    """'text', 'vision' or 'text+vision' (CLIP-style dual encoders), from the forward signature."""
+    if accepts(model, "input_ids") and accepts(model, "pixel_values"):
+        return "text+vision"
+    if getattr(model, "main_input_name", "input_ids") == "pixel_values":
+        return "vision"
+    return "text"
+
+
+def position_limit(model) -> int:
+    """The longest sequence the model's position table takes: its rows, less the offset of
+    RoBERTa-style tables whose positions start after the padding index (514 rows -> 512 tokens)."""
+    import torch
+
+    for name, module in model.named_modules():
+        if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding):
+            offset = module.padding_idx + 1 if module.padding_idx is not None else 0
+            return max(1, module.num_embeddings - offset)
+    return 1 << 30

@@ -110,6 +110,29 @@ def _unwrap_state_dict(obj) -> dict:
     return obj
 
 
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first object torch.save's pre-zip format pickles
+
+
+def not_a_torch_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a torch.save checkpoint (None when it may be one): torch.save writes a
+    zip archive, or (before torch 1.6) a pickle that starts with torch's magic number."""
+    if zipfile.is_zipfile(path):
+        return None
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04"):  # a zip without its central directory: cut off mid-write
+        return f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?); save it again"
+    if head[:1] != b"\x80":
+        kind = ("a NumPy .npy array" if head.startswith(b"\x93NUMPY") else
+                "an ONNX or other protobuf file" if head[:1] == b"\x08" else
+                "a text file" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "not a known format")
+        return f"{path.name} is not a PyTorch checkpoint ({kind}); save weights with torch.save(model.state_dict(), path)"
+    if head[2:4] == b"\x8a\x0a" and int.from_bytes(head[4:14], "little") == _LEGACY_MAGIC:
+        return None
+    return (f"{path.name} is a plain Python pickle, not a PyTorch checkpoint; save weights with "
+            "torch.save(model.state_dict(), path)")
+
+
 def read_state_dict(path: Path) -> dict:
     import torch
 
@@ -121,6 +144,9 @@ def read_state_dict(path: Path) -> dict:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
             raise UsageError(f"{path.name} is not a readable safetensors file ({e}); re-save it") from None
+    reason = not_a_torch_file(path)
+    if reason:
+        raise UsageError(reason)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
