@@ -95,6 +95,8 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx):
+        # the subcommand's arguments, for -v on a bug (ctx.protected_args is deprecated in Click 9)
+        argv = [*getattr(ctx, "_protected_args", []), *ctx.args]
         try:
             return super().invoke(ctx)
         except EdgeoptError as e:
@@ -109,7 +111,7 @@ class LazyGroup(click.Group):
         except click.ClickException as e:  # e.g. click.FileError: the user's input, one line
             abort(e.format_message(), e.exit_code)
         except Exception as e:  # noqa: BLE001 - the one place that turns a bug into exit 3
-            report_bug(e, sys.argv[1:])
+            report_bug(e, argv)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

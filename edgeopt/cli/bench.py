@@ -50,7 +50,7 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
     manifest), a .edgepkg bundle, or a torch model (the eager baseline).
 
     Exit 0 when done (and no regression), 1 when a record regressed beyond --max-regression against
-    --baseline, 2 on bad input.
+    --baseline or a measurement could not be taken, 2 on bad input, 3 on a bug (a log file is named).
     """
     from edgeopt.bench.gate import compare, regressions
     from edgeopt.bench.records import failed_measurements, pytest_benchmark_document, read_document

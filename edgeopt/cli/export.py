@@ -66,7 +66,8 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
     return the most sensitive layers to FP32 until the drop is within --max-drop.
 
     Exit 0 when all artifacts match the source (and INT8 passes its gate), 1 when one does not
-    (FP32 artifacts are kept; failing artifacts are marked in the manifest), 2 on bad input.
+    or cannot be built (FP32 artifacts are kept; failing artifacts are marked in the manifest), 2 on
+    bad input, 3 on a bug (a log file is named).
     """
     from edgeopt.errors import GateError
     from edgeopt.export.pipeline import ExportOptions, export_model
