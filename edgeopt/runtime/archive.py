@@ -71,7 +71,7 @@ def _copy(tar, member, target: Path, expected: dict, bundle: Path, durable: bool
             try:
                 block = src.read(min(1 << 20, member.size - done))
             except _READ_ERRORS as e:
-                raise BundleError(f"{bundle} is truncated or corrupt ({e})") from None
+                raise BundleError(f"{bundle} is truncated or corrupt ({type(e).__name__})") from None
             if not block:
                 raise BundleError(f"{bundle} is truncated (member {member.name} is short)")
             h.update(block)
@@ -147,7 +147,8 @@ def extract(bundle: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: in
                     expected = files[name]
                 _copy(tar, member, target, expected, bundle, durable)
     except _READ_ERRORS as e:
-        raise BundleError(f"{bundle} is not a readable bundle (truncated or not a tar archive: {e})") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(":")
+        raise BundleError(f"{bundle} is not a readable bundle: truncated, or not a tar archive ({first})") from None
     except OSError as e:
         if e.errno in (27, 28, 122):  # EFBIG (a file size limit), ENOSPC, EDQUOT
             raise NoSpaceError(f"no space left on the device while unpacking {bundle.name} into {dest.parent}; "
