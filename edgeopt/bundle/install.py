@@ -113,6 +113,7 @@ def install(*, bundle: str | os.PathLike, dest: str | os.PathLike, public_key: s
     with layout.locked(dest):
         layout.clean_stale(dest)
         stage = Path(tempfile.mkdtemp(prefix=layout.STAGING_PREFIX, dir=dest))
+        stage.chmod(0o755)  # the installed version is readable by the serving user, like its files
         try:
             log(f"unpacking and checking {bundle.name}")
             try:
