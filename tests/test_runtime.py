@@ -167,3 +167,23 @@ def test_health_check_prepares_openvino_cache(tiny, tmp_path):
     assert r.health["runtime"] == "openvino" and r.health["passed"]
     blobs = list((r.current.parent / ".cache" / "1" / "openvino").iterdir())
     assert blobs and load(r.current).cache.startswith("install-time compiled blob")
+
+
+def test_tensorrt_engine_only_for_its_gpu_and_release(tmp_path):
+    """Engines are named for the GPU architecture and TensorRT release that built them; elsewhere the
+    runtime passes them over and says why (here: no tensorrt, or no GPU)."""
+    from edgeopt.runtime import tensorrt as trt
+    from edgeopt.runtime.model import choose
+
+    assert trt.matches("tensorrt/model.int8.sm89-trt10.3.plan", "sm89-trt10.3")
+    assert not trt.matches("tensorrt/model.int8.sm89-trt10.3.plan", "sm90-trt10.3")
+    assert not trt.matches("tensorrt/model.int8.sm89-trt10.3.plan", "sm89-trt10.4")
+    (tmp_path / "tensorrt").mkdir()
+    (tmp_path / "tensorrt" / "model.int8.sm89-trt10.3.plan").write_bytes(b"engine")
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    manifest = {"artifacts": [{"path": "tensorrt/model.int8.sm89-trt10.3.plan", "format": "tensorrt",
+                               "precision": "int8"},
+                              {"path": "model.onnx", "format": "onnx", "precision": "fp32"}]}
+    art, name, why = choose(tmp_path, manifest, runtime=None)
+    if trt.device_tag()[0] != "sm89-trt10.3":
+        assert why[0].startswith("tensorrt: ") and art["path"] != manifest["artifacts"][0]["path"]
