@@ -122,7 +122,10 @@ def install(*, bundle: str | os.PathLike, dest: str | os.PathLike, public_key: s
                 raise UsageError(str(e)) from None
             if signature == "absent" and not allow_unsigned:
                 raise UsageError(f"{bundle.name} is not signed; install it only with --allow-unsigned")
-            model_dir = dest / (manifest.get("model") or {}).get("name", "")
+            raw_name = str((manifest.get("model") or {}).get("name") or "")
+            if not safe_name(raw_name):
+                raise UsageError(f"{bundle.name}: model name {raw_name!r} cannot name a folder")
+            model_dir = dest / raw_name
             current = _installed_version(model_dir) if model_dir.is_dir() else None
             name, version = _check_policy(manifest, bundle, current, allow_downgrade)
             model_dir.mkdir(exist_ok=True)
