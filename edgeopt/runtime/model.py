@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +56,9 @@ def choose(folder: Path, manifest: dict, *, runtime: str | None = None,
 def _open(path: Path, *, check_hashes: bool, public_key) -> tuple[Path, dict, str | None]:
     """(folder, manifest, temporary folder to remove) for a bundle file or a folder."""
     if path.is_file():
+        import shutil
+        import tempfile
+
         from edgeopt.runtime.archive import extract
 
         tmp = tempfile.mkdtemp(prefix="edgeopt-bundle-")
@@ -176,9 +176,14 @@ def load(path: str | Path, *, runtime: str | None = None, artifact: str | None =
                                                  prepack=prepack, cache_dir=cache_dir)
     except BaseException:
         if tmp is not None:
+            import shutil
+
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     model = Model(folder, manifest, art, name, why, engine, note)
-    if tmp is not None:
+    if tmp is not None:  # the unpacked bundle lives as long as the model
+        import shutil
+        import weakref
+
         weakref.finalize(model, shutil.rmtree, tmp, True)
     return model

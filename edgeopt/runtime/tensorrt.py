@@ -3,17 +3,14 @@
 An engine runs only on the GPU architecture and TensorRT release that built it, so the export names
 it ``tensorrt/model.<precision>.sm<cc>-trt<major.minor>.plan`` and ``matches`` compares that tag with
 this device. GPU buffers come from the CUDA runtime through ctypes (as Polygraphy does), so the
-device needs tensorrt and libcudart, not torch.
+device needs tensorrt and libcudart, not torch. Only what the CPU path needs is imported at the top.
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata
 import importlib.util
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,8 @@ _TAG = re.compile(r"\.(sm\d+)-trt(\d+\.\d+)\.plan$")
 
 
 def version() -> str | None:
+    import importlib.metadata  # here, not at the top: it costs a CPU device's cold start ~10 ms
+
     for dist in ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"):
         try:
             return importlib.metadata.version(dist)
@@ -36,6 +35,9 @@ def version() -> str | None:
 
 def device_tag() -> tuple[str | None, str]:
     """('sm89-trt10.3', '') for this device, or (None, why not)."""
+    import shutil
+    import subprocess
+
     trt_version = version()
     if trt_version is None:
         return None, "tensorrt is not installed"
