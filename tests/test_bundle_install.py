@@ -278,3 +278,23 @@ def test_power_loss_during_install(bundles, keys, installed_v1, tmp_path):
 def test_power_loss_during_install_50(bundles, keys, installed_v1, tmp_path):
     seen = _kill_at_random_moments(bundles, keys, installed_v1, tmp_path, rounds=50, seed=2121)
     assert seen == {"1.0", "2.0"}  # the kills landed before and after the switch
+
+
+def test_predict_and_install_usage_errors(bundles, keys, dest, tmp_path):
+    np.savez(tmp_path / "wrong.npz", nope=np.zeros((1, 3), np.float32))
+    cases = [
+        (("predict", bundles["v1"], "--text", "red shoes"), "not a text model"),
+        (("predict", bundles["v1"], "--input", tmp_path / "wrong.npz"), "missing input"),
+        (("predict", bundles["v1"]), "either --text"),
+        (("predict", tmp_path / "nothing.edgepkg", "--text", "x"), "no such bundle"),
+        (("install", bundles["v2"], "--dest", dest), "no --public-key"),
+        (("install", tmp_path / "nothing.edgepkg", "--dest", dest, "--allow-unsigned"), "no such bundle"),
+        (("install", bundles["v2"], "--dest", dest, "--public-key", tmp_path / "none.pub"), "no such public key"),
+        (("rollback", tmp_path / "nothing"), "no such installed model"),
+    ]
+    before = tree_digest(dest)
+    for args, message in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert tree_digest(dest) == before
