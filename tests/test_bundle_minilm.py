@@ -16,10 +16,14 @@ def _cos(a, b):
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-@pytest.mark.slow  # ~40 s: a full MiniLM export; the tiny-model tests cover every path fast
-def test_minilm_bundle_end_to_end(minilm_path, keys, tmp_path):
+@pytest.mark.slow  # 40-100 s: a full MiniLM export; the tiny-model tests cover every path fast
+@pytest.mark.parametrize("precision, flags, min_cos", [
+    ("fp32", (), 0.9999),
+    ("int8", ("--int8", "--no-speed-check"), 0.98),  # the INT8 gate's per-title floor is 0.98
+])
+def test_minilm_bundle_end_to_end(minilm_path, keys, tmp_path, precision, flags, min_cos):
     st = pytest.importorskip("sentence_transformers")
-    r = run_cli("export", minilm_path, "--to", "onnx", "-o", tmp_path / "out")
+    r = run_cli("export", minilm_path, "--to", "onnx", *flags, "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     r = run_cli("package", tmp_path / "out", "-o", tmp_path / "minilm.edgepkg", "--sign-key",
                 keys["good"].private_key, "--version", "1.0.0")
@@ -32,7 +36,8 @@ def test_minilm_bundle_end_to_end(minilm_path, keys, tmp_path):
     [installed] = [p for p in (tmp_path / "dest").iterdir() if p.is_dir()]
     model = load(installed)
     assert model.cache.startswith("install-time") and model.runtime == "onnxruntime"
+    assert model.artifact["precision"] == precision
     got = model.embed(TITLES)
     want = st.SentenceTransformer(str(minilm_path), device="cpu").encode(TITLES, convert_to_numpy=True)
     assert got.shape == want.shape == (len(TITLES), 384)
-    assert _cos(got, want).min() > 0.9999
+    assert _cos(got, want).min() > min_cos

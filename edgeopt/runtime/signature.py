@@ -47,6 +47,8 @@ def verify_folder(folder: Path, public_key: str | Path) -> None:
         config.set_hashing_config(hashing_config()).verify(folder, folder / SIGNATURE)
     except invalid:
         raise SignatureError(f"signature check failed: {SIGNATURE} was not made with the key {key.name}") from None
-    except (ValueError, KeyError, TypeError) as e:
+    except KeyError as e:
+        raise SignatureError(f"signature check failed: {SIGNATURE} is malformed (no {e})") from None
+    except (ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SignatureError(f"signature check failed: {first[:300]}") from None
