@@ -298,3 +298,13 @@ def test_predict_and_install_usage_errors(bundles, keys, dest, tmp_path):
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1
     assert tree_digest(dest) == before
+
+
+def test_verify_an_installed_version(bundles, keys, dest):
+    model_dir = dest / model_name(bundles["v1"])
+    r = run_cli("verify", model_dir, "--public-key", keys["good"].public_key, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["signature"] == "verified", r.stderr
+    folder = (model_dir / "current").resolve()
+    (folder / "stray.txt").write_text("x")
+    r = run_cli("verify", model_dir, "--public-key", keys["good"].public_key)
+    assert r.returncode == 1 and "stray.txt" in r.stderr

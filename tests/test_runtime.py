@@ -187,3 +187,12 @@ def test_tensorrt_engine_only_for_its_gpu_and_release(tmp_path):
     art, name, why = choose(tmp_path, manifest, runtime=None)
     if trt.device_tag()[0] != "sm89-trt10.3":
         assert why[0].startswith("tensorrt: ") and art["path"] != manifest["artifacts"][0]["path"]
+
+
+def test_load_checks_the_signature_when_given_a_key(text_bundle, keys):
+    from edgeopt.runtime import BundleError, load
+
+    for path in (text_bundle["installed"], text_bundle["bundle"]):
+        assert load(path, public_key=keys["good"].public_key).runtime == "onnxruntime"
+        with pytest.raises(BundleError, match="signature"):
+            load(path, public_key=keys["other"].public_key)

@@ -56,20 +56,52 @@ def unpack_checked(bundle: Path, dest: Path, public_key, *, durable: bool = Fals
     return manifest, "not checked" if signed else "absent"
 
 
-def verify(*, bundle: str | os.PathLike, public_key: str | os.PathLike | None = None) -> VerifyResult:
-    """Exit-code contract: UsageError (2) for what is not a bundle or key; GateError (1) when the
-    bundle fails verification (tampered, truncated, wrong key, expired)."""
-    bundle = Path(bundle)
-    check_bundle_path(bundle)
-    if public_key is not None and not Path(public_key).is_file():
-        raise UsageError(f"no such public key: {public_key}")
-    tmp = Path(tempfile.mkdtemp(prefix="edgeopt-verify-"))
+def _verify_folder(folder: Path, public_key) -> tuple[dict, str]:
+    """An installed version (DEST/<name>, its current, or DEST/<name>/<version>): every file's
+    sha256, no file the manifest does not list, and the signature when a key is given."""
+    from edgeopt.runtime import manifest as manifest_io
+    from edgeopt.runtime.signature import verify_folder
+
+    if not (folder / manifest_io.MANIFEST).exists() and (folder / "current").is_dir():
+        folder = folder / "current"
+    folder = folder.resolve()  # model-signing refuses a symlinked model path
     try:
-        manifest, state = unpack_checked(bundle, tmp, public_key)
+        manifest = manifest_io.read(folder)
+        if manifest.get("files") is None:
+            raise UsageError(f"{folder} is not a bundle or an installed version (its manifest has no 'files')")
+        manifest_io.check_files(folder, manifest, hashes=True)
+        listed = set(manifest["files"]) | {manifest_io.MANIFEST, manifest_io.SIGNATURE}
+        extra = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                       if p.is_file() and p.relative_to(folder).as_posix() not in listed)
+        if extra:
+            raise BundleError(f"{folder}: {extra[0]} is not listed in {manifest_io.MANIFEST}")
+        signed = (folder / manifest_io.SIGNATURE).is_file()
+        if public_key is None:
+            return manifest, "not checked" if signed else "absent"
+        verify_folder(folder, public_key)
+        return manifest, "verified"
     except BundleError as e:
         raise GateError(f"verification failed: {e}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def verify(*, bundle: str | os.PathLike, public_key: str | os.PathLike | None = None) -> VerifyResult:
+    """``bundle``: a .edgepkg, or an installed version folder. Exit-code contract: UsageError (2)
+    for what is not a bundle or key; GateError (1) when it fails verification (tampered, truncated,
+    wrong key, expired)."""
+    bundle = Path(bundle)
+    if public_key is not None and not Path(public_key).is_file():
+        raise UsageError(f"no such public key: {public_key}")
+    if bundle.is_dir():
+        manifest, state = _verify_folder(bundle, public_key)
+    else:
+        check_bundle_path(bundle)
+        tmp = Path(tempfile.mkdtemp(prefix="edgeopt-verify-"))
+        try:
+            manifest, state = unpack_checked(bundle, tmp, public_key)
+        except BundleError as e:
+            raise GateError(f"verification failed: {e}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     info = manifest.get("bundle") or {}
     if expired(info.get("expires")):
         raise GateError(f"verification failed: {bundle.name} expired on {info['expires']}; package a fresh bundle")

@@ -13,8 +13,8 @@ import click
 @click.option("--public-key", type=click.Path(path_type=Path), metavar="KEY", help="The signer's PEM public key.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def command(bundle, public_key, as_json):
-    """Check every file of BUNDLE against its manifest and, with --public-key, its signature; show the
-    evidence it carries. Exit 0 verified, 1 verification failed (tampered, wrong key, expired), 2 bad input."""
+    """Check every file of BUNDLE (a .edgepkg, or an installed DEST/<name>) against its manifest and,
+    with --public-key, its signature; show the evidence it carries. Exit 0 verified, 1 verification failed (tampered, wrong key, expired), 2 bad input."""
     from edgeopt.bundle.verify import verify
 
     r = verify(bundle=bundle, public_key=public_key)

@@ -82,7 +82,7 @@ def _open(path: Path, *, check_hashes: bool, public_key) -> tuple[Path, dict, st
         if public_key is not None:
             from edgeopt.runtime.signature import verify_folder
 
-            verify_folder(path, public_key)
+            verify_folder(path.resolve(), public_key)  # model-signing refuses a symlinked model path
         return path, manifest, None
     raise BundleError(f"no such bundle or folder: {path}")
 
