@@ -131,7 +131,14 @@ def _member(name, kind=tarfile.REGTYPE, data=b"x", linkname=""):
     return add
 
 
+def _oversized_member(folder, keys):  # bigger than its manifest entry says (a bomb would be, too)
+    with open(folder / "golden" / "inputs.npz", "ab") as f:
+        f.write(b"\0" * (1 << 20))
+
+
 BAD = {
+    "oversized member": (_oversized_member, None, "manifest.json says"),
+    "file and folder clash": (None, _member("model.onnx/x"), "both a file and the folder"),
     "tampered file": (_tampered_file, None, "sha256"),
     "tampered file and manifest": (_tampered_consistently, None, "signature"),
     "missing signature": (_missing_signature, None, "not signed"),
@@ -308,3 +315,26 @@ def test_verify_an_installed_version(bundles, keys, dest):
     (folder / "stray.txt").write_text("x")
     r = run_cli("verify", model_dir, "--public-key", keys["good"].public_key)
     assert r.returncode == 1 and "stray.txt" in r.stderr
+
+
+def test_decompression_bomb_limits(bundles, tmp_path):
+    """A gzip bundle whose manifest declares more than the limit, and one with too many members."""
+    import gzip
+    import io
+
+    from edgeopt.runtime.archive import MAX_MEMBERS, extract
+    from edgeopt.runtime.errors import BundleError
+
+    gz = tmp_path / "b.edgepkg"
+    gz.write_bytes(gzip.compress(bundles["v2"].read_bytes()))
+    (tmp_path / "a").mkdir()
+    with pytest.raises(BundleError, match="more than the limit"):
+        extract(gz, tmp_path / "a", max_bytes=1000)
+    assert not any((tmp_path / "a").iterdir())
+    many = tmp_path / "many.edgepkg"
+    with tarfile.open(many, "w") as tar:
+        for i in range(MAX_MEMBERS + 1):
+            tar.addfile(tarfile.TarInfo(f"f{i}"), io.BytesIO(b""))
+    (tmp_path / "b").mkdir()
+    with pytest.raises(BundleError, match="more than 10000 members"):
+        extract(many, tmp_path / "b")

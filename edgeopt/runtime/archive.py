@@ -37,7 +37,7 @@ def _members(tar: tarfile.TarFile, bundle: Path) -> dict[str, tarfile.TarInfo]:
     while True:
         member = tar.next()
         if member is None:
-            return found
+            break
         if len(found) >= MAX_MEMBERS:
             raise BundleError(f"{bundle} has more than {MAX_MEMBERS} members; not an edgeopt bundle")
         name = member.name[2:] if member.name.startswith("./") else member.name
@@ -50,6 +50,13 @@ def _members(tar: tarfile.TarFile, bundle: Path) -> dict[str, tarfile.TarInfo]:
         if name in found:
             raise BundleError(f"{bundle}: member {name!r} appears twice")
         found[name] = member
+    files = {n for n, m in found.items() if m.isreg()}
+    for name in found:
+        parts = name.split("/")
+        clash = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in files), None)
+        if clash:
+            raise BundleError(f"{bundle}: {clash!r} is both a file and the folder of {name!r}")
+    return found
 
 
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int, bundle: Path) -> bytes:
