@@ -2,5 +2,22 @@
 
 ``package`` builds one ``.edgepkg`` from an export folder, ``verify`` checks one, ``install``
 unpacks, verifies, health-checks and switches atomically, ``rollback`` switches back, ``keygen``
-makes a signing key pair. The device-side loader is ``edgeopt.runtime``.
+makes a signing key pair. Each is keyword-only and returns a result dataclass. The device-side
+loader is ``edgeopt.runtime``.
 """
+
+_PUBLIC = {"package": "edgeopt.bundle.build", "PackageResult": "edgeopt.bundle.build",
+           "verify": "edgeopt.bundle.verify", "VerifyResult": "edgeopt.bundle.verify",
+           "install": "edgeopt.bundle.install", "InstallResult": "edgeopt.bundle.install",
+           "rollback": "edgeopt.bundle.install", "RollbackResult": "edgeopt.bundle.install",
+           "keygen": "edgeopt.bundle.sign", "KeygenResult": "edgeopt.bundle.sign",
+           "predict": "edgeopt.bundle.predict", "PredictResult": "edgeopt.bundle.predict"}
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name):  # lazy: importing edgeopt.bundle.<module> stays cheap
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'edgeopt.bundle' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_PUBLIC[name]), name)
