@@ -65,7 +65,7 @@ def candidates(onnx: Path, installed: Path, tokens: dict) -> dict[str, str]:
 def prepare(export: Path, work: Path) -> tuple[Path, Path, dict]:
     """Package model.int8.onnx (unsigned) and install it: (artifact, installed folder, tokens)."""
     from edgeopt.bundle.build import package
-    from edgeopt.bundle.install import install
+    from edgeopt.bundle.installation import install
     from edgeopt.runtime.text import TextEncoder
 
     if not (export / "model.int8.onnx").is_file():

@@ -233,7 +233,7 @@ def test_no_space_left_checked_up_front(bundles, keys, dest, monkeypatch):
     import shutil
 
     from edgeopt.errors import UsageError
-    from edgeopt.bundle.install import install
+    from edgeopt.bundle.installation import install
 
     usage = shutil.disk_usage(dest)
     monkeypatch.setattr("edgeopt.runtime.archive.shutil.disk_usage",

@@ -21,7 +21,7 @@ FORBIDDEN = ("torch", "click", "rich", "transformers", "onnx", "sentence_transfo
 def text_bundle(tiny_bert, keys, tmp_path_factory):
     """A 2-layer BERT classifier with MiniLM's real tokenizer: export (ONNX only), package, install."""
     from edgeopt.bundle.build import package
-    from edgeopt.bundle.install import install
+    from edgeopt.bundle.installation import install
     from edgeopt.export.pipeline import ExportOptions, export_model
     from edgeopt.models import load_model
 
@@ -156,7 +156,7 @@ def test_health_check_prepares_openvino_cache(tiny, tmp_path):
     """install compiles the OpenVINO IR once into DEST/<name>/.cache/<version>/openvino (CACHE_DIR)."""
     pytest.importorskip("openvino")
     from edgeopt.bundle.build import package
-    from edgeopt.bundle.install import install
+    from edgeopt.bundle.installation import install
     from edgeopt.export.pipeline import ExportOptions, export_model
     from edgeopt.models import load_model
     from edgeopt.runtime import load

@@ -7,11 +7,11 @@ loader is ``edgeopt.runtime``.
 """
 
 _PUBLIC = {"package": "edgeopt.bundle.build", "PackageResult": "edgeopt.bundle.build",
-           "verify": "edgeopt.bundle.verify", "VerifyResult": "edgeopt.bundle.verify",
-           "install": "edgeopt.bundle.install", "InstallResult": "edgeopt.bundle.install",
-           "rollback": "edgeopt.bundle.install", "RollbackResult": "edgeopt.bundle.install",
+           "verify": "edgeopt.bundle.verification", "VerifyResult": "edgeopt.bundle.verification",
+           "install": "edgeopt.bundle.installation", "InstallResult": "edgeopt.bundle.installation",
+           "rollback": "edgeopt.bundle.installation", "RollbackResult": "edgeopt.bundle.installation",
            "keygen": "edgeopt.bundle.sign", "KeygenResult": "edgeopt.bundle.sign",
-           "predict": "edgeopt.bundle.predict", "PredictResult": "edgeopt.bundle.predict"}
+           "predict": "edgeopt.bundle.prediction", "PredictResult": "edgeopt.bundle.prediction"}
 __all__ = list(_PUBLIC)
 
 

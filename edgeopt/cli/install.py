@@ -24,7 +24,7 @@ def command(bundle, dest, public_key, allow_downgrade, allow_unsigned, as_json):
     run its golden inputs through the device runtime in a fresh process, then switch DIR/<name>/current
     atomically (the previous version stays for `edgeopt rollback`). Exit 0 installed, 1 health check
     failed (current unchanged), 2 bad input (current unchanged)."""
-    from edgeopt.bundle.install import install
+    from edgeopt.bundle.installation import install
 
     con = console()
     with con.status("installing") as status:

@@ -20,7 +20,7 @@ import click
 def command(bundle, texts, input_file, runtime, public_key, as_json):
     """Run BUNDLE (a .edgepkg, an installed DEST/<name>, or an export folder) on --text or --input
     with edgeopt.runtime, as the device does. Exit 0 ran, 2 bad input."""
-    from edgeopt.bundle.predict import predict
+    from edgeopt.bundle.prediction import predict
 
     r = predict(bundle=bundle, texts=list(texts), input_file=input_file, runtime=runtime, public_key=public_key)
     if as_json:

@@ -14,7 +14,7 @@ import click
 def command(target, as_json):
     """Point DEST/NAME/current at the previous version (its files are checked first); rolling back
     again returns to the version rolled back from. Exit 0 switched, 2 nothing to roll back to."""
-    from edgeopt.bundle.install import rollback
+    from edgeopt.bundle.installation import rollback
 
     r = rollback(target=target)
     if as_json:

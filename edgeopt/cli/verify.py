@@ -15,7 +15,7 @@ import click
 def command(bundle, public_key, as_json):
     """Check every file of BUNDLE (a .edgepkg, or an installed DEST/<name>) against its manifest and,
     with --public-key, its signature; show the evidence it carries. Exit 0 verified, 1 verification failed (tampered, wrong key, expired), 2 bad input."""
-    from edgeopt.bundle.verify import verify
+    from edgeopt.bundle.verification import verify
 
     r = verify(bundle=bundle, public_key=public_key)
     if as_json:

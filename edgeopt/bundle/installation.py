@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeopt.bundle import layout
-from edgeopt.bundle.verify import check_bundle_path, unpack_checked
+from edgeopt.bundle.verification import check_bundle_path, unpack_checked
 from edgeopt.bundle.versions import expired, parse_version, safe_name
 from edgeopt.errors import GateError, UsageError
 from edgeopt.runtime import manifest as manifest_io
