@@ -63,6 +63,25 @@ def test_runtime_imports_numpy_and_one_runtime_only(text_bundle):
     assert doc["runtime"] == "onnxruntime"
 
 
+def test_runtime_ships_alone(text_bundle, tmp_path):
+    """edgeopt/__init__.py and edgeopt/runtime/ copied on their own (what a device needs) load and
+    serve an installed model and run its health check."""
+    import shutil
+
+    (tmp_path / "edgeopt").mkdir()
+    shutil.copy(ROOT / "edgeopt" / "__init__.py", tmp_path / "edgeopt")
+    shutil.copytree(ROOT / "edgeopt" / "runtime", tmp_path / "edgeopt" / "runtime",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", LEAN, str(text_bundle["installed"])], capture_output=True, text=True,
+                       env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    folder = (text_bundle["installed"] / "current").resolve()
+    r = subprocess.run([sys.executable, "-m", "edgeopt.runtime.health", str(folder)], capture_output=True,
+                       text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["passed"], r.stdout + r.stderr
+
+
 def test_embed_matches_the_export_and_predict(text_bundle):
     from edgeopt.runtime import load
 
