@@ -338,3 +338,13 @@ def test_decompression_bomb_limits(bundles, tmp_path):
     (tmp_path / "b").mkdir()
     with pytest.raises(BundleError, match="more than 10000 members"):
         extract(many, tmp_path / "b")
+
+
+def test_failing_first_install_leaves_nothing(bundles, keys, tmp_path):
+    folder = unpack(bundles["v2"], tmp_path / "x")
+    _failing_health(folder, keys)
+    bad = retar(folder, tmp_path / "bad.edgepkg")
+    dest = tmp_path / "fresh"
+    r = run_cli("install", bad, "--dest", dest, "--public-key", keys["good"].public_key)
+    assert r.returncode == 1 and "nothing was installed" in r.stderr
+    assert sorted(p.name for p in dest.iterdir()) == [".edgeopt.lock"]

@@ -117,7 +117,7 @@ def install(*, bundle: str | os.PathLike, dest: str | os.PathLike, public_key: s
         try:
             log(f"unpacking and checking {bundle.name}")
             try:
-                manifest, signature = unpack_checked(bundle, stage, public_key, durable=True)
+                manifest, signature = unpack_checked(bundle, stage, public_key, durable=True, max_bytes=max_bytes)
             except BundleError as e:
                 raise UsageError(str(e)) from None
             if signature == "absent" and not allow_unsigned:
@@ -143,6 +143,8 @@ def install(*, bundle: str | os.PathLike, dest: str | os.PathLike, public_key: s
         if not health["passed"]:
             layout.remove(target)
             layout.remove(model_dir / layout.CACHE / version)
+            if current is None:  # a first install leaves no empty DEST/<name> behind
+                layout.remove(model_dir)
             still = f"{current} is still current" if current else "nothing was installed"
             why = health.get("error") or (f"{health.get('artifact')} on {health.get('runtime')}: max abs diff "
                                           f"{health.get('max_abs_diff', float('nan')):.3g}, min cosine "

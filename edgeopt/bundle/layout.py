@@ -44,7 +44,7 @@ def locked(dest: Path):
 def clean_stale(dest: Path) -> None:
     """Leftovers of an installer that died (we hold the lock, so none is running)."""
     for p in dest.iterdir():
-        if p.name.startswith(STAGING_PREFIX):
+        if p.name.startswith((STAGING_PREFIX, TRASH_PREFIX)):
             shutil.rmtree(p, ignore_errors=True)
         elif p.is_dir() and not p.is_symlink() and not p.name.startswith("."):
             for q in [*p.iterdir(), *((p / CACHE).iterdir() if (p / CACHE).is_dir() else [])]:

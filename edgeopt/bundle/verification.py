@@ -40,12 +40,13 @@ def check_bundle_path(bundle: Path) -> None:
         raise UsageError(f"{bundle} is not a file; pass a .edgepkg bundle")
 
 
-def unpack_checked(bundle: Path, dest: Path, public_key, *, durable: bool = False) -> tuple[dict, str]:
+def unpack_checked(bundle: Path, dest: Path, public_key, *, durable: bool = False,
+                   max_bytes: int | None = None) -> tuple[dict, str]:
     """Extract (hashes checked) and check the signature when a key is given: (manifest, signature state).
     Raises BundleError (tampered, truncated, bad signature) for the caller to map."""
-    from edgeopt.runtime.archive import extract
+    from edgeopt.runtime.archive import DEFAULT_MAX_BYTES, extract
 
-    manifest, signed = extract(bundle, dest, durable=durable)
+    manifest, signed = extract(bundle, dest, durable=durable, max_bytes=max_bytes or DEFAULT_MAX_BYTES)
     if public_key is not None:
         if not signed:
             raise BundleError(f"{bundle.name} is not signed (no model.sig); it was packaged without --sign-key")
