@@ -159,13 +159,11 @@ def test_memory_cap_hit_is_an_error_record(export_dir, tmp_path):
 
 
 def test_bundle_is_benchmarked_like_its_export_folder(export_dir, tmp_path):
-    """A .edgepkg (DESIGN.md: a tar archive holding manifest.json and the artifacts)."""
-    import tarfile
+    """A .edgepkg written by `edgeopt package` (DESIGN.md: a tar archive holding manifest.json and
+    the artifacts), unpacked with the device's safe extraction."""
+    from edgeopt.bundle.build import package
 
-    bundle = tmp_path / "tiny.edgepkg"
-    with tarfile.open(bundle, "w") as tar:
-        for p in sorted(export_dir.rglob("*")):
-            tar.add(p, arcname=str(p.relative_to(export_dir)), recursive=False)
+    bundle = package(out=export_dir, bundle=tmp_path / "tiny.edgepkg", version="1.0").bundle
     r = run_cli("bench", bundle, "--runtime", "onnxruntime", "--target", "cpu", "--batch", "1", *FAST, "--json", "-")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from edgeopt.cli import COMMANDS, main
 
-CONTRACT = ["doctor", "export", "distill", "prune", "update", "bench", "package", "verify", "install",
+CONTRACT = ["doctor", "export", "distill", "prune", "update", "bench", "keygen", "package", "verify", "install",
             "run", "demo", "predict", "rollback"]
 
 
@@ -34,7 +34,9 @@ def test_planned_commands_say_so_and_exit_2():
 
 
 def test_importing_the_cli_loads_no_heavy_library():
-    code = ("import sys, edgeopt.cli, edgeopt.cli.export, edgeopt.cli.doctor, edgeopt.cli.demo, edgeopt.cli.bench; "
+    code = ("import sys, edgeopt.cli, edgeopt.cli.export, edgeopt.cli.doctor, edgeopt.cli.demo, edgeopt.cli.bench, "
+            "edgeopt.cli.package, edgeopt.cli.verify, edgeopt.cli.install, edgeopt.cli.rollback, "
+            "edgeopt.cli.predict, edgeopt.cli.keygen; "
             "heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt', 'onnx', 'transformers', 'nncf') "
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,13 +106,15 @@ def _enclosing_manifest(path: Path) -> tuple[str, str, str | None] | None:
 
 
 def extract_bundle(path: Path, dest: Path) -> Path:
+    """Unpack a bundle with the device's safe extraction (every file checked against its manifest)."""
+    from edgeopt.runtime.archive import extract
+    from edgeopt.runtime.errors import BundleError
+
+    dest.mkdir(parents=True, exist_ok=True)
     try:
-        with tarfile.open(path) as tar:
-            tar.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError) as e:
-        raise UsageError(f"{path} is not a readable bundle (.edgepkg tar archive): {e}") from None
-    if not (dest / MANIFEST).is_file():
-        raise UsageError(f"bundle {path} has no {MANIFEST}")
+        extract(path, dest)
+    except BundleError as e:
+        raise UsageError(f"{path} is not a usable bundle: {e}") from None
     return dest
 
 
