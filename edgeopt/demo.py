@@ -48,6 +48,7 @@ def sentence_transformers_parity(out: Path, manifest: dict, st, titles: list[str
     serves a query and as the gate scored them: dynamic INT8 quantizes a call's activations as one
     tensor, so in a padded batch each title's embedding depends on its batchmates."""
     from edgeopt.backends import get_runtime
+    from edgeopt.optimize.metrics import cosines
     from edgeopt.text import Tokenizer
 
     reference = st.encode(titles, batch_size=batch, convert_to_numpy=True, normalize_embeddings=False)
@@ -61,7 +62,7 @@ def sentence_transformers_parity(out: Path, manifest: dict, st, titles: list[str
         chunks = [session.run(tokenizer(titles[i:i + step]))["sentence_embedding"]
                   for i in range(0, len(titles), step)]
         emb = np.concatenate(chunks)
-        cos = (emb * reference).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(reference, axis=1))
+        cos = cosines(reference, emb)
         rows.append({"artifact": art["path"], "runtime": runtime, "precision": art["precision"],
                      "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "texts": len(titles),
                      "texts_per_call": step})

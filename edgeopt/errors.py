@@ -24,3 +24,12 @@ class GateError(EdgeoptError):
     """A quality or performance gate failed: verification, accuracy drop, regression (exit 1)."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of ``exc``'s message, at most ``limit`` characters, for a one-line
+    error; the exception's type name when the message is empty (never raises)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__

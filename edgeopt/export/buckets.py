@@ -61,9 +61,9 @@ def probe_feeds(model: LoadedModel, buckets: ShapeBuckets) -> list[dict[str, np.
     """Two tokenized texts per bucket: one just longer than the bucket below (the most padding)
     and one that fills it. Built-in product titles, joined and cut to length by the tokenizer."""
     from edgeopt.data.text import read_texts
-    from edgeopt.export.int8 import BUILTIN_TITLES
+    from edgeopt.assets import CALIBRATION_TITLES
 
-    titles, _ = read_texts(BUILTIN_TITLES)
+    titles, _ = read_texts(CALIBRATION_TITLES)
     names = [s.name for s in model.io.inputs]
     feeds = []
     for lower, length in zip(buckets.lower, buckets.lengths):

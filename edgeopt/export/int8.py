@@ -11,9 +11,6 @@ from edgeopt.errors import UsageError
 from edgeopt.manifest import ArtifactRecord
 from edgeopt.models.base import LoadedModel
 
-BUILTIN_TITLES = Path(__file__).resolve().parents[1] / "assets" / "calibration_titles.txt"
-
-
 @dataclass
 class Int8Data:
     calib: Dataset
@@ -39,6 +36,7 @@ def _metric_for(model: LoadedModel, evald: Dataset, requested: str | None) -> st
 
 
 def load_int8_data(model: LoadedModel, opts) -> Int8Data:
+    from edgeopt.assets import CALIBRATION_TITLES
     from edgeopt.data import load_data
 
     cfg = opts.int8
@@ -48,7 +46,7 @@ def load_int8_data(model: LoadedModel, opts) -> Int8Data:
         if not model.is_text:
             raise UsageError("--int8 needs --calib DATA: a few hundred representative inputs "
                              "(.npz keyed by input name, an image folder, a .csv of images, or text)")
-        calib_spec = str(BUILTIN_TITLES)
+        calib_spec = str(CALIBRATION_TITLES)
         notes.append("calibrated on edgeopt's built-in product titles; pass --calib with your own data for best quality")
     kwargs = {"io": model.io, "tokenizer": model.tokenizer, "max_length": model.max_length, "seed": cfg.seed}
     if opts.eval_data:

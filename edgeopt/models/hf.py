@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 from edgeopt.models.adapter import make_adapter, probe_outputs, torch_reference
 from edgeopt.models.base import LoadedModel
 from edgeopt.spec import IOSpec, TensorSpec
@@ -79,7 +79,7 @@ def load_sentence_transformers(path: Path, inputs=None) -> LoadedModel:
         st = SentenceTransformer(str(path), device="cpu", trust_remote_code=False).eval()
     except Exception as e:
         raise UsageError(f"{path} is not a loadable sentence-transformers folder: "
-                         f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+                         f"{first_line(e)}") from None
     tokenizer = st.tokenizer
     specs = _input_specs(tokenizer)
     _check_inputs(inputs, specs, path)
@@ -119,7 +119,7 @@ def load_hf(path: Path, inputs=None) -> LoadedModel:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
     except Exception as e:
         raise UsageError(f"{path} is not a loadable Hugging Face model folder: "
-                         f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+                         f"{first_line(e)}") from None
     specs = _input_specs(tokenizer)
     _check_inputs(inputs, specs, path)
     names = [s.name for s in specs]
