@@ -66,6 +66,14 @@ class ArtifactRecord:
         d.update(self.extra)
         return d
 
+    @classmethod
+    def from_json(cls, d: dict) -> "ArtifactRecord":
+        known = {"path", "format", "precision", "runtimes", "sha256", "bytes", "verification", "quality",
+                 "fallback_nodes"}
+        return cls(d["path"], d.get("format") or "", d.get("precision") or "fp32", list(d.get("runtimes") or []),
+                   d.get("sha256") or "", int(d.get("bytes") or 0), d.get("verification") or {}, d.get("quality"),
+                   d.get("fallback_nodes"), {k: v for k, v in d.items() if k not in known})
+
 
 @dataclass
 class Manifest:
@@ -92,6 +100,18 @@ class Manifest:
             d["int8"] = self.int8
         return d
 
+    @classmethod
+    def from_json(cls, d: dict) -> "Manifest":
+        return cls(model=d.get("model") or {}, inputs=[TensorSpec.from_json(t) for t in d.get("inputs", [])],
+                   outputs=[TensorSpec.from_json(t) for t in d.get("outputs", [])],
+                   artifacts=[ArtifactRecord.from_json(a) for a in d.get("artifacts", [])],
+                   preprocessing=d.get("preprocessing") or {}, environment=d.get("environment") or {},
+                   task=d.get("task"), int8=d.get("int8"))
+
+    @property
+    def name(self) -> str:
+        return self.model.get("name", "")
+
     def write(self, folder: Path) -> Path:
         for a in self.artifacts:
             p = folder / a.path
@@ -101,8 +121,8 @@ class Manifest:
         return path
 
 
-def read_manifest(folder: str | os.PathLike) -> dict:
-    """Read and minimally validate OUT/manifest.json; a clear UsageError otherwise."""
+def read_manifest(folder: str | os.PathLike) -> Manifest:
+    """Read and check OUT/manifest.json; a clear UsageError otherwise."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise UsageError(f"{folder} has no {MANIFEST}: pass a folder written by `edgeopt export`")
@@ -113,4 +133,8 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UsageError(f"{path} has schema {data.get('schema') if isinstance(data, dict) else '?'}, "
                          f"expected {SCHEMA}; re-run `edgeopt export` with this edgeopt")
-    return data
+    try:
+        return Manifest.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"{path} is not a manifest edgeopt can read ({type(e).__name__}: {e}); "
+                         "re-run `edgeopt export`") from None

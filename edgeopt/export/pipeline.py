@@ -52,9 +52,14 @@ class ExportOptions:
 @dataclass
 class ExportResult:
     out: Path
-    manifest: dict
-    passed: bool  # every artifact verified
-    int8_passed: bool | None = None  # None: no INT8 asked for
+    manifest: Manifest  # as written to OUT/manifest.json
+    verified: bool  # every artifact matches the source within its tolerance
+    int8_passed: bool | None = None  # an INT8 artifact was kept; None: no INT8 asked for
+    failure: str | None = None  # why the export's gate failed (the CLI exits 1 with it); None: it passed
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None
 
 
 def source_digest(path: Path) -> str:
@@ -102,7 +107,7 @@ def _add_openvino(model: LoadedModel, onnx_path: Path, stage: Path, artifacts: l
                   opts: ExportOptions, log) -> None:
     """FP32 (and FP16) IR: through the PyTorch frontend for transformers (fused attention), from
     model.onnx for the rest and whenever the frontend's IR fails to convert or to verify."""
-    from edgeopt.export.openvino import (
+    from edgeopt.export.openvino_ir import (
         TORCH_FRONTEND_FAMILIES,
         export_openvino,
         from_torch,
@@ -130,7 +135,7 @@ def _add_openvino(model: LoadedModel, onnx_path: Path, stage: Path, artifacts: l
 
 def _add_buckets(model: LoadedModel, stage: Path, artifacts: list, buckets, opts: ExportOptions, log) -> None:
     """Sequence-length buckets for each verified FP32 / FP16 IR (INT8 IRs get theirs from the gate)."""
-    from edgeopt.export import buckets as shape_buckets
+    from edgeopt.export import bucket_checks as shape_buckets
 
     for record in artifacts:
         if record.format == "openvino" and record.precision != "int8" and record.verification.get("passed"):
@@ -139,18 +144,18 @@ def _add_buckets(model: LoadedModel, stage: Path, artifacts: list, buckets, opts
                 stage / record.path, record.precision, buckets, model, opts.threads), log)
 
 
-def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
+def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions, *,
                  log: Callable[[str], None] = lambda msg: None) -> ExportResult:
     _check_targets(opts)
     int8_data = None
     if opts.int8 is not None:  # read and check the data before anything is written
-        from edgeopt.export.int8 import load_int8_data
+        from edgeopt.export.int8_artifacts import load_int8_data
 
         log("reading calibration data")
         int8_data = load_int8_data(model, opts)
     buckets = None
     if "openvino" in opts.targets:
-        from edgeopt.export.buckets import plan
+        from edgeopt.export.bucket_checks import plan
 
         buckets = plan(model, opts.shape_buckets)  # a bad --shape-buckets fails before anything is written
     feeds = model.sample_feeds()
@@ -179,14 +184,13 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
         from edgeopt.export.onnx import output_specs
 
         outputs = output_specs(onnx_path, model)
-        int8_report = None
+        int8 = None
         if int8_data is not None:
-            from edgeopt.export.int8 import add_int8_artifacts
+            from edgeopt.export.int8_artifacts import add_int8_artifacts
 
             # a transformer traced with eager attention is what onnxruntime's optimizer fuses (ort_fused.py)
-            int8_report = add_int8_artifacts(model, stage, artifacts, int8_data, opts, log, feeds=feeds, refs=refs,
-                                             buckets=buckets,
-                                             eager_onnx=onnx_path if how.get("attention") == "eager" else None)
+            int8 = add_int8_artifacts(model, stage, artifacts, int8_data, opts, log, feeds=feeds, refs=refs,
+                                      buckets=buckets, eager_onnx=onnx_path if how.get("attention") == "eager" else None)
         if buckets is not None:  # after INT8: an IR made from model.xml must not inherit its buckets
             _add_buckets(model, stage, artifacts, buckets, opts, log)
         if "tensorrt" in opts.targets:  # availability was checked up front: this runs on GPU machines only
@@ -202,8 +206,11 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
                                    "sha256": source_digest(model.source)},
                             inputs=list(model.io.inputs), outputs=outputs, artifacts=artifacts,
                             preprocessing=preprocessing, environment=environment(),
-                            task=model.metadata.get("task"), int8=int8_report)
+                            task=model.metadata.get("task"), int8=None if int8 is None else int8.report)
         manifest.write(stage)
-        data = manifest.to_json()
-    passed = all(a.verification.get("passed") for a in artifacts)
-    return ExportResult(Path(out), data, passed, int8_passed=None if int8_report is None else int8_report["passed"])
+    verified = all(a.verification.get("passed") for a in artifacts)
+    failure = None if verified else "an artifact does not match the source model within tolerance (see the table)"
+    if failure is None and int8 is not None:
+        failure = int8.failure
+    return ExportResult(Path(out), manifest, verified, int8_passed=None if int8 is None else int8.passed,
+                        failure=failure)
