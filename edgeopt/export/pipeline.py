@@ -144,6 +144,37 @@ def _add_buckets(model: LoadedModel, stage: Path, artifacts: list, buckets, opts
                 stage / record.path, record.precision, buckets, model, opts.threads), log)
 
 
+def _add_onnx(model: LoadedModel, onnx_path: Path, feeds, refs, opts: ExportOptions, log) -> ArtifactRecord:
+    """model.onnx (exported, or copied from an ONNX source), verified with onnxruntime."""
+    if model.onnx_path is not None:
+        shutil.copyfile(model.onnx_path, onnx_path)
+        how = {"exporter": "copied"}
+    else:
+        log("exporting to ONNX")
+        from edgeopt.export.onnx import export_onnx
+
+        how = export_onnx(model, onnx_path, exporter=opts.exporter)
+    log("verifying model.onnx with onnxruntime")
+    return ArtifactRecord("model.onnx", "onnx", "fp32", ["onnxruntime", "openvino", "tensorrt"],
+                          verification=_verify(onnx_path, "onnxruntime", "onnx", "fp32", feeds, refs, opts),
+                          extra=how)
+
+
+def _write_manifest(model: LoadedModel, stage: Path, outputs, artifacts: list, int8: dict | None) -> Manifest:
+    """The tokenizer (text models) and OUT/manifest.json, with each artifact's digest."""
+    preprocessing = {}
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(str(stage / "tokenizer"))
+        preprocessing = {"tokenizer": "tokenizer/", "max_length": model.max_length}
+    manifest = Manifest(model={"name": model.name, "source": str(model.source), "family": model.family,
+                               "sha256": source_digest(model.source)},
+                        inputs=list(model.io.inputs), outputs=outputs, artifacts=artifacts,
+                        preprocessing=preprocessing, environment=environment(),
+                        task=model.metadata.get("task"), int8=int8)
+    manifest.write(stage)
+    return manifest
+
+
 def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions, *,
                  log: Callable[[str], None] = lambda msg: None) -> ExportResult:
     _check_targets(opts)
@@ -165,20 +196,8 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions, *,
     refs = [model.reference(f) for f in feeds]
     with output_dir(out) as stage:
         onnx_path = stage / "model.onnx"
-        artifacts = []
-        if model.onnx_path is not None:
-            shutil.copyfile(model.onnx_path, onnx_path)
-            how = {"exporter": "copied"}
-        else:
-            log("exporting to ONNX")
-            from edgeopt.export.onnx import export_onnx
-
-            how = export_onnx(model, onnx_path, exporter=opts.exporter)
-        log("verifying model.onnx with onnxruntime")
-        artifacts.append(ArtifactRecord("model.onnx", "onnx", "fp32", ["onnxruntime", "openvino", "tensorrt"],
-                                        verification=_verify(onnx_path, "onnxruntime", "onnx", "fp32",
-                                                             feeds, refs, opts),
-                                        extra=how))
+        artifacts = [_add_onnx(model, onnx_path, feeds, refs, opts, log)]
+        how = artifacts[0].extra
         if "openvino" in opts.targets:
             _add_openvino(model, onnx_path, stage, artifacts, feeds, refs, opts, log)
         from edgeopt.export.onnx import output_specs
@@ -198,16 +217,7 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions, *,
 
             add_tensorrt_artifacts(stage, artifacts, model, feeds, refs,
                                    int8_data.calib.samples if int8_data else None, log)
-        preprocessing = {}
-        if model.tokenizer is not None:
-            model.tokenizer.save_pretrained(str(stage / "tokenizer"))
-            preprocessing = {"tokenizer": "tokenizer/", "max_length": model.max_length}
-        manifest = Manifest(model={"name": model.name, "source": str(model.source), "family": model.family,
-                                   "sha256": source_digest(model.source)},
-                            inputs=list(model.io.inputs), outputs=outputs, artifacts=artifacts,
-                            preprocessing=preprocessing, environment=environment(),
-                            task=model.metadata.get("task"), int8=None if int8 is None else int8.report)
-        manifest.write(stage)
+        manifest = _write_manifest(model, stage, outputs, artifacts, None if int8 is None else int8.report)
     verified = all(a.verification.get("passed") for a in artifacts)
     failure = None if verified else "an artifact does not match the source model within tolerance (see the table)"
     if failure is None and int8 is not None:
