@@ -99,8 +99,24 @@ def test_labelled_top1_gate(tiny, calib_npz, tmp_path):
     r = run_cli("export", tiny["resnet_pt2"], "-o", tmp_path / "o", "--to", "onnx", "--int8", "--int8-mode",
                 "dynamic", "--calib", calib_npz / "labelled.npz", "--max-drop", "0.2", "--json", "--no-speed-check")
     assert r.returncode == 0, r.stderr
-    art = next(a for a in json.loads(r.stdout)["artifacts"] if a["precision"] == "int8")
+    manifest = json.loads(r.stdout)
+    art = next(a for a in manifest["artifacts"] if a["precision"] == "int8")
     assert art["quality"]["metric"] == "top1" and art["quality"]["labels"] is True
+    assert not any("without labels" in n for n in manifest["int8"]["notes"])
+
+
+def test_top1_without_labels_says_it_gates_on_agreement(tiny, calib_npz, tmp_path):
+    """--metric top1 on unlabelled data gates on agreement with FP32's decisions: the manifest and
+    the CLI say so instead of calling it accuracy."""
+    r = run_cli("export", tiny["resnet_pt2"], "-o", tmp_path / "o", "--to", "onnx", "--int8", "--int8-mode",
+                "dynamic", "--calib", calib_npz / "calib.npz", "--metric", "top1", "--max-drop", "0.2",
+                "--no-speed-check")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    art = next(a for a in manifest["artifacts"] if a["precision"] == "int8")
+    assert art["quality"]["labels"] is False
+    (note,) = [n for n in manifest["int8"]["notes"] if "without labels" in n]
+    assert "agreement with the FP32 model's top-1" in note and "note: --metric top1 without labels" in r.stderr
 
 
 BAD = {
