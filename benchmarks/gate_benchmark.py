@@ -16,7 +16,7 @@ import argparse
 import json
 import time
 
-from edgeopt.bench.gate import compare
+from edgeopt.bench.regression import compare
 from edgeopt.bench.run import BenchOptions, run_bench
 
 # (metric, normalize by the machine-speed reference); the first is edgeopt bench's default

@@ -213,9 +213,9 @@ def build(work: Path, calib64: list[str]) -> dict:
     strict, nn = work / "edgeopt-strict", work / "edgeopt-nn"
     strict_kept = _gated_rung(model, strict, ["--max-drop", "0.0025"])
     nn_kept = _gated_rung(model, nn, ["--metric", "nn"])
-    from edgeopt.optimize.quantize import openvino as ovq
+    from edgeopt.optimize.quantize import openvino_nncf as ovq
 
-    from edgeopt.export.buckets import annotate
+    from edgeopt.export.bucket_checks import annotate
 
     ov_dynamic = ovq.save_dynamic(ovq.compress_int8(out / "openvino" / "model.xml"),
                                   work / "edgeopt-ov-dynamic" / "model.xml", ovq.DYNAMIC_GROUPS[0])

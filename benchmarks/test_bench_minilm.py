@@ -34,7 +34,7 @@ def minilm_export(tmp_path_factory):
 def _artifacts(folder: Path):
     from edgeopt.manifest import read_manifest
 
-    return [(a["path"], a["precision"], r) for a in read_manifest(folder)["artifacts"] for r in a["runtimes"]
+    return [(a.path, a.precision, r) for a in read_manifest(folder).artifacts for r in a.runtimes
             if r in ("onnxruntime", "openvino")]
 
 
@@ -56,7 +56,7 @@ def test_warm_latency(benchmark, minilm_export, runtime, batch):
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_cold_start(benchmark, minilm_export, runtime, tmp_path):
-    from edgeopt.bench.candidates import expand
+    from edgeopt.bench.cases import expand
     from edgeopt.bench.driver import Job, spawn
     from edgeopt.bench.profiles import load_profiles
 

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from edgeopt.errors import UsageError
+from edgeopt.manifest import Manifest
 
 DEFAULT_TITLES = Path("../shared/data/myntra/styles_text.csv")
 
@@ -41,28 +42,29 @@ def load_titles(path: Path | None, n: int) -> tuple[list[str], str]:
     return rows[::step][:n], f"{min(n, len(rows))} product titles from {path}"
 
 
-def sentence_transformers_parity(out: Path, manifest: dict, st, titles: list[str], batch: int = 32) -> list[dict]:
+def sentence_transformers_parity(out: Path, manifest: Manifest, st, titles: list[str], batch: int = 32) -> list[dict]:
     """Cosine between each artifact's embeddings and SentenceTransformer.encode on the same titles.
 
     FP32 / FP16 artifacts run ``batch`` titles per call; INT8 ones one title per call, as a store
     serves a query and as the gate scored them: dynamic INT8 quantizes a call's activations as one
     tensor, so in a padded batch each title's embedding depends on its batchmates."""
     from edgeopt.backends import get_runtime
+    from edgeopt.optimize.metrics import cosines
     from edgeopt.text import Tokenizer
 
     reference = st.encode(titles, batch_size=batch, convert_to_numpy=True, normalize_embeddings=False)
-    tokenizer = Tokenizer.from_folder(out / manifest["preprocessing"]["tokenizer"],
-                                      max_length=manifest["preprocessing"]["max_length"])
+    tokenizer = Tokenizer.from_folder(out / manifest.preprocessing["tokenizer"],
+                                      max_length=manifest.preprocessing["max_length"])
     rows = []
-    for art in manifest["artifacts"]:
-        runtime = art["runtimes"][0]
-        session = get_runtime(runtime).load(str(out / art["path"]), precision=art["precision"])
-        step = 1 if art["precision"] == "int8" else batch
+    for art in manifest.artifacts:
+        runtime = art.runtimes[0]
+        session = get_runtime(runtime).load(str(out / art.path), precision=art.precision)
+        step = 1 if art.precision == "int8" else batch
         chunks = [session.run(tokenizer(titles[i:i + step]))["sentence_embedding"]
                   for i in range(0, len(titles), step)]
         emb = np.concatenate(chunks)
-        cos = (emb * reference).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(reference, axis=1))
-        rows.append({"artifact": art["path"], "runtime": runtime, "precision": art["precision"],
+        cos = cosines(reference, emb)
+        rows.append({"artifact": art.path, "runtime": runtime, "precision": art.precision,
                      "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "texts": len(titles),
                      "texts_per_call": step})
     return rows
@@ -96,11 +98,11 @@ def run_demo(out: Path, *, titles_path: Path | None = None, n_titles: int = 256,
     log(f"comparing with sentence-transformers on {len(titles)} titles")
     parity = sentence_transformers_parity(out, result.manifest, model.metadata["sentence_transformer"], titles)
     float_parity = [p for p in parity if p["precision"] != "int8"]  # INT8 is judged by its gate
-    report = {"model": result.manifest["model"], "out": str(out), "titles": source,
-              "artifacts": result.manifest["artifacts"], "sentence_transformers_parity": parity,
-              "int8": result.manifest.get("int8"),
-              "passed": result.passed and result.int8_passed is not False
-              and all(p["cosine_min"] > 0.999 for p in float_parity)}
+    manifest = result.manifest.to_json()
+    report = {"model": manifest["model"], "out": str(out), "titles": source,
+              "artifacts": manifest["artifacts"], "sentence_transformers_parity": parity,
+              "int8": manifest.get("int8"),
+              "passed": result.passed and all(p["cosine_min"] > 0.999 for p in float_parity)}
     report["benchmark"] = demo_benchmark(out, log)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

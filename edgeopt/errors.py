@@ -26,8 +26,10 @@ class GateError(EdgeoptError):
     exit_code = 1
 
 
-def first_line(exc: BaseException | str, limit: int = 300) -> str:
-    """The first non-empty line of an error's message (or its type name), for one-line errors."""
+def first_line(exc: BaseException | str, limit: int = 200) -> str:
+    """The first non-empty line of ``exc``'s message (or of a string), at most ``limit``
+    characters, for a one-line error; the exception's type name when the message is empty (never
+    raises)."""
     text = exc if isinstance(exc, str) else str(exc)
     for line in text.splitlines():
         if line.strip():

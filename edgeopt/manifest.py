@@ -66,6 +66,14 @@ class ArtifactRecord:
         d.update(self.extra)
         return d
 
+    @classmethod
+    def from_json(cls, d: dict) -> "ArtifactRecord":
+        known = {"path", "format", "precision", "runtimes", "sha256", "bytes", "verification", "quality",
+                 "fallback_nodes"}
+        return cls(d["path"], d.get("format") or "", d.get("precision") or "fp32", list(d.get("runtimes") or []),
+                   d.get("sha256") or "", int(d.get("bytes") or 0), d.get("verification") or {}, d.get("quality"),
+                   d.get("fallback_nodes"), {k: v for k, v in d.items() if k not in known})
+
 
 @dataclass
 class Manifest:
@@ -95,6 +103,18 @@ class Manifest:
             d["not_built"] = self.not_built
         return d
 
+    @classmethod
+    def from_json(cls, d: dict) -> "Manifest":
+        return cls(model=d.get("model") or {}, inputs=[TensorSpec.from_json(t) for t in d.get("inputs", [])],
+                   outputs=[TensorSpec.from_json(t) for t in d.get("outputs", [])],
+                   artifacts=[ArtifactRecord.from_json(a) for a in d.get("artifacts", [])],
+                   preprocessing=d.get("preprocessing") or {}, environment=d.get("environment") or {},
+                   task=d.get("task"), int8=d.get("int8"), not_built=list(d.get("not_built") or []))
+
+    @property
+    def name(self) -> str:
+        return self.model.get("name", "")
+
     def write(self, folder: Path) -> Path:
         for a in self.artifacts:
             p = folder / a.path
@@ -104,8 +124,19 @@ class Manifest:
         return path
 
 
-def read_manifest(folder: str | os.PathLike) -> dict:
-    """Read and minimally validate OUT/manifest.json; a clear UsageError otherwise."""
+def read_manifest(folder: str | os.PathLike) -> Manifest:
+    """Read and check OUT/manifest.json; a clear UsageError otherwise."""
+    data = read_manifest_data(folder)
+    try:
+        return Manifest.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"{Path(folder) / MANIFEST} is not a manifest edgeopt can read ({type(e).__name__}: {e}); "
+                         "re-run `edgeopt export`") from None
+
+
+def read_manifest_data(folder: str | os.PathLike) -> dict:
+    """OUT/manifest.json as written, every key kept (a bundle carries it on with keys of its own),
+    after the same checks as ``read_manifest``."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise UsageError(f"{folder} has no {MANIFEST}: pass a folder written by `edgeopt export`")

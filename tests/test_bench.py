@@ -177,7 +177,7 @@ def test_requested_runtimes_respect_the_manifest(export_dir, tmp_path):
     lists only onnxruntime is not handed to OpenVINO."""
     import shutil
 
-    from edgeopt.bench.candidates import expand
+    from edgeopt.bench.cases import expand
 
     folder = tmp_path / "out"
     shutil.copytree(export_dir, folder)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgeopt.bench.gate import compare, regressions
+from edgeopt.bench.regression import compare, regressions
 from edgeopt.bench.records import record_key
 
 

@@ -1,5 +1,5 @@
 """Sequence-length buckets: static-shape OpenVINO variants of text models (backends/buckets.py,
-export/buckets.py), on real small BERTs with MiniLM's tokenizer."""
+export/bucket_checks.py), on real small BERTs with MiniLM's tokenizer."""
 
 import json
 

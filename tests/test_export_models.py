@@ -62,7 +62,7 @@ def test_keyword_only_forward_with_dict_output(tiny, tmp_path):
     assert model.io.output_names == ["logits", "pooled"]
     result = export_model(model, tmp_path / "out", ExportOptions(targets=("onnx",)))
     assert result.passed
-    outputs = {o["name"]: o["shape"] for o in result.manifest["outputs"]}
+    outputs = {o["name"]: o["shape"] for o in result.manifest.to_json()["outputs"]}
     assert outputs == {"logits": ["batch", 3], "pooled": ["batch", 8]}
 
 

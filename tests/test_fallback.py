@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from edgeopt.optimize.metrics import Quality
-from edgeopt.optimize.quantize.gate import fallback_search
+from edgeopt.optimize.quantize.accuracy_gate import fallback_search
 
 
 def _setup(needed: int):
@@ -45,7 +45,7 @@ def test_reuses_attempts_already_made():
 
 
 def test_gated_skips_the_search_when_the_all_int8_model_is_not_viable():
-    from edgeopt.optimize.quantize.gate import gated
+    from edgeopt.optimize.quantize.accuracy_gate import gated_search
 
     build, score, passes, ranking, builds = _setup(3)
     looked = []
@@ -54,13 +54,14 @@ def test_gated_skips_the_search_when_the_all_int8_model_is_not_viable():
         looked.append(path)
         return "not faster than FP32 (1.36x)"
 
-    cand = gated("static", "onnxruntime", build, score, passes, lambda first: ranking, 40, 0.5, print,
-                 viable=viable)
+    cand = gated_search("static", "onnxruntime", build=build, score=score, passes=passes,
+                        ranking_fn=lambda first: ranking, n_nodes=40, max_fallback=0.5, log=print, viable=viable)
     assert builds == [0] and looked == [Path("/nonexistent/0")]
-    assert not cand.passed and cand.extra["skipped"].startswith("not faster") and cand.attempts == 1
+    assert not cand.passed and cand.skipped.startswith("not faster") and cand.attempts == 1
     build, score, passes, ranking, builds = _setup(3)
-    cand = gated("static", "onnxruntime", build, score, passes, lambda first: ranking, 40, 0.5, print,
-                 viable=lambda path: None)
+    cand = gated_search("static", "onnxruntime", build=build, score=score, passes=passes,
+                        ranking_fn=lambda first: ranking, n_nodes=40, max_fallback=0.5, log=print,
+                        viable=lambda path: None)
     assert cand.passed and cand.fallback_nodes == ranking[:3] and builds[0] == 0 and len(builds) > 1
 
 
@@ -79,7 +80,7 @@ def _scorer(tables, max_drop=0.01, min_cosine=0.98):
     import numpy as np
 
     from edgeopt.data.dataset import Dataset
-    from edgeopt.optimize.quantize.gate import Scorer
+    from edgeopt.optimize.quantize.accuracy_gate import Scorer
 
     data = Dataset([{"i": np.array([[i]])} for i in range(50)], source="t")
     ran: list[int] = []
@@ -151,7 +152,7 @@ def test_screen_gives_the_verdict_of_the_whole_set():
 
 
 def test_gated_scores_partial_attempts_in_full_when_none_passes():
-    from edgeopt.optimize.quantize.gate import gated
+    from edgeopt.optimize.quantize.accuracy_gate import gated_search
 
     calls = []
 
@@ -167,8 +168,9 @@ def test_gated_scores_partial_attempts_in_full_when_none_passes():
             return Quality("cosine", 0.5, 1.0, 0.5, {"min": 0.5, "partial": True, "samples": 1, "of": 9,
                                                     "stopped": "test"})
 
-    cand = gated("static", "onnxruntime", lambda ex: Path(f"/nonexistent/{len(ex)}"), Score(),
-                 lambda q: q.drop <= 0.005, lambda first: [f"n{i}" for i in range(8)], 8, 0.5, print)
+    cand = gated_search("static", "onnxruntime", build=lambda ex: Path(f"/nonexistent/{len(ex)}"), score=Score(),
+                        passes=lambda q: q.drop <= 0.005, ranking_fn=lambda first: [f"n{i}" for i in range(8)],
+                        n_nodes=8, max_fallback=0.5, log=print)
     screened = [p for how, p in calls if how == "screen"]
     assert screened == ["0", "1", "2", "4"] and not cand.passed  # limit 4: the search gives up
     assert sorted(p for how, p in calls if how == "full") == screened  # then every attempt in full
@@ -197,8 +199,8 @@ def test_the_fp32_reference_runs_text_of_one_length_together(tmp_path):
     import numpy as np
 
     from edgeopt.data.dataset import Dataset
-    from edgeopt.optimize.quantize import gate
-    from edgeopt.optimize.quantize.gate import Scorer
+    from edgeopt.optimize.quantize import accuracy_gate as gate
+    from edgeopt.optimize.quantize.accuracy_gate import Scorer
 
     rng = np.random.default_rng(0)
     samples = [{"input_ids": rng.integers(1, 100, (1, n)).astype(np.int64)} for n in rng.integers(3, 7, 40)]

@@ -23,11 +23,11 @@ def test_hf_classifier_folder_exports_logits(tiny_bert, tmp_path):
 
 def test_transformer_ir_keeps_attention_fused(tiny_bert, tmp_path):
     """OpenVINO's PyTorch frontend keeps scaled_dot_product_attention as one op; ONNX spells it out."""
-    from edgeopt.export.openvino import has_fused_attention
+    from edgeopt.export.openvino_ir import has_fused_attention
 
     result = export_model(load_model(tiny_bert), tmp_path / "out", ExportOptions(targets=("onnx", "openvino")))
     assert result.passed
-    art = {a["path"]: a for a in result.manifest["artifacts"]}
+    art = {a["path"]: a for a in result.manifest.to_json()["artifacts"]}
     assert art["openvino/model.xml"]["converter"] == "pytorch-frontend"
     assert has_fused_attention(tmp_path / "out" / "openvino" / "model.xml")
 
@@ -37,7 +37,7 @@ def test_frontend_failure_falls_back_to_onnx(tiny_bert, tmp_path, monkeypatch, f
     """A frontend that raises, or whose IR does not match the source, never reaches the output."""
     import torch
 
-    import edgeopt.export.openvino as ovx
+    import edgeopt.export.openvino_ir as ovx
 
     wrong = None
     if frontend == "wrong":  # a real conversion of the same architecture with other weights
@@ -50,7 +50,7 @@ def test_frontend_failure_falls_back_to_onnx(tiny_bert, tmp_path, monkeypatch, f
     monkeypatch.setattr(ovx, "from_torch", lambda model: wrong)
     result = export_model(load_model(tiny_bert), tmp_path / "out", ExportOptions(targets=("onnx", "openvino")))
     assert result.passed
-    art = {a["path"]: a for a in result.manifest["artifacts"]}
+    art = {a["path"]: a for a in result.manifest.to_json()["artifacts"]}
     assert art["openvino/model.xml"]["converter"] == "onnx"
     assert art["openvino/model.xml"]["verification"]["passed"]
 
@@ -63,7 +63,7 @@ def test_tensorrt_target_keeps_a_qdq_int8_model(tiny_bert, tmp_path):
     from edgeopt.data.dataset import Dataset
     from edgeopt.export.tensorrt import int8_qdq_source
     from edgeopt.optimize.quantize.config import Int8Config
-    from edgeopt.optimize.quantize.int8 import quantize_int8
+    from edgeopt.optimize.quantize.int8 import Int8Job, quantize_int8
 
     model = load_model(tiny_bert)
     stage = tmp_path / "out"
@@ -75,10 +75,9 @@ def test_tensorrt_target_keeps_a_qdq_int8_model(tiny_bert, tmp_path):
         enc = model.tokenizer([" ".join(rng.choice(words, 6))], return_tensors="np")
         samples.append({n: enc[n].astype("int64") for n in model.io.input_names})
     data = Dataset(samples, source="titles")
-    outcome = quantize_int8(stage / "model.onnx", stage, calib=data, evald=data, output="logits", metric="mse",
-                            cfg=Int8Config(max_drop=0.5, speed_check=False), text=True,
-                            fp32_xml=stage / "openvino" / "model.xml",
-                            want_qdq=True)
+    job = Int8Job(stage / "model.onnx", data, data, "logits", "mse", transformer=True,
+                  fp32_xml=stage / "openvino" / "model.xml", fused_attention=True, want_qdq=True)
+    outcome = quantize_int8(job=job, stage=stage, cfg=Int8Config(max_drop=0.5, speed_check=False))
     assert outcome.passed and "static" in [c.name for c in outcome.candidates]
     source = int8_qdq_source(stage)
     assert source is not None and source.name in ("model.int8.onnx", "model.int8.qdq.onnx")
@@ -217,8 +216,9 @@ def _off_by_one(fp32, out, *args, **kwargs):
 def _gate_tiny_bert(tiny_bert, stage):
     """Export the tiny BERT (ONNX + OpenVINO) and run the INT8 gate on 32 titles (mse, 0.01)."""
     from edgeopt.data.dataset import Dataset
+    from edgeopt.export.openvino_ir import has_fused_attention
     from edgeopt.optimize.quantize.config import Int8Config
-    from edgeopt.optimize.quantize.int8 import quantize_int8
+    from edgeopt.optimize.quantize.int8 import Int8Job, quantize_int8
 
     model = load_model(tiny_bert)
     export_model(model, stage, ExportOptions(targets=("onnx", "openvino")))
@@ -226,9 +226,10 @@ def _gate_tiny_bert(tiny_bert, stage):
                           padding=True)
     data = Dataset([{n: enc[n][i:i + 1].astype("int64") for n in model.io.input_names} for i in range(32)],
                    source="titles")
-    return quantize_int8(stage / "model.onnx", stage, calib=data, evald=data, output="logits", metric="mse",
-                         cfg=Int8Config(max_drop=0.01, speed_check=False), text=True,
-                         fp32_xml=stage / "openvino" / "model.xml")
+    xml = stage / "openvino" / "model.xml"
+    job = Int8Job(stage / "model.onnx", data, data, "logits", "mse", transformer=True, fp32_xml=xml,
+                  fused_attention=has_fused_attention(xml))
+    return quantize_int8(job=job, stage=stage, cfg=Int8Config(max_drop=0.01, speed_check=False))
 
 
 def _blockwise_off_by_one(fp32, out, block_size):
@@ -252,7 +253,7 @@ def test_auto_tries_blockwise_int8_when_dynamic_fails(tiny_bert, tmp_path, monke
     assert names[:2] == ["dynamic", "blockwise"] and "static" not in names
     blockwise = outcome.candidates[1]
     assert not outcome.candidates[0].passed and blockwise.passed and outcome.onnx is blockwise
-    assert blockwise.extra["block_size"] == 128 and blockwise.attempts == 1  # the first block size passed
+    assert blockwise.recipe.block_size == 128 and blockwise.attempts == 1  # the first block size passed
     ops = [n.op_type for n in onnx.load(str(stage / "model.int8.onnx")).graph.node]
     assert ops.count("MatMulNBits") >= 12 and "MatMul" in ops  # attention's two activation MatMuls stay
 
@@ -267,7 +268,7 @@ def test_auto_falls_back_to_static_when_dynamic_and_blockwise_fail(tiny_bert, tm
     outcome = _gate_tiny_bert(tiny_bert, tmp_path / "out")
     assert [c.name for c in outcome.candidates][:3] == ["dynamic", "blockwise", "static"]
     blockwise = outcome.candidates[1]
-    assert not blockwise.passed and blockwise.attempts == 3 and blockwise.extra["block_size"] == 128  # all tried
+    assert not blockwise.passed and blockwise.attempts == 3 and blockwise.recipe.block_size == 128  # all tried
     assert not outcome.candidates[0].passed and outcome.passed and outcome.onnx.name == "static"
 
 

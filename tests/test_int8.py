@@ -67,18 +67,17 @@ def test_tensorrt_target_gets_symmetric_tensorrt_ready_static_int8(tiny, calib_n
     from edgeopt.export.tensorrt import tensorrt_readiness
     from edgeopt.models import load_model
     from edgeopt.optimize.quantize.config import Int8Config
-    from edgeopt.optimize.quantize.int8 import quantize_int8
+    from edgeopt.optimize.quantize.int8 import Int8Job, quantize_int8
 
     out = tmp_path / "o"
     assert run_cli("export", tiny["resnet_pt2"], "-o", out, "--to", "onnx").returncode == 0
     model = load_model(tiny["resnet_pt2"])
     data = load_data(str(calib_npz / "calib.npz"), io=model.io)
     calib, evald = data.split(0.25, seed=0)
-    outcome = quantize_int8(out / "model.onnx", out, calib=calib, evald=evald, output=model.io.outputs[0].name,
-                            metric="cosine", cfg=Int8Config(mode="static", max_drop=0.01, openvino=False,
-                                                                   speed_check=False),
-                            text=False, want_qdq=True)
-    assert outcome.onnx.name == "static" and outcome.onnx.extra["activations"] == "symmetric"
+    job = Int8Job(out / "model.onnx", calib, evald, model.io.outputs[0].name, "cosine", want_qdq=True)
+    outcome = quantize_int8(job=job, stage=out, cfg=Int8Config(mode="static", max_drop=0.01, openvino=False,
+                                                               speed_check=False))
+    assert outcome.onnx.name == "static" and outcome.onnx.recipe.activations == "symmetric"
     assert tensorrt_readiness(out / "model.int8.onnx")["ok"]
     assert _float_relus(out / "model.int8.onnx") > 0
 
@@ -100,8 +99,24 @@ def test_labelled_top1_gate(tiny, calib_npz, tmp_path):
     r = run_cli("export", tiny["resnet_pt2"], "-o", tmp_path / "o", "--to", "onnx", "--int8", "--int8-mode",
                 "dynamic", "--calib", calib_npz / "labelled.npz", "--max-drop", "0.2", "--json", "--no-speed-check")
     assert r.returncode == 0, r.stderr
-    art = next(a for a in json.loads(r.stdout)["artifacts"] if a["precision"] == "int8")
+    manifest = json.loads(r.stdout)
+    art = next(a for a in manifest["artifacts"] if a["precision"] == "int8")
     assert art["quality"]["metric"] == "top1" and art["quality"]["labels"] is True
+    assert not any("without labels" in n for n in manifest["int8"]["notes"])
+
+
+def test_top1_without_labels_says_it_gates_on_agreement(tiny, calib_npz, tmp_path):
+    """--metric top1 on unlabelled data gates on agreement with FP32's decisions: the manifest and
+    the CLI say so instead of calling it accuracy."""
+    r = run_cli("export", tiny["resnet_pt2"], "-o", tmp_path / "o", "--to", "onnx", "--int8", "--int8-mode",
+                "dynamic", "--calib", calib_npz / "calib.npz", "--metric", "top1", "--max-drop", "0.2",
+                "--no-speed-check")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    art = next(a for a in manifest["artifacts"] if a["precision"] == "int8")
+    assert art["quality"]["labels"] is False
+    (note,) = [n for n in manifest["int8"]["notes"] if "without labels" in n]
+    assert "agreement with the FP32 model's top-1" in note and "note: --metric top1 without labels" in r.stderr
 
 
 BAD = {
@@ -149,7 +164,7 @@ def test_int8_must_beat_fp32_on_this_machine(tmp_path, monkeypatch):
     (--no-speed-check) a single candidate is kept untimed."""
     from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.quantize import speed
-    from edgeopt.optimize.quantize.gate import Candidate
+    from edgeopt.optimize.quantize.candidate import Int8Candidate as Candidate
     from edgeopt.optimize.quantize.speed import fastest as _fastest
 
     timed = []
@@ -165,15 +180,18 @@ def test_int8_must_beat_fp32_on_this_machine(tmp_path, monkeypatch):
     slow = Candidate("openvino-nncf", Path("slow.onnx"), "openvino", passed=True)
     assert _fastest([clean], evald, None, print) is clean and not timed
     assert _fastest([clean], evald, None, print, fp32=Path("fp32.onnx")) is clean
-    assert timed == [["clean.onnx", "fp32.onnx"]] and clean.extra["vs_fp32"] == 0.75
+    assert timed == [["clean.onnx", "fp32.onnx"]] and clean.vs_fp32 == 0.75
     assert _fastest([islands], evald, None, print, fp32=Path("fp32.onnx")) is None
-    assert islands.passed and islands.extra["rejected"] == ("not faster than FP32 (1.15x, needs <= 0.95x) with 2 "
-                                                            "FP32 nodes on this machine")
+    assert islands.passed and islands.rejected == ("not faster than FP32 (1.15x, needs <= 0.95x) with 2 "
+                                                   "FP32 nodes on this machine")
     assert _fastest([slow], evald, None, print, fp32=Path("fp32.onnx")) is None
-    assert slow.extra["rejected"] == "not faster than FP32 (1.10x, needs <= 0.95x) on this machine"
-    islands.extra.clear()
+    assert slow.rejected == "not faster than FP32 (1.10x, needs <= 0.95x) on this machine"
+    islands.rejected = None
     assert _fastest([islands, clean], evald, None, print, fp32=Path("fp32.onnx")) is clean
-    assert "rejected" in islands.extra and "rejected" not in clean.extra
+    assert islands.rejected and not clean.rejected
+    # the ratio that decided, with the digits that tell it from the threshold (0.954 is not 0.95)
+    assert speed.not_faster(0.954) == "not faster than FP32 (0.954x, needs <= 0.95x)"
+    assert speed.not_faster(0.95004) == "not faster than FP32 (0.95004x, needs <= 0.95x)"
 
 
 def test_openvino_int8_slower_than_fp32_is_not_kept_and_the_manifest_says_why(tmp_path, monkeypatch):
@@ -181,9 +199,9 @@ def test_openvino_int8_slower_than_fp32_is_not_kept_and_the_manifest_says_why(tm
     on an AVX2 CPU without VNNI: 1.39x) is not written; the candidates still record it."""
     from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.metrics import Quality
-    from edgeopt.optimize.quantize import openvino_ladder as ovl
+    from edgeopt.optimize.quantize import openvino_rungs as ovl
     from edgeopt.optimize.quantize import speed
-    from edgeopt.optimize.quantize import openvino as ovq
+    from edgeopt.optimize.quantize import openvino_nncf as ovq
 
     def fake_nncf(fp32_xml, xml, calib, transformer, preset=None):
         xml.parent.mkdir(parents=True, exist_ok=True)
@@ -197,13 +215,23 @@ def test_openvino_int8_slower_than_fp32_is_not_kept_and_the_manifest_says_why(tm
                         lambda runs, feeds, **kw: {p: 5.5 if p.endswith("fp32.xml") else 7.6 for p, _, _ in runs})
     scorer = lambda path, runtime, precision: Quality("cosine", 0.999, 1.0, 0.001, {"min": 0.99})  # noqa: E731
     scorer.data = data
-    record = []
-    best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", data, scorer,
-                             lambda q: True, False, False, None, print, record=record)
+    best, record = ovl.openvino_int8(_ov_context(tmp_path, "", data, scorer, lambda q: True, transformer=False))
     assert best is None and not (tmp_path / "stage" / "openvino" / "model.int8.xml").exists()
     assert [c.name for c in record] == ["openvino-nncf"] and record[0].passed
-    assert record[0].extra["rejected"] == "not faster than FP32 (1.38x, needs <= 0.95x) on this machine"
+    assert record[0].rejected == "not faster than FP32 (1.38x, needs <= 0.95x) on this machine"
     assert record[0].to_json()["vs_fp32"] == 1.382
+
+
+def _ov_context(tmp_path, name, data, scorer, passes, *, transformer=True, fused=True, speed_check=True,
+                user_calibration=True, probe_xml=None):
+    """OpenVINO's ladder context for a fake FP32 IR, stage and work folders named by ``name``."""
+    from edgeopt.optimize.quantize.config import Int8Config
+    from edgeopt.optimize.quantize.ladder import LadderContext
+
+    return LadderContext(cfg=Int8Config(speed_check=speed_check), calib=data, scorer=scorer, passes=passes,
+                         work=tmp_path / f"work{name}", stage=tmp_path / f"stage{name}", transformer=transformer,
+                         fp32_xml=tmp_path / "fp32.xml", fused_attention=fused, user_calibration=user_calibration,
+                         probe_xml=probe_xml, log=print)
 
 
 @pytest.mark.parametrize("probe_ms", [7.6, 4.0])
@@ -214,9 +242,9 @@ def test_openvino_transformer_int8_is_probed_first_on_a_cpu_without_int8_dot_pro
     or scored and the manifest records the probe with why; when it is faster, the usual ladder runs."""
     from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.metrics import Quality
-    from edgeopt.optimize.quantize import openvino_ladder as ovl
+    from edgeopt.optimize.quantize import openvino_rungs as ovl
     from edgeopt.optimize.quantize import speed
-    from edgeopt.optimize.quantize import openvino as ovq
+    from edgeopt.optimize.quantize import openvino_nncf as ovq
 
     calibrated, scored = [], []
 
@@ -237,32 +265,28 @@ def test_openvino_transformer_int8_is_probed_first_on_a_cpu_without_int8_dot_pro
     monkeypatch.setattr(ovq, "nncf_quantize", fake_nncf)
     monkeypatch.setattr(speed, "compare_latency", lambda runs, feeds, **kw: {
         p: 5.5 if p.endswith("fp32.xml") else probe_ms if "probe" in p else 4.1 for p, _, _ in runs})
-    record = []
-    best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", data, scorer,
-                             lambda q: True, True, True, None, print, record=record)
+    best, record = ovl.openvino_int8(_ov_context(tmp_path, "", data, scorer, lambda q: True))
     if probe_ms > 5.5 * speed.MIN_SPEEDUP:  # slower: one cheap calibration, no scoring, FP32 stays
         # the probe is only timed: NNCF's bias correction (slow, no effect on speed) is skipped
         assert best is None and calibrated == [(ovl.PROBE_SAMPLES, "no bias correction")] and scored == []
         assert not (tmp_path / "stage" / "openvino" / "model.int8.xml").exists()
         (probe,) = record
         assert probe.name == "openvino-nncf" and not probe.passed and probe.quality is None
-        assert probe.to_json()["vs_fp32"] == 1.382 and probe.extra["probe"]["calibration_samples"] == 8
-        assert probe.extra["rejected"].startswith("not faster than FP32 (1.38x, needs <= 0.95x) on this machine")
+        assert probe.to_json()["vs_fp32"] == 1.382 and probe.to_json()["probe"]["calibration_samples"] == 8
+        assert probe.rejected.startswith("not faster than FP32 (1.38x, needs <= 0.95x) on this machine")
     else:  # faster: the full calibration (all 40 samples), scored and timed as always
         assert calibrated == [(ovl.PROBE_SAMPLES, "no bias correction"), 40]
-        assert scored == ["nncf-performance"] and record == []
-        assert best.passed and best.extra["nncf_preset"] == "performance" and best.extra["vs_fp32"] == 0.745
+        assert scored == ["nncf-performance"] and record == [best]
+        assert best.passed and best.recipe.preset == "performance" and best.vs_fp32 == 0.745
     # calibrated already (in the background, background_probe): only timed here
     calibrated.clear()
     ready = tmp_path / "bg-probe" / "model.xml"
-    best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage3", tmp_path / "work3", data, scorer,
-                             lambda q: True, True, True, None, print, probe_xml=ready)
+    ovl.openvino_int8(_ov_context(tmp_path, "3", data, scorer, lambda q: True, probe_xml=ready))
     assert calibrated == ([] if probe_ms > 5.5 * speed.MIN_SPEEDUP else [40])
     # with an INT8 dot-product instruction, or with --no-speed-check, no probe
     calibrated.clear()
     monkeypatch.setattr(ovl, "int8_dot_product", lambda: True)
-    ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage2", tmp_path / "work2", data, scorer,
-                      lambda q: True, True, True, None, print)
+    ovl.openvino_int8(_ov_context(tmp_path, "2", data, scorer, lambda q: True))
     assert calibrated == [40]
 
 
@@ -271,8 +295,8 @@ def test_openvino_dynamic_ladder_stops_at_the_first_passing_group(tmp_path, monk
     the first that passes; with dynamic_first it is tried before NNCF (never reached here)."""
     from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.metrics import Quality
-    from edgeopt.optimize.quantize import openvino_ladder as ovl
-    from edgeopt.optimize.quantize import openvino as ovq
+    from edgeopt.optimize.quantize import openvino_rungs as ovl
+    from edgeopt.optimize.quantize import openvino_nncf as ovq
 
     saved = []
 
@@ -294,11 +318,11 @@ def test_openvino_dynamic_ladder_stops_at_the_first_passing_group(tmp_path, monk
     monkeypatch.setattr(ovq, "save_dynamic", fake_save)
     monkeypatch.setattr(ovq, "nncf_quantize", lambda *a, **k: pytest.fail("NNCF tried after dynamic passed"))
     passes = lambda q: q.drop <= 0.005  # noqa: E731
-    best = ovl.openvino_int8(None, tmp_path / "fp32.xml", tmp_path / "stage", tmp_path / "work", FakeScorer.data,
-                             FakeScorer(), passes, True, True, None, print, dynamic_first=True, speed_check=False)
-    assert saved == [128, 64] and best.name == "openvino-dynamic" and best.extra["activation_group_size"] == 64
+    best, _ = ovl.openvino_int8(_ov_context(tmp_path, "", FakeScorer.data, FakeScorer(), passes,
+                                            user_calibration=False, speed_check=False))
+    assert saved == [128, 64] and best.name == "openvino-dynamic" and best.recipe.group_size == 64
     assert best.path == tmp_path / "stage" / "openvino" / "model.int8.xml" and best.path.read_text() == "64"
-    assert [v["activation_group_size"] for v in best.extra["variants"]] == [64]
+    assert [v["activation_group_size"] for v in best.variants] == [64]
 
 
 def test_openvino_nncf_tries_symmetric_activations_before_the_transformer_default(tmp_path, monkeypatch):
@@ -307,8 +331,8 @@ def test_openvino_nncf_tries_symmetric_activations_before_the_transformer_defaul
     candidate names its preset. Dynamic INT8 comes after both."""
     from edgeopt.data.dataset import Dataset
     from edgeopt.optimize.metrics import Quality
-    from edgeopt.optimize.quantize import openvino_ladder as ovl
-    from edgeopt.optimize.quantize import openvino as ovq
+    from edgeopt.optimize.quantize import openvino_rungs as ovl
+    from edgeopt.optimize.quantize import openvino_nncf as ovq
 
     tried = []
 
@@ -332,29 +356,37 @@ def test_openvino_nncf_tries_symmetric_activations_before_the_transformer_defaul
             return Quality("cosine", 1 - drop, 1.0, drop, {"min": 0.99})
 
         scorer.data = data
-        stage = tmp_path / want[-1]
-        best = ovl.openvino_int8(None, tmp_path / "fp32.xml", stage, tmp_path / f"work-{want[-1]}", data, scorer,
-                                 lambda q: q.drop <= 0.005, True, True, None, print, speed_check=False)
-        assert tried == want and best.name == "openvino-nncf" and best.extra["nncf_preset"] == want[-1]
-        assert (stage / "openvino" / "model.int8.xml").read_text() == want[-1]
-        assert [v["nncf_preset"] for v in best.extra["variants"]] == want
+        best, _ = ovl.openvino_int8(_ov_context(tmp_path, want[-1], data, scorer, lambda q: q.drop <= 0.005,
+                                                speed_check=False))
+        assert tried == want and best.name == "openvino-nncf" and best.recipe.preset == want[-1]
+        assert (tmp_path / f"stage{want[-1]}" / "openvino" / "model.int8.xml").read_text() == want[-1]
+        assert [v["nncf_preset"] for v in best.variants] == want
 
 
-def test_cli_says_fp32_is_faster_when_the_only_passing_int8_was_slower(tiny, tmp_path, monkeypatch):
-    """Exit 1 with a message that names the reason when every passing INT8 candidate lost to FP32."""
+def test_export_says_fp32_is_faster_when_the_only_passing_int8_was_slower(tiny, tmp_path, monkeypatch):
+    """The export's failure names the reason when every passing INT8 candidate lost to FP32 (and a
+    probe's rejection is not that reason); the CLI exits 1 with it."""
     from click.testing import CliRunner
 
     from edgeopt.cli import main
-    from edgeopt.export import pipeline
+    from edgeopt.export import api, int8_artifacts, pipeline
+    from edgeopt.manifest import Manifest
+    from edgeopt.optimize.quantize.candidate import Int8Candidate
+    from edgeopt.optimize.quantize.int8 import Int8Outcome
 
-    manifest = {"artifacts": [], "int8": {"metric": "nn", "max_drop": 0.03, "notes": [], "candidates": [
-        {"name": "static", "passed": False, "rejected": "not faster than FP32 (1.95x) with 17 FP32 nodes"}]}}
-    monkeypatch.setattr(pipeline, "export_model",
-                        lambda *a, **k: pipeline.ExportResult(tmp_path / "o", manifest, True, int8_passed=False))
+    probe = Int8Candidate("openvino-nncf", Path("p.xml"), "openvino", rejected="slow probe", probe_samples=8)
+    slow = Int8Candidate("static", Path("s.onnx"), "onnxruntime", rejected="not faster than FP32 (1.95x) with 17 "
+                                                                            "FP32 nodes")
+    failure = int8_artifacts._failure(Int8Outcome("nn", 0.03, [probe, slow]))
+    assert "is not faster than FP32 (1.95x) with 17 FP32 nodes" in failure and "FP32 is the faster" in failure
+    assert "could not meet --max-drop 0.03 on nn" in int8_artifacts._failure(Int8Outcome("nn", 0.03, [probe]))
+    manifest = Manifest(model={"name": "m"}, inputs=[], outputs=[])
+    monkeypatch.setattr(api, "export", lambda *a, **k: pipeline.ExportResult(tmp_path / "o", manifest, True,
+                                                                             int8_passed=False, failure=failure))
     r = CliRunner().invoke(main, ["export", str(tiny["resnet_pt2"]), "-o", str(tmp_path / "o"), "--to", "onnx",
                                   "--int8", "--calib", "x.npz", "--json"])
     assert r.exit_code == 1, r.output
-    assert "is not faster than FP32 (1.95x) with 17 FP32 nodes" in r.output and "FP32 is the faster" in r.output
+    assert failure in r.output
 
 
 def test_the_probe_calibrates_in_the_background_only_where_it_will_be_used(tmp_path, monkeypatch):
@@ -362,25 +394,29 @@ def test_the_probe_calibrates_in_the_background_only_where_it_will_be_used(tmp_p
     OpenVINO's first way will be probed: a text model whose IR has fused attention, the user's
     data, the speed check on, a CPU without an INT8 dot product; else nothing."""
     from edgeopt.data.dataset import Dataset
-    from edgeopt.optimize.quantize import openvino_ladder as ovl
-    from edgeopt.optimize.quantize import openvino as ovq
+    from edgeopt.optimize.quantize import openvino_rungs as ovl
+    from edgeopt.optimize.quantize import openvino_nncf as ovq
     from edgeopt.optimize.quantize.config import Int8Config
 
     started = []
     monkeypatch.setattr(ovq, "InBackground", lambda *a, **k: started.append((a, k)) or "probe")
-    monkeypatch.setattr(ovl, "fused_ir", lambda xml: True)
     monkeypatch.setattr(ovl, "int8_dot_product", lambda: False)
     calib = Dataset([{"x": np.full((1, 3), i, np.float32)} for i in range(40)], source="t")
     xml = tmp_path / "openvino" / "model.xml"
-    assert ovl.background_probe(xml, tmp_path, calib, Int8Config(), True, True, print) == "probe"
+
+    def probe(fp32_xml=xml, cfg=Int8Config(), transformer=True, fused=True, user=True):
+        return ovl.background_probe(fp32_xml=fp32_xml, stage=tmp_path, calib=calib, cfg=cfg, transformer=transformer,
+                                    fused_attention=fused, user_calibration=user, log=print)
+
+    assert probe() == "probe"
     (args, kwargs), = started
     assert args[0] == xml and len(args[2]) == ovl.PROBE_SAMPLES and kwargs["bias_correction"] is False
     for cfg, text, user in ((Int8Config(speed_check=False), True, True), (Int8Config(openvino=False), True, True),
                             (Int8Config(), False, True), (Int8Config(), True, False)):
-        assert ovl.background_probe(xml, tmp_path, calib, cfg, text, user, print) is None
-    assert ovl.background_probe(None, tmp_path, calib, Int8Config(), True, True, print) is None
+        assert probe(cfg=cfg, transformer=text, user=user) is None
+    assert probe(fp32_xml=None) is None and probe(fused=False) is None
     monkeypatch.setattr(ovl, "int8_dot_product", lambda: True)
-    assert ovl.background_probe(xml, tmp_path, calib, Int8Config(), True, True, print) is None
+    assert probe() is None
     assert len(started) == 1
 
 
@@ -391,7 +427,7 @@ def test_nncf_in_background_writes_the_ir_quietly(tmp_path, capfd):
     import torch
 
     from edgeopt.data.dataset import Dataset
-    from edgeopt.optimize.quantize import openvino as ovq
+    from edgeopt.optimize.quantize import openvino_nncf as ovq
     from tests.tiny_models import resnet_tiny
 
     fp32 = tmp_path / "fp32.xml"
@@ -475,7 +511,9 @@ def test_blockwise_ladder_stops_at_the_first_passing_block_size(tmp_path, monkey
     """The blockwise rung tries blocks of 128, 64, 32 (fast to accurate) and keeps the first that
     passes, deleting the others; a model whose weight nodes are mostly not MatMuls is not tried."""
     from edgeopt.optimize.metrics import Quality
-    from edgeopt.optimize.quantize import int8, ort
+    from edgeopt.optimize.quantize import ort, ort_rungs
+    from edgeopt.optimize.quantize.config import Int8Config
+    from edgeopt.optimize.quantize.ladder import LadderContext
 
     built = []
 
@@ -490,16 +528,23 @@ def test_blockwise_ladder_stops_at_the_first_passing_block_size(tmp_path, monkey
 
     monkeypatch.setattr(ort, "quantize_blockwise", fake_blockwise)
     passes = lambda q: q.drop <= 0.005  # noqa: E731
-    best = int8._blockwise(tmp_path / "fp32.onnx", tmp_path, score, passes, 12, print)
+
+    def blockwise(passes, n_nodes, mode="auto"):
+        return ort_rungs._blockwise(LadderContext(
+            cfg=Int8Config(mode=mode), calib=None, scorer=score, passes=passes, work=tmp_path, stage=tmp_path,
+            fp32_onnx=tmp_path / "fp32.onnx", nodes=[f"n{i}" for i in range(n_nodes)], log=print))
+
+    best = blockwise(passes, 12)
     assert built == [128, 64] and best.name == "blockwise" and best.passed and best.attempts == 2
-    assert best.extra == {"block_size": 64, "quantizable_nodes": 12} and best.runtime == "onnxruntime"
+    assert best.recipe.block_size == 64 and best.quantizable_nodes == 12 and best.runtime == "onnxruntime"
+    assert {"block_size": 64, "quantizable_nodes": 12}.items() <= best.to_json().items()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blockwise-64.onnx"]
-    strict = int8._blockwise(tmp_path / "fp32.onnx", tmp_path, score, lambda q: q.drop <= 1e-4, 12, print)
-    assert not strict.passed and strict.attempts == 3 and strict.extra["block_size"] == 32  # the closest
-    assert int8._blockwise(tmp_path / "fp32.onnx", tmp_path, score, passes, 21, print) is None  # 10 of 21
+    strict = blockwise(lambda q: q.drop <= 1e-4, 12)
+    assert not strict.passed and strict.attempts == 3 and strict.recipe.block_size == 32  # the closest
+    assert blockwise(passes, 21) is None  # 10 of 21
     assert not (tmp_path / "blockwise-128.onnx").exists()
-    asked = int8._blockwise(tmp_path / "fp32.onnx", tmp_path, score, passes, 21, print, asked=True)
-    assert asked.passed and asked.extra["block_size"] == 64  # --int8-mode blockwise: tried all the same
+    asked = blockwise(passes, 21, mode="blockwise")
+    assert asked.passed and asked.recipe.block_size == 64  # --int8-mode blockwise: tried all the same
 
 
 def test_blockwise_mode_on_a_model_without_matmuls_is_a_one_line_error(tiny, calib_npz, tmp_path):

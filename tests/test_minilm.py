@@ -54,11 +54,11 @@ def test_ir_runs_static_shapes_and_a_wrong_pad_value_fails_their_check(exported)
     """The FP32 IR carries checked buckets up to the model's maximum length; padding that the model
     does not mask out (an attention mask padded with 1: mean pooling then averages padding in) fails
     the check for every bucket where padding happened."""
-    from edgeopt.export.buckets import check_against_source
+    from edgeopt.export.bucket_checks import check_against_source
     from edgeopt.backends.buckets import ShapeBuckets
 
     model, out, result = exported
-    art = {a["path"]: a for a in result.manifest["artifacts"]}
+    art = {a["path"]: a for a in result.manifest.to_json()["artifacts"]}
     sb = art["openvino/model.xml"]["shape_buckets"]
     assert sb["enabled"] and sb["lengths"] == [8, 16, 32, 64, 128, 256], sb
     assert all(r["max_abs_diff"] < 1e-5 for r in sb["checked"].values()), sb

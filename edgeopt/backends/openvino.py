@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeopt.backends.base import Availability, dist_version, not_installed
 from edgeopt.backends.buckets import ShapeBuckets, read_from_ir, sequence_feeds
+from edgeopt.errors import first_line
 from edgeopt.spec import TensorSpec
 
 _OV_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "i64": "int64",
@@ -132,9 +133,8 @@ class OvSession:
             with self._lock:
                 self._variants[key] = (compiled, compiled.create_infer_request())
         except Exception as e:  # noqa: BLE001 - a variant that cannot compile leaves the dynamic model in charge
-            first = (str(e).strip().splitlines() or [""])[0]
             with self._lock:
-                self.failed[key] = f"{type(e).__name__}: {first}"  # kept for inspection; never retried
+                self.failed[key] = f"{type(e).__name__}: {first_line(e, 1000)}"  # kept for inspection; never retried
         finally:
             with self._lock:
                 self._pending.pop(key, None)

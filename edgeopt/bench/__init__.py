@@ -3,8 +3,13 @@
 Importing this package is cheap (no numpy, no runtime): the cold-start child process imports
 ``edgeopt.bench.child`` and must pay only for numpy and the one runtime it measures.
 
-Layout: ``profiles`` (targets cpu / mobile / gpu), ``candidates`` (what ARTIFACT expands to),
+Layout: ``profiles`` (targets cpu / mobile / gpu), ``cases`` (what ARTIFACT expands to),
 ``child`` + ``warm`` (run inside the measured process), ``driver`` (spawns and interleaves
-children), ``stats`` + ``gate`` (noise-robust regression check), ``records`` (the JSON of
-DESIGN.md and pytest-benchmark JSON), ``env``, ``report`` (HTML + PNG), ``run`` (the entry point).
+children), ``stats`` + ``regression`` (noise-robust regression gate), ``records`` (the JSON of
+DESIGN.md and pytest-benchmark JSON), ``env``, ``report`` (HTML + PNG), ``run`` (measurements),
+``api`` (``edgeopt.bench(...)``: this package is callable, edgeopt.commands).
 """
+
+from edgeopt.commands import callable_package
+
+callable_package(__name__, "edgeopt.bench.api", "bench")

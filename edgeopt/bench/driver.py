@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeopt.bench.candidates import Candidate
+from edgeopt.bench.cases import BenchCase
 from edgeopt.bench.child import MARK
 from edgeopt.bench.profiles import Profile
 from edgeopt.errors import UsageError
@@ -32,7 +32,7 @@ CACHEABLE = ("onnxruntime", "openvino")
 
 @dataclass
 class Job:
-    candidate: Candidate
+    candidate: BenchCase
     profile: Profile
     threads: int | None = None  # None: the profile's
 
@@ -52,7 +52,7 @@ class JobResult:
     page_cache: str = "as found (files may be cached)"
 
 
-def unavailable_reason(c: Candidate, p: Profile) -> str | None:
+def unavailable_reason(c: BenchCase, p: Profile) -> str | None:
     """Why this runtime cannot run on this target here, or None."""
     dist = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "openvino": ("openvino",),
             "torch": ("torch",), "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13")}[c.runtime]

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 
 SHIPPED = Path(__file__).with_name("profiles.json")
 DEVICES = ("cpu", "gpu")
@@ -60,7 +60,7 @@ def _read(path: Path) -> dict:
         else:
             data = json.loads(text)
     except Exception as e:  # noqa: BLE001 - any parse error is the user's file
-        raise UsageError(f"profiles file {path} does not parse: {str(e).splitlines()[0]}") from None
+        raise UsageError(f"profiles file {path} does not parse: {first_line(e, 1000)}") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise UsageError(f"profiles file {path} must map profile names to objects "
                          "(keys: device, threads, cores, memory_mb, description)")

@@ -13,7 +13,7 @@ import numpy as np
 from edgeopt import __version__
 from edgeopt.bench.driver import Job, JobResult
 from edgeopt.bench.stats import QUANTILE, median_min_max, subsample, summary
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 
 SCHEMA = "edgeopt-bench/1"
 PHASES = ("startup_ms", "import_ms", "load_ms", "first_inference_ms", "total_ms")
@@ -118,7 +118,7 @@ def read_document(path: str | Path, what: str = "baseline") -> dict:
     except FileNotFoundError:
         raise UsageError(f"{what} file {path} does not exist") from None
     except (OSError, ValueError) as e:
-        raise UsageError(f"{what} file {path} is not readable JSON ({str(e).splitlines()[0]})") from None
+        raise UsageError(f"{what} file {path} is not readable JSON ({first_line(e, 1000)})") from None
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema != SCHEMA or not isinstance(data.get("records"), list):
         raise UsageError(f"{what} file {path} has schema {schema!r}, expected {SCHEMA!r}; "

@@ -65,7 +65,7 @@ class BenchOptions:
 
 
 def run_bench(artifact: str | Path, opts: BenchOptions, *, log=lambda m: None) -> dict:
-    from edgeopt.bench.candidates import expand
+    from edgeopt.bench.cases import expand
     from edgeopt.bench.driver import Job, run_jobs
     from edgeopt.bench.env import environment
     from edgeopt.bench.profiles import resolve_targets

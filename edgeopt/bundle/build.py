@@ -22,7 +22,7 @@ from edgeopt import __version__
 from edgeopt.bundle import golden as golden_io
 from edgeopt.bundle.versions import default_version, parse_expires, parse_version, safe_name
 from edgeopt.errors import GateError, UsageError
-from edgeopt.manifest import MANIFEST, companions, file_digest, read_manifest, sha256_file
+from edgeopt.manifest import MANIFEST, companions, file_digest, read_manifest_data, sha256_file
 from edgeopt.runtime.manifest import SIGNATURE
 
 SUFFIX = ".edgepkg"
@@ -136,7 +136,7 @@ def package(*, out: str | os.PathLike, bundle: str | os.PathLike, sign_key: str 
         raise UsageError(f"{out} is not a folder: pass what `edgeopt export` wrote (a folder with {MANIFEST})")
     if bundle.resolve().is_relative_to(out.resolve()):
         raise UsageError(f"-o {bundle} is inside {out}; write the bundle elsewhere")
-    manifest = read_manifest(out)
+    manifest = read_manifest_data(out)
     name = (manifest.get("model") or {}).get("name") or out.name
     if not safe_name(name):
         raise UsageError(f"model name {name!r} in {out / MANIFEST} cannot name a folder on the device")

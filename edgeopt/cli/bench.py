@@ -52,43 +52,20 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
     Exit 0 when done (and no regression), 1 when a record regressed beyond --max-regression against
     --baseline or a measurement could not be taken, 2 on bad input, 3 on a bug (a log file is named).
     """
-    from edgeopt.bench.gate import compare, regressions
-    from edgeopt.bench.records import failed_measurements, pytest_benchmark_document, read_document
-    from edgeopt.bench.run import BenchOptions, run_bench
-    from edgeopt.errors import GateError, UsageError
+    from edgeopt.bench.api import bench
+    from edgeopt.bench.records import pytest_benchmark_document
+    from edgeopt.cli.printing import print_gate, print_records
+    from edgeopt.errors import GateError
 
-    def split(text):
-        return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-    if max_regression is not None and baseline is None:
-        raise UsageError("--max-regression needs --baseline FILE")
-    if max_regression is not None and max_regression < 0:
-        raise UsageError(f"--max-regression must be >= 0, got {max_regression}")
-    if not 0.5 <= confidence < 1:
-        raise UsageError(f"--confidence must be in [0.5, 1), got {confidence}")
-    if cold_runs < 1:
-        raise UsageError(f"--cold-runs must be >= 1 (each is one fresh process), got {cold_runs}")
-    base = read_document(baseline) if baseline is not None else None
-    opts = BenchOptions(runtimes=split(runtimes), targets=split(targets) or [], batches=batches, seq_len=seq_len,
-                        cold_runs=cold_runs, repeats=repeats, seconds=seconds, warmup=warmup,
-                        concurrency=concurrency, threads=threads, cache_modes=cache_modes, drop_caches=drop_caches,
-                        profiles_file=str(profiles_file) if profiles_file else None,
-                        model_options={"arch": arch, "arch_kwargs": arch_kwargs, "trust_pickle": trust_pickle,
-                                       "inputs": list(inputs)})
     con = console()
     with con.status("benchmarking") as status:
-        doc = run_bench(artifact, opts, log=status.update)
-    rows = []
-    if base is not None:
-        pct = 10.0 if max_regression is None else max_regression
-        rows = compare(doc["records"], base["records"], max_regression=pct, confidence=confidence, normalize=normalize,
-                       metric=gate_metric)
-        doc["gate"] = {"baseline": str(baseline), "max_regression_pct": pct, "confidence": confidence,
-                       "metric": gate_metric, "normalized": normalize,
-                       "rows": [r.to_json() for r in rows], "passed": not regressions(rows)}
-    failed = failed_measurements(doc["records"])
-    if failed:
-        doc["failed_measurements"] = failed
+        result = bench(artifact, runtimes=runtimes, targets=targets, profiles_file=profiles_file, batches=batches,
+                       seq_len=seq_len, cold_runs=cold_runs, repeats=repeats, seconds=seconds, warmup=warmup,
+                       concurrency=concurrency, threads=threads, cache_modes=cache_modes, drop_caches=drop_caches,
+                       baseline=baseline, max_regression=max_regression, confidence=confidence,
+                       gate_metric=gate_metric, normalize=normalize, arch=arch, arch_kwargs=arch_kwargs,
+                       trust_pickle=trust_pickle, inputs=inputs, log=status.update)
+    doc = result.document
     if json_out == "-":
         click.echo(json.dumps(doc, indent=2))
     elif json_out:
@@ -98,73 +75,9 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
     if html_dir:
         from edgeopt.bench.report import write_html
 
-        path = write_html(doc, html_dir, doc.get("gate", {}).get("rows"))
-        con.print(f"report: {path}")
+        con.print(f"report: {write_html(doc, html_dir, doc.get('gate', {}).get('rows'))}")
     print_records(con, doc)
-    if base is not None:
+    if "gate" in doc:
         print_gate(con, doc["gate"])
-        bad = regressions(rows)
-        if bad:
-            raise GateError(f"{len(bad)} record(s) slower than {baseline} by more than {doc['gate']['max_regression_pct']:g}% "
-                            "(the whole confidence interval beyond the threshold; see the table)")
-    if failed:
-        raise GateError(f"{len(failed)} measurement(s) could not be taken, so nothing was measured for them; "
-                        f"first: {failed[0]}")
-
-
-def _f(v, spec=".2f"):
-    return "-" if v is None else format(v, spec)
-
-
-def print_records(con, doc: dict) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    warm = Table(title="warm: latency ms, throughput, peak RSS")
-    for col in ("artifact", "runtime", "target", "batch", "p50", "p90", "p99", "items/s", "RSS MB"):
-        warm.add_column(col, justify="left" if col in ("artifact", "runtime", "target") else "right")
-    missing: dict[str, None] = {}
-    for r in doc["records"]:
-        lat = r.get("latency_ms") or {}
-        if not lat:
-            why = f"unavailable: {r['unavailable']}" if r.get("unavailable") else f"error: {r.get('error')}"
-            missing[f"{r['artifact']} [{r['runtime']}] on {r['target']}: {why}"] = None
-            continue
-        warm.add_row(r["artifact"], r["runtime"], r["target"], str(r["batch"]), _f(lat["p50"]), _f(lat["p90"]),
-                     _f(lat["p99"]), _f(r.get("throughput_ips"), ".1f"), _f(r.get("peak_rss_mb"), ".0f"))
-    con.print(warm)
-    for line in missing:
-        con.print(f"[yellow]{escape(line)}[/]")
-    first = doc["records"][0]["batch"] if doc["records"] else None
-    colds = [r for r in doc["records"] if r["batch"] == first and r.get("cold_start")]
-    if not colds:
-        return
-    runs = colds[0]["cold_start"]["runs"]
-    cold = Table(title=f"cold start, ms (median of {runs} fresh processes; cache: empty / warm)")
-    for col in ("artifact", "runtime", "target", "start", "import", "load", "1st", "total", "cache"):
-        cold.add_column(col, justify="left" if col in ("artifact", "runtime", "target") else "right")
-    for r in colds:
-        c, cache = r["cold_start"], r.get("cold_start_cache") or {}
-        cached = " / ".join(_f((cache.get(k) or {}).get("total_ms", {}).get("median"), ".0f")
-                            for k in ("cold_cache", "warm_cache")) if cache else "-"
-        cold.add_row(r["artifact"], r["runtime"], r["target"],
-                     *(_f(c[k]["median"], ".0f") for k in ("startup_ms", "import_ms", "load_ms", "first_inference_ms",
-                                                            "total_ms")), cached)
-    con.print(cold)
-
-
-def print_gate(con, gate: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"regression gate vs {gate['baseline']}: {gate['metric']} per call, max "
-                        f"{gate['max_regression_pct']:g}%, {gate['confidence']:.0%} CI of current / baseline")
-    for col in ("artifact", "runtime", "target", "batch", "base p50", "p50", "ratio", "CI", "status"):
-        table.add_column(col)
-    colors = {"regression": "red", "improved": "green", "ok": "green"}
-    for g in gate["rows"]:
-        st = g["status"]
-        table.add_row(g["artifact"], g["runtime"], g["target"], str(g["batch"]), _f(g["baseline_p50_ms"]),
-                      _f(g["current_p50_ms"]), _f(g["ratio"], ".3f"),
-                      f"[{_f(g['ci_low'], '.3f')}, {_f(g['ci_high'], '.3f')}]" if g["ci_low"] else "-",
-                      f"[{colors.get(st, 'yellow')}]{st}[/]" + (f" ({g['note']})" if st in ("skipped", "missing") else ""))
-    con.print(table)
+    if result.failure:
+        raise GateError(result.failure)

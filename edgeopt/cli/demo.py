@@ -24,9 +24,10 @@ def command(out, titles, n_titles, as_json):
     sentence-transformers, and benchmark cold start and warm latency."""
     from rich.table import Table
 
-    from edgeopt.cli.export import print_artifacts
+    from edgeopt.cli.printing import print_artifacts
     from edgeopt.demo import run_demo
     from edgeopt.errors import GateError
+    from edgeopt.manifest import ArtifactRecord
 
     con = console()
     with con.status("demo") as status:
@@ -34,7 +35,7 @@ def command(out, titles, n_titles, as_json):
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        print_artifacts(con, {"artifacts": report["artifacts"]}, title=f"all-MiniLM-L6-v2 -> {out}")
+        print_artifacts(con, map(ArtifactRecord.from_json, report["artifacts"]), title=f"all-MiniLM-L6-v2 -> {out}")
         table = Table(title=f"sentence_embedding vs sentence-transformers encode ({report['titles']})")
         for col in ("artifact", "runtime", "titles per call", "cosine mean", "cosine min"):
             table.add_column(col, no_wrap=col == "artifact")

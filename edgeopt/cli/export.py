@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console, load_from_options, model_options
+from edgeopt.cli.options import console, model_options
 
 
 @click.command()
@@ -69,91 +69,31 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
     or cannot be built (FP32 artifacts are kept; failing artifacts are marked in the manifest), 2 on
     bad input, 3 on a bug (a log file is named).
     """
+    from edgeopt.cli.printing import print_artifacts, print_int8_notes
     from edgeopt.errors import GateError
-    from edgeopt.export.pipeline import ExportOptions, export_model
-    from edgeopt.optimize.quantize.config import Int8Config
+    from edgeopt.export.api import default_out, export
 
-    int8_cfg = None
-    if int8:
-        int8_cfg = Int8Config(mode=int8_mode, calib_method=calib_method, metric=metric, max_drop=max_drop,
-                              min_cosine=min_cosine, calib_size=calib_size, eval_size=eval_size,
-                              eval_batch=eval_batch, speed_check=speed_check)
-    elif calib or eval_data or metric or max_drop is not None or eval_batch is not None:
-        raise click.UsageError("--calib/--eval/--eval-batch/--metric/--max-drop apply to --int8; add --int8")
-    opts = ExportOptions(targets=tuple(t.strip() for t in targets.split(",") if t.strip()), fp16=fp16,
-                         exporter=exporter, threads=threads, int8=int8_cfg, calib=calib, eval_data=eval_data,
-                         atol=atol, rtol=rtol, shape_buckets=shape_buckets)
     con = console()
     t0 = time.perf_counter()
+    out = out or default_out(model)
     with con.status("loading model") as status:
         def log(msg: str) -> None:
             if verbose:
                 con.print(f"[dim]{time.perf_counter() - t0:6.1f} s[/dim]  {msg}", highlight=False)
             status.update(msg)
 
-        loaded = load_from_options(model, arch, arch_kwargs, trust_pickle, inputs)
-        log(f"loaded {loaded.name} ({loaded.family})")
-        out = out or Path(f"{Path(model).stem or Path(model).name}-edgeopt")
-        result = export_model(loaded, out, opts, log=log)
+        result = export(model, out, to=targets, fp16=fp16, int8=int8, int8_mode=int8_mode, calib=calib,
+                        eval_data=eval_data, metric=metric, max_drop=max_drop, min_cosine=min_cosine,
+                        calib_method=calib_method, speed_check=speed_check, calib_size=calib_size,
+                        eval_size=eval_size, eval_batch=eval_batch, exporter=exporter, atol=atol, rtol=rtol,
+                        threads=threads, shape_buckets=shape_buckets, arch=arch, arch_kwargs=arch_kwargs,
+                        trust_pickle=trust_pickle, inputs=inputs, log=log)
     if as_json:
-        click.echo(json.dumps(result.manifest, indent=2))
+        click.echo(json.dumps(result.manifest.to_json(), indent=2))
     else:
-        print_artifacts(con, result.manifest, title=f"{loaded.name} -> {out}")
-        int8 = result.manifest.get("int8") or {}
-        for warning in int8.get("calibration", {}).get("warnings", []):
-            con.print(f"[yellow]warning:[/] {warning}")
-        for note in int8.get("notes", []):
-            con.print(f"note: {note}")
-    for item in result.manifest.get("not_built", []):
-        con.print(f"[red]not built:[/] {item['path']}: {item['error']}", highlight=False)
-    if not result.passed:
-        if result.manifest.get("not_built"):
-            raise GateError(f"{result.manifest['not_built'][0]['error']}; the other artifacts are written "
-                            f"(--to onnx skips OpenVINO)")
-        raise GateError("an artifact does not match the source model within tolerance (see the table)")
-    if result.int8_passed is False:
-        int8 = result.manifest["int8"]
-        slow = [c["rejected"] for c in int8["candidates"] if c.get("rejected") and not c.get("probe")]
-        if slow:
-            raise GateError(f"INT8 that meets --max-drop {int8['max_drop']} on {int8['metric']} is {slow[0]}; "
-                            "FP32 artifacts kept: FP32 is the faster model here (see manifest.json 'int8'; "
-                            "--no-speed-check keeps INT8 anyway)")
-        raise GateError(f"INT8 could not meet --max-drop {int8['max_drop']} on {int8['metric']}; "
-                        "FP32 artifacts kept (see manifest.json 'int8' for each candidate)")
-
-
-def print_artifacts(con, manifest: dict, title: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("artifact", "prec", "size", "max abs", "cos min", "quality", "check"):
-        table.add_column(col, justify="right" if col not in ("artifact", "check", "quality") else "left",
-                         no_wrap=col == "artifact")
-    for a in manifest["artifacts"]:
-        v = a.get("verification", {})
-        ok = "[green]pass[/]" if v.get("passed") else f"[red]FAIL[/] {v.get('error', '')}"
-        q = a.get("quality")
-        quality = "-"
-        if q:
-            quality = f"{q['metric']} {q['value']:.4f}" + (f" (min {q['min']:.3f})" if "min" in q else "")
-            if a.get("fallback_nodes"):
-                quality += f", {len(a['fallback_nodes'])} FP32"
-        table.add_row(a["path"], a["precision"], f"{a['bytes'] / 1e6:.1f} MB",
-                      f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else "-",
-                      f"{v['cosine_min']:.5f}" if "cosine_min" in v else "-", quality, ok)
-    con.print(table)
-    for a in manifest["artifacts"]:
-        b = a.get("shape_buckets") or {}
-        if not b.get("checked"):
-            continue
-        dropped = [n for n, r in b["checked"].items() if not r["passed"]]
-        if b.get("enabled"):
-            q = b.get("quality")  # INT8: the gate's metric; FP32 / FP16: the largest difference to the source
-            how = (f"{q['metric']} {q['value']:.4f}" if q else
-                   f"max abs {max(r['max_abs_diff'] for r in b['checked'].values() if r['passed']):.1e}")
-            line = f"{a['path']}: static shapes for {', '.join(map(str, b['lengths']))} tokens ({how})"
-        else:
-            line = f"{a['path']}: no static shapes"
-        if dropped:
-            line += f"; {', '.join(dropped)} dropped: the padded static shape did not match"
-        con.print(line, highlight=False)
+        print_artifacts(con, result.manifest.artifacts, title=f"{result.manifest.name} -> {out}")
+        print_int8_notes(con, result.manifest.int8)
+        for item in result.manifest.not_built:
+            con.print(f"[red]not built:[/] {item['path']}: {item['error']}", highlight=False)
+    if result.failure:
+        raise GateError(result.failure)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.data.dataset import Dataset
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 from edgeopt.spec import IOSpec
 
 
@@ -25,7 +25,7 @@ def from_npz(path: Path, io: IOSpec) -> Dataset:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise UsageError(f"{path.name} is not a readable .npz ({str(e).splitlines()[0][:120]})") from None
+        raise UsageError(f"{path.name} is not a readable .npz ({first_line(e, 120)})") from None
     if not arrays:
         raise UsageError(f"{path.name} holds no arrays")
     labels = arrays.pop("labels", None)

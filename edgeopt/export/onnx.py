@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 from edgeopt.models.base import LoadedModel
 
 OPSET = 17
@@ -128,7 +128,7 @@ def export_onnx(model: LoadedModel, path: Path, *, exporter: str = "auto") -> di
             onnx.checker.check_model(str(path))
             return {"exporter": name, **how}
         except Exception as e:  # exporter failures are diverse; report them together below
-            errors.append(f"{name}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}")
+            errors.append(f"{name}: {first_line(e)}")
             path.unlink(missing_ok=True)
     raise UsageError(f"torch.onnx could not export {model.name} ({'; '.join(errors)}); "
                      "simplify the forward or pass a torch.export .pt2")

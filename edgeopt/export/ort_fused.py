@@ -24,7 +24,9 @@ import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+from edgeopt.errors import first_line
 from edgeopt.models.base import LoadedModel
+from edgeopt.onnx_graph import name_unnamed_nodes
 
 # onnxruntime.transformers model types by Hugging Face config.model_type (encoders it fuses)
 OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "distilbert": "bert",
@@ -75,13 +77,12 @@ def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict
             return None, {"fused": False, "reason": "onnxruntime's optimizer fused no attention", "ops": stats}
         stats["SkipLayerNormalization split"] = split_skip_layernorm(optimized.model)
         optimized.topological_sort()  # as saving does; then name the nodes the optimizer left unnamed
-        for i, node in enumerate(optimized.model.graph.node):  # (the gate addresses nodes by name) as
-            node.name = node.name or f"{node.op_type}_{i}"  # quantize/ort.py's named_weight_nodes would
+        name_unnamed_nodes(optimized.model)
         optimized.save_model_to_file(str(out))  # which also declares the com.microsoft opset
         onnx.checker.check_model(str(out))
     except Exception as e:  # noqa: BLE001 - an optional speed-up: any failure keeps the plain graph
         out.unlink(missing_ok=True)
-        return None, {"fused": False, "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"}
+        return None, {"fused": False, "reason": f"{type(e).__name__}: {first_line(e, 160)}"}
     from edgeopt.export.verify import Tolerance, compare
     from edgeopt.backends import get_runtime
 

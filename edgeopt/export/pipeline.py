@@ -35,7 +35,7 @@ class ExportOptions:
     eval_data: str | None = None  # DATA for the gate (default: held out from calib)
     atol: float | None = None  # overrides the per-format verification tolerances (verify.py)
     rtol: float | None = None
-    shape_buckets: str = "auto"  # OpenVINO text IRs: auto, off or lengths "8,16,32" (export/buckets.py)
+    shape_buckets: str = "auto"  # OpenVINO text IRs: auto, off or lengths "8,16,32" (export/bucket_checks.py)
 
     def __post_init__(self):
         if not self.targets:
@@ -55,9 +55,14 @@ class ExportOptions:
 @dataclass
 class ExportResult:
     out: Path
-    manifest: dict
-    passed: bool  # every artifact verified
-    int8_passed: bool | None = None  # None: no INT8 asked for
+    manifest: Manifest  # as written to OUT/manifest.json
+    verified: bool  # every artifact matches the source within its tolerance
+    int8_passed: bool | None = None  # an INT8 artifact was kept; None: no INT8 asked for
+    failure: str | None = None  # why the export's gate failed (the CLI exits 1 with it); None: it passed
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None
 
 
 def source_digest(path: Path) -> str:
@@ -108,7 +113,7 @@ def _add_openvino(model: LoadedModel, onnx_path: Path, stage: Path, artifacts: l
                   opts: ExportOptions, log, not_built: list) -> None:
     """FP32 (and FP16) IR: through the PyTorch frontend for transformers (fused attention), from
     model.onnx for the rest and whenever the frontend's IR fails to convert or to verify."""
-    from edgeopt.export.openvino import (
+    from edgeopt.export.openvino_ir import (
         TORCH_FRONTEND_FAMILIES,
         export_openvino,
         from_torch,
@@ -149,7 +154,7 @@ def _add_openvino(model: LoadedModel, onnx_path: Path, stage: Path, artifacts: l
 
 def _add_buckets(model: LoadedModel, stage: Path, artifacts: list, buckets, opts: ExportOptions, log) -> None:
     """Sequence-length buckets for each verified FP32 / FP16 IR (INT8 IRs get theirs from the gate)."""
-    from edgeopt.export import buckets as shape_buckets
+    from edgeopt.export import bucket_checks as shape_buckets
 
     for record in artifacts:
         if record.format == "openvino" and record.precision != "int8" and record.verification.get("passed"):
@@ -158,18 +163,54 @@ def _add_buckets(model: LoadedModel, stage: Path, artifacts: list, buckets, opts
                 stage / record.path, record.precision, buckets, model, opts.threads), log)
 
 
-def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
+def _add_onnx(model: LoadedModel, onnx_path: Path, feeds, refs, opts: ExportOptions, log) -> ArtifactRecord:
+    """model.onnx (exported, or copied from an ONNX source), verified with onnxruntime."""
+    if model.onnx_path is not None:
+        shutil.copyfile(model.onnx_path, onnx_path)
+        how = {"exporter": "copied"}
+    else:
+        log("exporting to ONNX")
+        from edgeopt.export.onnx import export_onnx
+
+        how = export_onnx(model, onnx_path, exporter=opts.exporter)
+    log("verifying model.onnx with onnxruntime")
+    return ArtifactRecord("model.onnx", "onnx", "fp32", ["onnxruntime", "openvino", "tensorrt"],
+                          verification=_verify(onnx_path, "onnxruntime", "onnx", "fp32", feeds, refs, opts),
+                          extra=how)
+
+
+def _write_manifest(model: LoadedModel, stage: Path, outputs, artifacts: list, int8: dict | None,
+                    not_built: list[dict]) -> Manifest:
+    """The tokenizer (text models) and OUT/manifest.json, with each artifact's digest."""
+    preprocessing = {}
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(str(stage / "tokenizer"))
+        preprocessing = {"tokenizer": "tokenizer/", "max_length": model.max_length}
+    if model.metadata.get("image"):  # size, resize rule, mean / std (models/hf_vision.py)
+        preprocessing["image"] = {k: v for k, v in model.metadata["image"].items() if k != "source"}
+    if model.metadata.get("class_names"):
+        preprocessing["class_names"] = model.metadata["class_names"]
+    manifest = Manifest(model={"name": model.name, "source": str(model.source), "family": model.family,
+                               "sha256": source_digest(model.source)},
+                        inputs=list(model.io.inputs), outputs=outputs, artifacts=artifacts,
+                        preprocessing=preprocessing, environment=environment(),
+                        task=model.metadata.get("task"), int8=int8, not_built=not_built)
+    manifest.write(stage)
+    return manifest
+
+
+def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions, *,
                  log: Callable[[str], None] = lambda msg: None) -> ExportResult:
     _check_targets(opts)
     int8_data = None
     if opts.int8 is not None:  # read and check the data before anything is written
-        from edgeopt.export.int8 import load_int8_data
+        from edgeopt.export.int8_artifacts import load_int8_data
 
         log("reading calibration data")
         int8_data = load_int8_data(model, opts)
     buckets = None
     if "openvino" in opts.targets:
-        from edgeopt.export.buckets import plan
+        from edgeopt.export.bucket_checks import plan
 
         buckets = plan(model, opts.shape_buckets)  # a bad --shape-buckets fails before anything is written
     feeds = model.sample_feeds()
@@ -179,33 +220,20 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
     refs = [model.reference(f) for f in feeds]
     with output_dir(out) as stage:
         onnx_path = stage / "model.onnx"
-        artifacts, not_built = [], []
-        if model.onnx_path is not None:
-            shutil.copyfile(model.onnx_path, onnx_path)
-            how = {"exporter": "copied"}
-        else:
-            log("exporting to ONNX")
-            from edgeopt.export.onnx import export_onnx
-
-            how = export_onnx(model, onnx_path, exporter=opts.exporter)
-        log("verifying model.onnx with onnxruntime")
-        artifacts.append(ArtifactRecord("model.onnx", "onnx", "fp32", ["onnxruntime", "openvino", "tensorrt"],
-                                        verification=_verify(onnx_path, "onnxruntime", "onnx", "fp32",
-                                                             feeds, refs, opts),
-                                        extra=how))
+        artifacts, not_built = [_add_onnx(model, onnx_path, feeds, refs, opts, log)], []
+        how = artifacts[0].extra
         if "openvino" in opts.targets:
             _add_openvino(model, onnx_path, stage, artifacts, feeds, refs, opts, log, not_built)
         from edgeopt.export.onnx import output_specs
 
         outputs = output_specs(onnx_path, model)
-        int8_report = None
+        int8 = None
         if int8_data is not None:
-            from edgeopt.export.int8 import add_int8_artifacts
+            from edgeopt.export.int8_artifacts import add_int8_artifacts
 
             # a transformer traced with eager attention is what onnxruntime's optimizer fuses (ort_fused.py)
-            int8_report = add_int8_artifacts(model, stage, artifacts, int8_data, opts, log, feeds=feeds, refs=refs,
-                                             buckets=buckets,
-                                             eager_onnx=onnx_path if how.get("attention") == "eager" else None)
+            int8 = add_int8_artifacts(model, stage, artifacts, int8_data, opts, log, feeds=feeds, refs=refs,
+                                      buckets=buckets, eager_onnx=onnx_path if how.get("attention") == "eager" else None)
         if buckets is not None:  # after INT8: an IR made from model.xml must not inherit its buckets
             _add_buckets(model, stage, artifacts, buckets, opts, log)
         if "tensorrt" in opts.targets:  # availability was checked up front: this runs on GPU machines only
@@ -213,20 +241,13 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions,
 
             add_tensorrt_artifacts(stage, artifacts, model, feeds, refs,
                                    int8_data.calib.samples if int8_data else None, log)
-        preprocessing = {}
-        if model.tokenizer is not None:
-            model.tokenizer.save_pretrained(str(stage / "tokenizer"))
-            preprocessing = {"tokenizer": "tokenizer/", "max_length": model.max_length}
-        if model.metadata.get("image"):  # size, resize rule, mean / std (models/hf_vision.py)
-            preprocessing["image"] = {k: v for k, v in model.metadata["image"].items() if k != "source"}
-        if model.metadata.get("class_names"):
-            preprocessing["class_names"] = model.metadata["class_names"]
-        manifest = Manifest(model={"name": model.name, "source": str(model.source), "family": model.family,
-                                   "sha256": source_digest(model.source)},
-                            inputs=list(model.io.inputs), outputs=outputs, artifacts=artifacts,
-                            preprocessing=preprocessing, environment=environment(),
-                            task=model.metadata.get("task"), int8=int8_report, not_built=not_built)
-        manifest.write(stage)
-        data = manifest.to_json()
-    passed = all(a.verification.get("passed") for a in artifacts) and not not_built
-    return ExportResult(Path(out), data, passed, int8_passed=None if int8_report is None else int8_report["passed"])
+        manifest = _write_manifest(model, stage, outputs, artifacts, None if int8 is None else int8.report,
+                                   not_built)
+    verified = all(a.verification.get("passed") for a in artifacts)
+    failure = None if verified else "an artifact does not match the source model within tolerance (see the table)"
+    if failure is None and not_built:
+        failure = f"{not_built[0]['error']}; the other artifacts are written (--to onnx skips OpenVINO)"
+    if failure is None and int8 is not None:
+        failure = int8.failure
+    return ExportResult(Path(out), manifest, verified and not not_built,
+                        int8_passed=None if int8 is None else int8.passed, failure=failure)

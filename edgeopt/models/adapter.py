@@ -11,7 +11,7 @@ import inspect
 
 import numpy as np
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 from edgeopt.spec import IOSpec, TensorSpec
 
 _SKIP_OUTPUTS = {"past_key_values", "hidden_states", "attentions", "cross_attentions"}
@@ -116,9 +116,9 @@ def probe_outputs(module, io_inputs: tuple[TensorSpec, ...], source: str,
         with torch.inference_mode():
             out = module(*args)
     except Exception as e:  # the model rejected our inputs: that is the user's --input spec
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e, 300)
         spec = " ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in io_inputs)
-        raise UsageError(f"{source} rejected the inputs {spec}: {first[:300]}; fix --input") from None
+        raise UsageError(f"{source} rejected the inputs {spec}: {first}; fix --input") from None
     out = out if isinstance(out, tuple) else (out,)
     names = getattr(module, "output_keys", None) or (
         ["output"] if len(out) == 1 else [f"output{i}" for i in range(len(out))])

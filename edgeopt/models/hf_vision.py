@@ -18,9 +18,6 @@ from edgeopt.models.adapter import make_adapter, probe_outputs, torch_reference
 from edgeopt.models.base import LoadedModel
 from edgeopt.spec import IOSpec, TensorSpec
 
-_RESAMPLE = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5}  # PIL's filter numbers, as transformers stores them
-
-
 def image_preprocessing(path: Path, config) -> dict:
     """{"size": [h, w], "mean", "std", "rescale", "shortest_edge"?, "resample"} for the model."""
     cfg_file = path / "preprocessor_config.json"
@@ -55,7 +52,7 @@ def image_preprocessing(path: Path, config) -> dict:
     prep = {"size": list(hw), "channels": channels, "rescale": rescale,
             "mean": list(proc.get("image_mean", [0.485, 0.456, 0.406])) if normalize else [0.0] * channels,
             "std": list(proc.get("image_std", [0.229, 0.224, 0.225])) if normalize else [1.0] * channels,
-            "resample": _RESAMPLE.get(int(proc.get("resample", 2)), 2),
+            "resample": int(proc.get("resample", 2)),  # PIL's filter numbers, as transformers stores them
             "source": "preprocessor_config.json" if cfg_file.is_file() else "defaults (no preprocessor_config.json)"}
     if shortest:
         prep["shortest_edge"] = shortest

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 from edgeopt.models.adapter import make_adapter, probe_outputs, random_feeds, torch_reference
 from edgeopt.models.arch import build_from_arch
 from edgeopt.models.base import LoadedModel
@@ -87,7 +87,7 @@ def load_torchscript(path: Path, inputs) -> LoadedModel:
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:
-        raise UsageError(f"{path.name} is not a readable TorchScript file ({str(e).splitlines()[0][:120]})") from None
+        raise UsageError(f"{path.name} is not a readable TorchScript file ({first_line(e, 120)})") from None
     model = _finish(path, "torchscript", module, _need_inputs(path, "TorchScript", inputs))
     model.metadata["export_module"] = module  # the TorchScript exporter takes script modules as they are
     return model
@@ -156,7 +156,7 @@ def read_state_dict(path: Path) -> dict:
                              "unpickle them. Save model.state_dict() and pass --arch, or pass --trust-pickle "
                              "if you trust the file") from None
         raise UsageError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-                         f"{text.splitlines()[0][:160] if text else type(e).__name__}") from None
+                         f"{first_line(e, 160)}") from None
     try:
         return _unwrap_state_dict(obj)
     except UsageError as e:
@@ -194,7 +194,7 @@ def load_pickled_module(path: Path, inputs) -> LoadedModel:
     try:
         module = torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as e:
-        raise UsageError(f"{path.name} could not be unpickled: {str(e).splitlines()[0][:160]}") from None
+        raise UsageError(f"{path.name} could not be unpickled: {first_line(e, 160)}") from None
     if not isinstance(module, torch.nn.Module):
         raise UsageError(f"{path.name} unpickled to {type(module).__name__}, not a torch.nn.Module")
     return _finish(path, "pickle", module.eval(), _need_inputs(path, "a pickled module", inputs))

@@ -53,9 +53,16 @@ def _rows(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], -1).astype(np.float64)
 
 
-def cosines(ref: np.ndarray, out: np.ndarray) -> np.ndarray:
-    a, b = _rows(ref), _rows(out)
-    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+def cosines(ref: np.ndarray, out: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """Cosine per sample (row) of ``out`` to ``ref``, each flattened; 1 where both rows are within
+    ``floor`` of zero (the same output; a direction there is noise that an absolute tolerance
+    already bounds), a 0-d array counting as one sample."""
+    ref, out = np.asarray(ref), np.asarray(out)
+    a = _rows(ref) if ref.ndim else ref.reshape(1, 1).astype(np.float64)
+    b = out.reshape(a.shape).astype(np.float64)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    cos = (a * b).sum(1) / np.maximum(na * nb, 1e-30)
+    return np.where((na <= floor) & (nb <= floor), 1.0, cos)
 
 
 def nearest_neighbours(emb: np.ndarray, k: int) -> np.ndarray:

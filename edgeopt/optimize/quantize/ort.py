@@ -11,6 +11,7 @@ from typing import Iterator
 import numpy as np
 
 from edgeopt.data.dataset import Dataset
+from edgeopt.onnx_graph import name_unnamed_nodes
 
 WEIGHT_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
 # Static QDQ also covers residual Adds and pooling so int8 flows between convolutions without a
@@ -84,9 +85,7 @@ def named_weight_nodes(src: Path, dst: Path) -> tuple[Path, list[str]]:
     model = onnx.load(str(src))
     if all(n.name for n in model.graph.node):
         return src, weight_nodes(model)
-    for i, n in enumerate(model.graph.node):
-        if not n.name:
-            n.name = f"{n.op_type}_{i}"
+    name_unnamed_nodes(model)
     onnx.save(model, str(dst))
     return dst, weight_nodes(model)
 

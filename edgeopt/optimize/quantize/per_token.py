@@ -31,6 +31,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edgeopt.onnx_graph import drop_unused_initializers
+
 KERNELS = ("dqmm", "integer")
 _TINY = 1e-12  # all-zero rows: avoid 0/0; their output is 0 either way
 
@@ -129,11 +131,7 @@ def per_token_matmuls(model: onnx.ModelProto, nodes: list[str], kernel: str = "d
         if kernel == "dqmm" and not any(o.domain == "com.microsoft" for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
         # the original weight may now be unused: drop it if nothing else reads it
-        used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-        keep = [i for i in g.initializer if i.name in used]
-        if len(keep) != len(g.initializer):
-            del g.initializer[:]
-            g.initializer.extend(keep)
+        drop_unused_initializers(model)
     return done
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeopt.onnx_graph import drop_unused_initializers
+
 
 def _activation_quantizers(model):
     inits = {i.name: i for i in model.graph.initializer}
@@ -61,13 +63,6 @@ def shift_activations(model, *, to: str) -> dict:
         if q.output[0] in value_info:  # recorded element types must follow
             value_info[q.output[0]].type.tensor_type.elem_type = elem
     return report
-
-
-def drop_unused_initializers(model) -> None:
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    keep = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
 
 
 def shift_file(src, dst, *, to: str) -> dict:

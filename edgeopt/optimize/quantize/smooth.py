@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.data.dataset import Dataset
+from edgeopt.onnx_graph import drop_unused_initializers
 
 ALPHA = 0.5  # MiniLM: 0.4-0.7 measured within 0.0004 cosine of each other; 0.5 is the paper's default
 _LIMIT = 1e4  # scale clamp: a dead channel must not turn into an inf
@@ -126,10 +127,7 @@ def smooth_file(src: Path, dst: Path, calib: Dataset, *, alpha: float = ALPHA, n
         nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    used = {i for n in model.graph.node for i in n.input}
-    keep = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
+    drop_unused_initializers(model)
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))
     return list(targets)

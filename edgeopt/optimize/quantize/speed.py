@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.data.dataset import Dataset
-from edgeopt.optimize.quantize.gate import Candidate
+from edgeopt.optimize.quantize.candidate import Int8Candidate
 
 
 def _child(path, runtime, precision, feeds_path, threads) -> None:
@@ -93,11 +93,21 @@ def vs_fp32(path: Path, fp32: Path, evald: Dataset, threads, log, runtime: str =
     return p50s[str(path)] / p50s[str(fp32)]
 
 
+def decisive(ratio: float, threshold: float = MIN_SPEEDUP) -> str:
+    """``ratio`` with the fewest digits (at least 2) that tell it from ``threshold``: 0.954 next to
+    0.95 is "0.954", not "0.95"."""
+    for digits in range(2, 7):
+        if round(ratio, digits) != threshold:
+            return f"{ratio:.{digits}f}"
+    return repr(ratio)
+
+
 def not_faster(ratio: float) -> str:
-    return f"not faster than FP32 ({ratio:.2f}x, needs <= {MIN_SPEEDUP}x)"
+    return f"not faster than FP32 ({decisive(ratio)}x, needs <= {MIN_SPEEDUP}x)"
 
 
-def fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path | None = None) -> Candidate | None:
+def fastest(passing: list[Int8Candidate], evald: Dataset, threads, log,
+            fp32: Path | None = None) -> Int8Candidate | None:
     """The fastest passing candidate, timed side by side with ``fp32`` (same runtime, same run).
 
     A candidate slower than MIN_SPEEDUP x FP32 here is dropped: an INT8 artifact that runs slower
@@ -120,12 +130,12 @@ def fastest(passing: list[Candidate], evald: Dataset, threads, log, fp32: Path |
     if fp32 is not None:
         base = p50s[str(fp32)]
         for c in passing:
-            c.extra["vs_fp32"] = round(c.p50_ms / base, 3)
+            c.vs_fp32 = round(c.p50_ms / base, 3)
             if c.p50_ms > MIN_SPEEDUP * base:  # it still passed the quality gate: "rejected" says why
                 islands = f" with {len(c.fallback_nodes)} FP32 nodes" if c.fallback_nodes else ""
-                c.extra["rejected"] = f"{not_faster(c.p50_ms / base)}{islands} on this machine"
-                log(f"{c.name}: {c.extra['rejected']}: not kept")
-        passing = [c for c in passing if not c.extra.get("rejected")]
+                c.rejected = f"{not_faster(c.p50_ms / base)}{islands} on this machine"
+                log(f"{c.name}: {c.rejected}: not kept")
+        passing = [c for c in passing if not c.rejected]
     return min(passing, key=lambda c: c.p50_ms) if passing else None
 
 

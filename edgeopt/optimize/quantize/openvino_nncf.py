@@ -92,7 +92,7 @@ class InBackground:
     """``nncf_quantize(fp32_xml, xml, calib, **kwargs)`` in a process of its own, so that its
     calibration runs while this one does other work (a 2-core machine has a core to spare while
     onnxruntime's quantizer, single-threaded Python, builds the next candidate). A fresh
-    interpreter (``python -m edgeopt.optimize.quantize.openvino``), not a fork of this one, which
+    interpreter (``python -m edgeopt.optimize.quantize.openvino_nncf``), not a fork of this one, which
     holds torch and thread pools, and not multiprocessing's spawn, which would re-run a user's
     script that calls the API without a ``__main__`` guard. Its output goes to /dev/null (NNCF's
     progress bars would cut into this terminal). ``result()`` waits for it and runs it here, in

@@ -10,7 +10,6 @@ metric, an attempt stops scoring as soon as it certainly fails (Scorer.screen).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -18,29 +17,24 @@ import numpy as np
 
 from edgeopt.data.dataset import Dataset
 from edgeopt.optimize.metrics import Quality, cosines, evaluate
-
-
-@dataclass
-class Candidate:
-    name: str  # static | dynamic | openvino
-    path: Path
-    runtime: str
-    quality: Quality | None = None
-    fallback_nodes: list[str] = field(default_factory=list)
-    passed: bool = False
-    seconds: float = 0.0
-    attempts: int = 0
-    p50_ms: float | None = None
-    extra: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "path": self.path.name, "runtime": self.runtime, "passed": self.passed,
-                "quality": self.quality.to_json() if self.quality else None,
-                "fallback_nodes": self.fallback_nodes, "seconds": round(self.seconds, 2),
-                "attempts": self.attempts, "p50_ms": self.p50_ms, **self.extra}
+from edgeopt.optimize.quantize.candidate import Int8Candidate
 
 
 REFERENCE_BATCH = 64  # samples of one shape per call for the FP32 reference (Scorer.set_reference)
+MASK_INPUT = "attention_mask"
+
+
+def comparable_rows(out: np.ndarray, feeds: dict[str, np.ndarray], text: bool = False) -> np.ndarray:
+    """``out`` as the rows the metrics compare. An output with a sequence axis (a transformer's
+    ``last_hidden_state`` [batch, tokens, hidden]) has one row per real token: positions the
+    attention mask marks as padding are left out, and samples of different lengths line up (their
+    outputs cannot be stacked whole). Other outputs: one row per sample, as they are."""
+    mask = feeds.get(MASK_INPUT)
+    if out.ndim >= 3 and mask is not None and mask.shape == out.shape[:2]:
+        return out[mask.astype(bool)]
+    if out.ndim >= 3 and text:  # no mask: every position is a token
+        return out.reshape(-1, *out.shape[2:])
+    return out
 
 
 class Scorer:
@@ -63,6 +57,7 @@ class Scorer:
         self.labels = data.labels
         self.reference: np.ndarray | None = None
         self._batches: list | None = None  # decoded once (images decode lazily), reused per attempt
+        self._starts: np.ndarray | None = None  # batch b's rows in the reference: _starts[b]:_starts[b + 1]
         self._hardness: dict[int, float] = {}  # batch -> its lowest cosine in the last screen that ran it
 
     def _session(self, path: Path, runtime: str, precision: str):
@@ -72,9 +67,15 @@ class Scorer:
             self._batches = [feeds for feeds, _ in self.data.batches(self.batch_size)]
         return get_runtime(runtime).load(str(path), threads=self.threads, precision=precision)
 
+    def rows(self, out: np.ndarray, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The compared rows of the output ``out`` of ``feeds`` (comparable_rows)."""
+        return comparable_rows(out, feeds, text=self.data.kind == "text")
+
+    def _per_batch(self, session) -> list[np.ndarray]:
+        return [self.rows(session.run(feeds)[self.output], feeds) for feeds in self._batches]
+
     def outputs(self, path: Path, runtime: str = "onnxruntime", precision: str = "fp32") -> np.ndarray:
-        session = self._session(path, runtime, precision)
-        return np.concatenate([session.run(feeds)[self.output] for feeds in self._batches])
+        return np.concatenate(self._per_batch(self._session(path, runtime, precision)))
 
     def screen(self, path: Path, runtime: str = "onnxruntime", precision: str = "int8") -> Quality:
         """The fallback search's score: as ``self(path)``, but with the cosine metric it stops as soon
@@ -89,14 +90,14 @@ class Scorer:
         if self.metric != "cosine" or self.max_drop is None or self.reference is None:
             return self(path, runtime, precision)
         session = self._session(path, runtime, precision)
-        starts = np.cumsum([0] + [len(next(iter(f.values()))) for f in self._batches])
+        starts = self._starts
         total = len(self.reference)
         budget = (self.max_drop + 1e-9) * total  # beyond passes()' 1e-12 and float noise in the mean
         floor = self.min_cosine if self.min_cosine is not None else -np.inf
         outputs: list = [None] * len(self._batches)
         spent, worst, done = 0.0, 1.0, 0
         for b in sorted(range(len(self._batches)), key=lambda i: self._hardness.get(i, 1.0)):
-            outputs[b] = session.run(self._batches[b])[self.output]
+            outputs[b] = self.rows(session.run(self._batches[b])[self.output], self._batches[b])
             cos = cosines(self.reference[starts[b]:starts[b + 1]], outputs[b])
             self._hardness[b] = float(cos.min())
             spent, worst, done = spent + float((1 - cos).sum()), min(worst, float(cos.min())), done + len(cos)
@@ -112,10 +113,17 @@ class Scorer:
         """The FP32 outputs. Text scored one sample per call runs here in groups of one shape: no
         padding, so each sample's numbers are its own (to float rounding, ~1e-7), in ~25 calls
         instead of 500 for held-out titles. A model that takes no batch of them runs one by one."""
-        if self.batch_size != 1 or len(self.data) < 2:
-            self.reference = self.outputs(fp32)
-            return
         session = self._session(fp32, "onnxruntime", "fp32")
+        rows = self._grouped(session) if self.batch_size == 1 and len(self.data) >= 2 else None
+        rows = rows if rows is not None else self._per_batch(session)
+        self.reference = np.concatenate(rows)
+        self._starts = np.cumsum([0] + [len(r) for r in rows])
+        if self.labels is not None and len(self.reference) != len(self.labels):
+            self.labels = None  # one row per token: per-sample labels do not apply (top1 agreement instead)
+
+    def _grouped(self, session) -> list[np.ndarray] | None:
+        """Each one-sample batch's reference rows, run in groups of one shape; None when the model
+        takes no such group (e.g. a fixed batch size of 1)."""
         rows: list = [None] * len(self._batches)
         try:
             for chunk, feeds in self.data.same_shape_batches(REFERENCE_BATCH, self._batches):
@@ -123,11 +131,10 @@ class Scorer:
                 if len(out) != len(chunk):
                     raise ValueError(f"{len(chunk)} samples in, {len(out)} rows out")
                 for j, i in enumerate(chunk):
-                    rows[i] = out[j:j + 1]
-        except Exception:  # noqa: BLE001 - e.g. a fixed batch size of 1: the plain way
-            self.reference = self.outputs(fp32)
-            return
-        self.reference = np.concatenate(rows)
+                    rows[i] = self.rows(out[j:j + 1], {k: v[j:j + 1] for k, v in feeds.items()})
+        except Exception:  # noqa: BLE001 - the plain way, one batch per call
+            return None
+        return rows
 
     def evaluate(self, outputs: np.ndarray) -> Quality:
         """``outputs`` (one row per evaluation sample, in order) scored against the reference."""
@@ -137,7 +144,7 @@ class Scorer:
         return self.evaluate(self.outputs(path, runtime, precision))
 
 
-def said(q: Quality) -> str:
+def describe_score(q: Quality) -> str:
     """A log line's account of a score, partial (Scorer.screen) or not."""
     if q.details.get("partial"):
         return (f"fails: {q.details['stopped']} (stopped after {q.details['samples']} of "
@@ -160,7 +167,7 @@ def fallback_search(build: Callable[[list[str]], Path], score: Callable[[Path], 
         path = build(ranking[:k])
         q = score(path)
         tried[k] = (path, q)
-        log(f"INT8 with the {k} most sensitive node(s) in fallback: {said(q)}")
+        log(f"INT8 with the {k} most sensitive node(s) in fallback: {describe_score(q)}")
         return passes(q)
 
     if attempt(0):
@@ -185,8 +192,9 @@ def fallback_search(build: Callable[[list[str]], Path], score: Callable[[Path], 
     return hi, tried
 
 
-def gated(name: str, runtime: str, build, score, passes, ranking_fn, n_nodes: int, max_fallback: float,
-          log, viable: Callable[[Path], str | None] | None = None) -> Candidate:
+def gated_search(name: str, runtime: str, *, build: Callable[[list[str]], Path], score, passes,
+                 ranking_fn: Callable[[Path], list[str]], n_nodes: int, max_fallback: float,
+                 log: Callable[[str], None], viable: Callable[[Path], str | None] | None = None) -> Int8Candidate:
     """Run the fallback search for one backend and keep only the chosen file.
 
     ``viable`` (optional) looks at the all-INT8 model when it fails the gate and returns why a
@@ -197,15 +205,15 @@ def gated(name: str, runtime: str, build, score, passes, ranking_fn, n_nodes: in
     screen = getattr(score, "screen", score)  # a Scorer stops scoring attempts that certainly fail
     first = build([])
     q0 = screen(first)
-    log(f"{name}: INT8 everywhere: {said(q0)}")
+    log(f"{name}: INT8 everywhere: {describe_score(q0)}")
     tried = {0: (first, q0)}
     k = 0 if passes(q0) else None
     reason = viable(first) if k is None and viable is not None else None
     if reason:
         log(f"{name}: {reason}: no fallback search")
         first.unlink(missing_ok=True)
-        return Candidate(name, first, runtime, q0, [], False, time.perf_counter() - t0, attempts=1,
-                         extra={"quantizable_nodes": n_nodes, "skipped": reason})
+        return Int8Candidate(name, first, runtime, q0, [], False, time.perf_counter() - t0, attempts=1,
+                             quantizable_nodes=n_nodes, skipped=reason)
     if k is None:
         ranking = ranking_fn(first)
         limit = max(1, int(len(ranking) * max_fallback))
@@ -219,5 +227,5 @@ def gated(name: str, runtime: str, build, score, passes, ranking_fn, n_nodes: in
         if i != chosen and path != tried[chosen][0]:
             path.unlink(missing_ok=True)
     path, q = tried[chosen]
-    return Candidate(name, path, runtime, q, ranking[:chosen], passes(q), time.perf_counter() - t0,
-                     attempts=len(tried), extra={"quantizable_nodes": n_nodes})
+    return Int8Candidate(name, path, runtime, q, ranking[:chosen], passes(q), time.perf_counter() - t0,
+                         attempts=len(tried), quantizable_nodes=n_nodes)

@@ -61,9 +61,9 @@ def probe_feeds(model: LoadedModel, buckets: ShapeBuckets) -> list[dict[str, np.
     """Two tokenized texts per bucket: one just longer than the bucket below (the most padding)
     and one that fills it. Built-in product titles, joined and cut to length by the tokenizer."""
     from edgeopt.data.text import read_texts
-    from edgeopt.export.int8 import BUILTIN_TITLES
+    from edgeopt.assets import CALIBRATION_TITLES
 
-    titles, _ = read_texts(BUILTIN_TITLES)
+    titles, _ = read_texts(CALIBRATION_TITLES)
     names = [s.name for s in model.io.inputs]
     feeds = []
     for lower, length in zip(buckets.lower, buckets.lengths):
@@ -82,7 +82,7 @@ def _session(xml: Path, precision: str, buckets: ShapeBuckets, threads):
                      max_variants=len(buckets.lengths))
 
 
-def _both(session, feeds: dict) -> tuple[dict, dict | None, int | None]:
+def _dynamic_and_static(session, feeds: dict) -> tuple[dict, dict | None, int | None]:
     """(dynamic outputs, static-variant outputs or None, bucket) for ``feeds``."""
     dynamic = session.run_dynamic(feeds)
     if not session.prepare(feeds):
@@ -121,7 +121,7 @@ def check_with_gate(xml: Path, buckets: ShapeBuckets, scorer, threads=None, prob
     session = _session(xml, "int8", buckets, threads)
     rows = []
     for sample in scorer.data.samples:
-        dynamic, static, size = _both(session, sample)
+        dynamic, static, size = _dynamic_and_static(session, sample)
         rows.append((dynamic[scorer.output], None if static is None else static[scorer.output], size))
     per_bucket: dict[int, dict] = {}
 
@@ -136,13 +136,14 @@ def check_with_gate(xml: Path, buckets: ShapeBuckets, scorer, threads=None, prob
     reached = set(per_bucket)
     for feeds in probes:
         if buckets.bucket(next(iter(feeds.values())).shape[1]) not in reached:
-            dynamic, static, size = _both(session, feeds)
+            dynamic, static, size = _dynamic_and_static(session, feeds)
             if static is not None:
                 agree(dynamic[scorer.output], static[scorer.output], size, "probe texts")
     kept = [n for n, r in sorted(per_bucket.items()) if r["cosine_min_vs_dynamic"] >= CONSISTENCY]
     for n, r in per_bucket.items():
         r["passed"] = n in kept
-    q = scorer.evaluate(np.concatenate([s if s is not None and z in kept else d for d, s, z in rows]))
+    q = scorer.evaluate(np.concatenate([scorer.rows(s if s is not None and z in kept else d, sample)
+                                        for (d, s, z), sample in zip(rows, scorer.data.samples)]))
     if not scorer.passes(q):
         kept = []
     return _verdict(buckets, kept, per_bucket, {"quality": q.to_json(), "consistency_min_cosine": CONSISTENCY})

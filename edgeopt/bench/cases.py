@@ -1,4 +1,4 @@
-"""What ARTIFACT expands to: one ``Candidate`` per (artifact file, runtime).
+"""What ARTIFACT expands to: one ``BenchCase`` per (artifact file, runtime): what one benchmark measures.
 
 ARTIFACT is an ``.onnx`` file, an OpenVINO ``.xml``, a TensorRT ``.plan``, an export folder (every
 artifact of its manifest.json, each with its own runtimes), a bundle (``.edgepkg``), or a torch
@@ -7,7 +7,6 @@ model that ``edgeopt.models.load_model`` reads (the eager baseline, runtime ``to
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".safetensors", ".bin", ".ckpt")
 
 
 @dataclass(frozen=True)
-class Candidate:
+class BenchCase:
     model: str  # model name (manifest model.name, else the file's stem)
     artifact: str  # file name as matched against a baseline (manifest-relative path)
     path: Path
@@ -74,18 +73,17 @@ def _runtimes_for(fmt: str, listed: list[str], wanted: list[str] | None) -> list
     return [r for r in wanted if fmt in CAN_LOAD[r] and (not listed or r in listed)]
 
 
-def _from_manifest(folder: Path, wanted: list[str] | None) -> list[Candidate]:
+def _from_manifest(folder: Path, wanted: list[str] | None) -> list[BenchCase]:
     manifest = read_manifest(folder)
-    name = manifest.get("model", {}).get("name") or folder.name
+    name = manifest.name or folder.name
     out = []
-    for art in manifest.get("artifacts", []):
-        path = folder / art["path"]
+    for art in manifest.artifacts:
+        path = folder / art.path
         if not path.is_file():
-            raise UsageError(f"{folder / MANIFEST} lists {art['path']}, which is missing; re-run `edgeopt export`")
-        fmt = art.get("format") or FORMAT_OF_SUFFIX.get(path.suffix, "onnx")
-        for runtime in _runtimes_for(fmt, list(art.get("runtimes") or []), wanted):
-            out.append(Candidate(name, art["path"], path, fmt, art.get("precision", "fp32"), runtime,
-                                 int(art.get("bytes") or _size(path))))
+            raise UsageError(f"{folder / MANIFEST} lists {art.path}, which is missing; re-run `edgeopt export`")
+        fmt = art.format or FORMAT_OF_SUFFIX.get(path.suffix, "onnx")
+        for runtime in _runtimes_for(fmt, art.runtimes, wanted):
+            out.append(BenchCase(name, art.path, path, fmt, art.precision, runtime, art.bytes or _size(path)))
     return out
 
 
@@ -95,13 +93,13 @@ def _enclosing_manifest(path: Path) -> tuple[str, str, str | None] | None:
         if not (folder / MANIFEST).is_file():
             continue
         try:
-            data = json.loads((folder / MANIFEST).read_text())
+            manifest = read_manifest(folder)
             rel = path.resolve().relative_to(folder.resolve()).as_posix()
-        except (OSError, ValueError):
+        except (UsageError, ValueError):
             continue
-        for art in data.get("artifacts", []) if isinstance(data, dict) else []:
-            if art.get("path") == rel:
-                return data.get("model", {}).get("name") or folder.name, rel, art.get("precision")
+        for art in manifest.artifacts:
+            if art.path == rel:
+                return manifest.name or folder.name, rel, art.precision
     return None
 
 
@@ -118,7 +116,7 @@ def extract_bundle(path: Path, dest: Path) -> Path:
     return dest
 
 
-def expand(artifact: str | os.PathLike, *, runtimes: list[str] | None, workdir: Path) -> list[Candidate]:
+def expand(artifact: str | os.PathLike, *, runtimes: list[str] | None, workdir: Path) -> list[BenchCase]:
     """All (artifact, runtime) pairs to benchmark; a UsageError for anything unusable."""
     for r in runtimes or []:
         if r not in RUNTIMES:
@@ -135,14 +133,14 @@ def expand(artifact: str | os.PathLike, *, runtimes: list[str] | None, workdir: 
             raise UsageError(f"{path} has no weights file {path.with_suffix('.bin').name} beside it")
         known = _enclosing_manifest(path)
         model, rel, precision = known if known else (path.stem, path.name, None)
-        found = [Candidate(model, rel, path.resolve(), fmt, precision or _guess_precision(path.name), r, _size(path))
+        found = [BenchCase(model, rel, path.resolve(), fmt, precision or _guess_precision(path.name), r, _size(path))
                  for r in _runtimes_for(fmt, [], runtimes)]
     elif (path.is_dir() and any((path / f).is_file() for f in ("config.json", "modules.json", "model.pt2"))) \
             or (path.is_file() and path.suffix.lower() in TORCH_SUFFIXES):
         if runtimes is not None and "torch" not in runtimes:
             raise UsageError(f"{path} is a torch model: only --runtime torch can run it (the eager baseline)")
         name = path.name if path.is_dir() else path.stem
-        found = [Candidate(name, path.name, path.resolve(), "torch", "fp32", "torch", _size(path))]
+        found = [BenchCase(name, path.name, path.resolve(), "torch", "fp32", "torch", _size(path))]
     else:
         raise UsageError(f"unknown artifact {path.name!r}: expected .onnx, OpenVINO .xml, TensorRT .plan, "
                          "an export folder with manifest.json, a .edgepkg bundle, or a torch model")
