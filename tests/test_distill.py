@@ -125,7 +125,7 @@ def test_classifier_writes_a_pt2_folder_that_export_reads(images, tmp_path):
 
 def test_unlabeled_images_are_labelled_by_the_teacher(images, tmp_path):
     r = run_cli(*cnn_args(images, tmp_path / "s", "--epochs", "1")[:-4], "--data", images / "unlabeled.npz",
-                "--no-latency", "--json", "-o", tmp_path / "s")
+                "--task", "classify", "--no-latency", "--json", "-o", tmp_path / "s")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["data"]["labels"] is False and report["training"]["history"][0]["agreement"] >= 0

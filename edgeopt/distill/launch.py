@@ -4,6 +4,7 @@ parent waits and exits with rank 0's exit code; the workers print their own mess
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -22,6 +23,8 @@ def relaunch(argv: list[str], nproc: int) -> int:
     args = get_args_parser().parse_args(["--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc),
                                          "--module", "edgeopt.cli", *argv])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # the workers say what went wrong; the launcher's own log of a failed worker would repeat it
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         run(args)
     except ChildFailedError as e:

@@ -133,7 +133,8 @@ def fit(module, *, n_samples: int, loss_fn: Callable, cfg: TrainConfig, fingerpr
 
     rank, world = distributed.setup()
     t0 = time.perf_counter()
-    model = distributed.wrap(module)
+    model = distributed.wrap(module, probe=lambda m: loss_fn(m, np.arange(min(n_samples, cfg.batch_size)),
+                                                          torch.Generator().manual_seed(cfg.seed)))
     steps_per_epoch = math.ceil(math.ceil(n_samples / world) / cfg.batch_size)
     opt, sched = _optimizer(module, cfg, steps_per_epoch * cfg.epochs)
     start, history, best_score, best_epoch, best_state, bad = 0, [], None, -1, None, 0
