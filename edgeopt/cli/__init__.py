@@ -26,7 +26,7 @@ COMMANDS = {
     "doctor": ("edgeopt.cli.doctor", "Which runtimes and devices are usable here, and how to get the rest."),
     "export": ("edgeopt.cli.export", "Export a model to ONNX / OpenVINO / TensorRT and verify each artifact."),
     "bench": ("edgeopt.cli.bench", "Cold start, warm latency, throughput and memory; CI regression gate."),
-    "distill": ("edgeopt.cli.planned", "Knowledge distillation teacher -> student."),
+    "distill": ("edgeopt.cli.distill", "Knowledge distillation: a smaller student that keeps the teacher's quality."),
     "prune": ("edgeopt.cli.planned", "Structured / unstructured pruning with recovery."),
     "update": ("edgeopt.cli.planned", "Incremental update on new data without forgetting."),
     "keygen": ("edgeopt.cli.keygen", "Make a signing key pair (NIST P-256, PEM) for bundles."),
