@@ -28,7 +28,7 @@ COMMANDS = {
     "bench": ("edgeopt.cli.bench", "Cold start, warm latency, throughput and memory; CI regression gate."),
     "distill": ("edgeopt.cli.distill", "Knowledge distillation: a smaller student that keeps the teacher's quality."),
     "prune": ("edgeopt.cli.planned", "Structured / unstructured pruning with recovery."),
-    "update": ("edgeopt.cli.planned", "Incremental update on new data without forgetting."),
+    "update": ("edgeopt.cli.update", "Incremental update on new data without forgetting, gated on forgetting."),
     "keygen": ("edgeopt.cli.keygen", "Make a signing key pair (NIST P-256, PEM) for bundles."),
     "package": ("edgeopt.cli.package", "Build a signed bundle for in-store devices."),
     "verify": ("edgeopt.cli.verify", "Verify a bundle's signature and contents."),
