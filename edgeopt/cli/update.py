@@ -20,7 +20,7 @@ from edgeopt.cli.options import console, model_options
 @click.option("--method", type=click.Choice(["finetune", "lwf", "ewc", "replay"]), default="lwf", show_default=True,
               help="finetune: plain; lwf: distil the previous model's outputs; ewc: Fisher penalty on old "
               "weights; replay: mix in a stratified sample of old data.")
-@click.option("--strength", type=float, help="lwf: distillation weight [1]; ewc: penalty weight [100]; replay: old "
+@click.option("--strength", type=float, help="lwf: distillation weight [1]; ewc: penalty weight [1]; replay: old "
               "samples per new sample [0.5].")
 @click.option("--tune", is_flag=True, help="Try several strengths and keep the best on validation slices "
               "(within --max-forgetting).")

@@ -4,7 +4,7 @@ finetune: nothing (the baseline). lwf (Li & Hoiem, Learning without Forgetting):
 previous model's softened outputs on the training inputs, distilled into the old output columns
 (KL at temperature T, weighted by ``strength``). ewc (Kirkpatrick et al.): a quadratic penalty
 ``strength/2 * sum F (theta - theta_old)^2`` with F the diagonal empirical Fisher information of
-the previous model on old data (per-sample squared gradients); new rows of grown tables carry no
+the previous model on old data (per-sample squared gradients, scaled to a mean of 1); new rows of grown tables carry no
 penalty. replay: a bounded sample of old data, stratified by label, mixed into the training set.
 """
 
@@ -15,9 +15,9 @@ import numpy as np
 from edgeopt.errors import UsageError
 
 METHODS = ("finetune", "lwf", "ewc", "replay")
-DEFAULT_STRENGTH = {"finetune": None, "lwf": 1.0, "ewc": 100.0, "replay": 0.5}
+DEFAULT_STRENGTH = {"finetune": None, "lwf": 1.0, "ewc": 1.0, "replay": 0.5}
 # what --tune tries: lwf / ewc weights, replay's share of old samples per new sample
-TUNE_GRID = {"finetune": [None], "lwf": [0.5, 1.0, 2.0, 4.0], "ewc": [10.0, 100.0, 1000.0, 10000.0],
+TUNE_GRID = {"finetune": [None], "lwf": [0.5, 1.0, 2.0, 4.0], "ewc": [0.1, 1.0, 10.0, 100.0],
              "replay": [0.25, 0.5, 1.0]}
 
 
@@ -68,7 +68,11 @@ def fisher(module, batches, loss_of) -> dict:
                 total[n] += p.grad.detach() ** 2
         count += 1
     module.zero_grad(set_to_none=True)
-    return {n: t / max(count, 1) for n, t in total.items()}
+    # scaled to a mean of 1 over all weights: a confident model's squared gradients are tiny, and
+    # the scale would otherwise make the strength depend on the model and its training
+    n_all = sum(t.numel() for t in total.values())
+    mean = float(sum(t.sum() for t in total.values())) / max(count, 1) / max(n_all, 1)
+    return {n: t / max(count, 1) / max(mean, 1e-30) for n, t in total.items()}
 
 
 def ewc_penalty(module, fisher_diag: dict, anchor: dict):

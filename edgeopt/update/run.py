@@ -78,7 +78,7 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
            batch_size: int = 32, lr: float | None = None, strength: float | None = None,
            replay_limit: int | None = None, max_forgetting: float | None = None, tune: bool = False,
            eval_data: str | Path | None = None, old_eval: str | Path | None = None, eval_size: int = 2000,
-           fisher_samples: int = 512, temperature: float = 2.0, patience: int = 1, seed: int = 0,
+           fisher_samples: int = 512, temperature: float = 2.0, patience: int = 2, seed: int = 0,
            arch: str | None = None, arch_kwargs: dict | None = None, trust_pickle: bool = False, inputs=None,
            progress: bool = True, log: Callable[[str], None] = lambda m: None) -> UpdateResult:
     """Update ``model`` on ``data`` with ``method``; see the module docstring."""
@@ -88,7 +88,7 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     from edgeopt.distill import objectives
     from edgeopt.distill.batches import collate, forward, tensors
     from edgeopt.models import load_model
-    from edgeopt.models.trainable import trainable
+    from edgeopt.models.trainable import set_mode, trainable
     from edgeopt.train import TrainConfig, cached_outputs, fit
     from edgeopt.train.checkpoint import fingerprint
     from edgeopt.update import grow as growing
@@ -153,7 +153,8 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
         raise UsageError("labels must be class ids >= 0")
 
     module = trainable(loaded)
-    frozen = copy.deepcopy(module).eval()
+    frozen = copy.deepcopy(module)
+    set_mode(frozen, False)
     for p in frozen.parameters():
         p.requires_grad_(False)
     example = [torch.zeros_like(t) if n in int_inputs else t
@@ -172,7 +173,8 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
                          f"model's inputs ({', '.join(names)})") from None
     new_width = int(forward(module, collate(new_train, [0]), names).shape[-1])
     old_width = width if isinstance(width, int) else new_width
-    teacher = copy.deepcopy(module).eval()  # grown, untrained: the previous model plus neutral new rows
+    teacher = copy.deepcopy(module)  # grown, untrained: the previous model plus neutral new rows
+    set_mode(teacher, False)
     for p in teacher.parameters():
         p.requires_grad_(False)
 
@@ -208,8 +210,8 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
             row["new_val"] = mt.value(metric, task, _outputs(m, new_val, names), new_val.labels)
         if old_val is not None:
             row["old_val"] = mt.value(metric, task, _outputs(m, old_val, names), old_val.labels)
-        if row:
-            row["score"] = sign * float(np.mean(list(row.values())))
+        if row:  # early stopping follows the new data (what is being learnt); the gate watches the old
+            row["score"] = sign * row.get("new_val", row.get("old_val"))
         return row
 
     candidates = methods.TUNE_GRID[method] if tune else [strength if strength is not None else
@@ -254,12 +256,13 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
                "best_epoch": res.best_epoch, "new_val": last.get("new_val"), "old_val": last.get("old_val"),
                "val_forgetting": val_forgetting, "within_max_forgetting": ok, "seconds": round(res.seconds, 1)}
         tried.append(row)
-        key = (ok, res.best_score if res.best_score is not None else -np.inf)
+        vals = [v for v in (last.get("new_val"), last.get("old_val")) if v is not None]
+        key = (ok, sign * float(np.mean(vals)) if vals else -np.inf)  # --tune: learn the new, keep the old
         if best is None or key > best[0]:
             best = (key, cand, {k: v.detach().clone() for k, v in module.state_dict().items()}, res)
     _, chosen, state, trained = best
     module.load_state_dict(state)
-    module.eval()
+    set_mode(module, False)
 
     log("measuring after the update")
     after = {"old": scores(module, old_test), "new": scores(module, new_eval)}
