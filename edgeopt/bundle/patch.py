@@ -28,8 +28,15 @@ def _onnx_regions(data: bytes) -> list[tuple[str, tuple, bytes]] | None:
         model = onnx.load_model_from_string(data)
     except Exception:  # noqa: BLE001 - not an ONNX file (or no onnx here): patch it as one region
         return None
-    return [(t.name, (tuple(t.dims), t.data_type), t.raw_data) for t in model.graph.initializer
+    return [(_plain(t.name), (tuple(t.dims), t.data_type), t.raw_data) for t in model.graph.initializer
             if len(t.raw_data) >= CHUNK]
+
+
+def _plain(name: str) -> str:
+    """The weight's own name: a wrapper module's prefix (edgeopt's adapter, ``inner.``) is not part of it."""
+    while name.startswith("inner."):
+        name = name[len("inner."):]
+    return name
 
 
 def _pairs(old: bytes, new: bytes) -> list[tuple[int, int, int, int]]:
