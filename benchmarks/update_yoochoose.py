@@ -181,8 +181,13 @@ def main(argv=None) -> int:
             "seconds": round(time.perf_counter() - t, 1), "out": str(r.out)}
         print(name, results["runs"][name], file=sys.stderr)
     _targets(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.bundle:
         results["bundle"] = _bundles(work, results)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
@@ -223,25 +228,32 @@ def _targets(results: dict) -> None:
 
 
 def _bundles(work: Path, results: dict) -> dict:
+    import shutil
     import subprocess
 
-    from edgeopt.bundle import keygen, package
+    import torch
 
+    from edgeopt.bundle import keygen, package
+    from edgeopt.models.pt2_folder import write_pt2_folder
+
+    # both versions as model.pt2 folders of one name, exported the same way: the graph is unchanged
     keygen(out=work / "k")
-    best = results["runs"][results["best"]]["out"]
+    base = session_gru(results["data"]["items_old_period"] + 1, results["settings"]["dim"])
+    base.load_state_dict(torch.load(work / "base.pt"))
+    write_pt2_folder(work / "v1" / "recsys", base.eval(), (torch.zeros(2, L, dtype=torch.long),), _spec(),
+                     task="classify")
+    shutil.copytree(results["runs"][results["best"]]["out"], work / "v2" / "recsys")
     edgeopt = [sys.executable, "-m", "edgeopt.cli"]
-    kwargs = json.dumps({"n_items": results["data"]["items_old_period"] + 1, "dim": results["settings"]["dim"]})
-    subprocess.run(edgeopt + ["export", str(work / "base.pt"), "--arch", f"{Path(__file__).resolve()}:session_gru",
-                              "--arch-kwargs", kwargs, "--input", f"item_ids:batchx{L}:int64", "--to", "onnx", "--exporter", "dynamo",
-                              "-o", str(work / "exp-base")], check=True)
-    subprocess.run(edgeopt + ["export", best, "--to", "onnx", "--exporter", "dynamo", "-o", str(work / "exp-new")], check=True)
+    for v, exp in (("v1", "exp-base"), ("v2", "exp-new")):
+        subprocess.run(edgeopt + ["export", str(work / v / "recsys"), "--to", "onnx", "-o", str(work / exp)],
+                       check=True, capture_output=True)
     package(out=work / "exp-base", bundle=work / "base.edgepkg", sign_key=work / "k.key", version="1.0")
     full = package(out=work / "exp-new", bundle=work / "new.edgepkg", sign_key=work / "k.key", version="1.1")
     delta = package(out=work / "exp-new", bundle=work / "new-delta.edgepkg", sign_key=work / "k.key", version="1.1",
                     base=work / "base.edgepkg")
     f, d = (work / "new.edgepkg").stat().st_size, (work / "new-delta.edgepkg").stat().st_size
     return {"method": results["best"], "full_bytes": f, "delta_bytes": d, "ratio": round(d / f, 3),
-            "files": full.files, "delta": getattr(delta, "delta", None)}
+            "files": full.files, "delta": delta.delta}
 
 
 if __name__ == "__main__":

@@ -146,6 +146,8 @@ def package(*, out: str | os.PathLike, bundle: str | os.PathLike, sign_key: str 
         from edgeopt.bundle.sign import load_private_key
 
         load_private_key(sign_key)  # a bad key fails before any work
+    if base is not None and not Path(base).is_file():
+        raise UsageError(f"--base {base}: no such bundle (give the full bundle of the installed version)")
     arts, skipped = _select(out, manifest, artifacts)
     bundle.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{bundle.name}.stage-", dir=bundle.parent))
@@ -205,11 +207,9 @@ def _read_base(base, base_dir: Path, name: str, version: str) -> tuple[dict, dic
     """--base: a full bundle of the same model with an older version, unpacked (hashes checked) into
     ``base_dir``: (the record for manifest bundle.base, the base's manifest)."""
     from edgeopt.bundle import delta
-    from edgeopt.bundle.verification import check_bundle_path
     from edgeopt.runtime.errors import BundleError
 
     base = Path(base)
-    check_bundle_path(base)
     if delta.read_head(base)[1]:
         raise UsageError(f"--base {base} is itself a delta bundle; give the full bundle of the base version")
     base_dir.mkdir()

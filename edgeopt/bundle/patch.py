@@ -2,7 +2,7 @@
 
 A patch rebuilds the new file from the old one with three operations: copy a range of the old
 file, copy a range of the old file XOR-ed with shipped bytes (a tensor whose values moved a little:
-sign, exponent and high mantissa bits mostly cancel, so the XOR compresses well), and literal
+sign, exponent and high mantissa bits mostly cancel; stored as byte planes, the XOR compresses well), and literal
 bytes. Regions are paired up as tensors where the format allows: an ONNX file's initializers are
 paired by name (or by a unique shape and type), so a changed tensor costs its XOR and an unchanged
 one nothing, wherever either sits in its file. Any other file is one region paired with the old
@@ -17,7 +17,7 @@ import lzma
 import struct
 
 CHUNK = 4096
-MAGIC = b"EDGEOPT-PATCH1\n"
+MAGIC = b"EDGEOPT-PATCH2\n"
 
 
 def _onnx_regions(data: bytes) -> list[tuple[str, tuple, bytes]] | None:
@@ -71,12 +71,28 @@ def _pairs(old: bytes, new: bytes) -> list[tuple[int, int, int, int]]:
     return out
 
 
+def _shuffle(x: bytes) -> bytes:
+    """Byte planes of 4-byte words (all first bytes, then all second bytes...): the XOR of two close
+    float32 values is zero in its high bytes, and grouped together those zeros compress to nothing."""
+    return x if len(x) % 4 else b"".join(x[i::4] for i in range(4))
+
+
+def _unshuffle(x: bytes) -> bytes:
+    if len(x) % 4:
+        return x
+    out, q = bytearray(len(x)), len(x) // 4
+    for i in range(4):
+        out[i::4] = x[i * q:(i + 1) * q]
+    return bytes(out)
+
+
 def make(old: bytes, new: bytes) -> bytes:
     ops: list[list] = []  # ["c", old_off, n] | ["x", old_off, n] | ["l", n]
     payload = bytearray()
 
     def add(kind, off, n, data=b""):
-        if ops and ops[-1][0] == kind and (kind == "l" or ops[-1][1] + ops[-1][2] == off):
+        if ops and ops[-1][0] == kind and (kind == "l" or ops[-1][1] + ops[-1][2] == off) and (
+                kind != "x" or ops[-1][2] % CHUNK == 0):  # XOR ops stay whole chunks (shuffled one by one)
             ops[-1][-1] += n
         else:
             ops.append([kind, n] if kind == "l" else [kind, off, n])
@@ -94,7 +110,7 @@ def make(old: bytes, new: bytes) -> bytes:
                 add("c", was + i, k)
             else:
                 x = (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(k, "little")
-                add("x", was + i, k, x)
+                add("x", was + i, k, _shuffle(x))
         if n > common:
             add("l", 0, n - common, new[at + common:at + n])
         pos = at + n
@@ -120,10 +136,12 @@ def apply(old: bytes, patch: bytes) -> bytes:
         if op[0] == "c":
             out += old[op[1]:op[1] + op[2]]
         elif op[0] == "x":
-            k = op[2]
-            x = int.from_bytes(old[op[1]:op[1] + k], "little") ^ int.from_bytes(payload[p:p + k], "little")
-            out += x.to_bytes(k, "little")
-            p += k
+            for at in range(0, op[2], CHUNK):
+                k = min(CHUNK, op[2] - at)
+                base = old[op[1] + at:op[1] + at + k]
+                x = int.from_bytes(base, "little") ^ int.from_bytes(_unshuffle(payload[p:p + k]), "little")
+                out += x.to_bytes(k, "little")
+                p += k
         else:
             out += payload[p:p + op[1]]
             p += op[1]
