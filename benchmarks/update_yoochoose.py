@@ -146,7 +146,8 @@ def main(argv=None) -> int:
     base = session_gru(n_old_items, args.dim)
     seen = train(base, *sets["old_train"], epochs=args.epochs, lr=1e-3, batch=64, seed=args.seed)
     results["runs"]["base (old period only)"] = {
-        "old": scores(base, *sets["old_eval"]), "new": scores(base, *sets["new_eval"]) if n_items == n_old_items else None,
+        "old": scores(base, *sets["old_eval"]),
+        "new": scores(base, *sets["new_eval"]) if n_items == n_old_items else None,
         "samples_seen": seen, "seconds": round(time.perf_counter() - t, 1)}
     torch.save(base.state_dict(), work / "base.pt")
     print("base", results["runs"]["base (old period only)"], file=sys.stderr)

@@ -195,7 +195,8 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
         fmod = copy.deepcopy(frozen)
         for p in fmod.parameters():
             p.requires_grad_(p.is_floating_point())
-        one = ((tensors(collate(sample, [i]), names), torch.from_numpy(sample.labels[i:i + 1])) for i in range(len(sample)))
+        one = ((tensors(collate(sample, [i]), names), torch.from_numpy(sample.labels[i:i + 1]))
+               for i in range(len(sample)))
         fisher_diag = methods.fisher(fmod, one, lambda m, item: methods.hard_loss(
             task, forward(m, dict(zip(names, [a.numpy() for a in item[0]])), names), item[1]))
         anchor = {n: p.detach().clone() for n, p in frozen.named_parameters()}
