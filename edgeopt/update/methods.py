@@ -86,6 +86,8 @@ def ewc_penalty(module, fisher_diag: dict, anchor: dict):
         old = anchor[n]
         if p.shape != old.shape:  # a grown table: penalize only the rows it had
             p = p[tuple(slice(0, s) for s in old.shape)]
+        if f.shape != old.shape:
+            f = f[tuple(slice(0, s) for s in old.shape)]
         total = total + (f * (p - old) ** 2).sum()
     return total
 

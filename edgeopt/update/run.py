@@ -178,12 +178,17 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     for p in teacher.parameters():
         p.requires_grad_(False)
 
-    def scores(m, ds):
-        return mt.all_values(metric, task, _outputs(m, ds, names), ds.labels) if ds is not None else None
+    def scores(m, ds, columns=None):
+        if ds is None:
+            return None
+        return mt.all_values(metric, task, _outputs(m, ds, names)[..., :columns], ds.labels)
 
+    # before: the previous model's own output columns (it cannot name new classes / items); its grown
+    # rows only let it read ids it never saw, which the previous model could not run at all
     log("measuring before the update")
-    before = {"old": scores(frozen, old_test), "new": scores(teacher, new_eval)}
-    base_val_old = mt.value(metric, task, _outputs(frozen, old_val, names), old_val.labels) if old_val else None
+    before = {"old": scores(teacher, old_test, old_width), "new": scores(teacher, new_eval, old_width)}
+    base_val_old = (mt.value(metric, task, _outputs(teacher, old_val, names)[..., :old_width], old_val.labels)
+                    if old_val else None)
 
     transformer = loaded.family in ("hf", "sentence-transformers")
     lr = lr or (5e-5 if transformer else 1e-3)
@@ -192,7 +197,7 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     if method == "ewc":
         log(f"Fisher information on {min(fisher_samples, len(old_fit))} old samples")
         sample = old_fit.subsample(min(fisher_samples, len(old_fit)), seed=seed + 3)
-        fmod = copy.deepcopy(frozen)
+        fmod = copy.deepcopy(teacher)
         for p in fmod.parameters():
             p.requires_grad_(p.is_floating_point())
         one = ((tensors(collate(sample, [i]), names), torch.from_numpy(sample.labels[i:i + 1]))
