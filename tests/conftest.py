@@ -30,8 +30,8 @@ def hf_folder(minilm_path, folder: Path, model_cls: str, **config) -> Path:
     """A small BERT of ``model_cls`` built from its config, saved with save_pretrained, with MiniLM's
     real tokenizer beside it (a plain Hugging Face folder)."""
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=64, **config)
+    cfg = transformers.BertConfig(**{"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2,
+                                     "num_attention_heads": 2, "intermediate_size": 64, **config})
     getattr(transformers, model_cls)(cfg).save_pretrained(str(folder))
     for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(minilm_path / f, folder / f)

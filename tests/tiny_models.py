@@ -50,3 +50,8 @@ class KwOnly(nn.Module):
 
 def kwonly(vocab=50, dim=8):
     return KwOnly(vocab, dim)
+
+
+def mlp(features=12, hidden=32, outputs=1):
+    """A tabular ranker / regressor: features -> one logit or value."""
+    return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, outputs))

@@ -41,6 +41,7 @@ class PackageResult:
     expires: str | None = None
     skipped: list[str] = field(default_factory=list)  # export artifacts left out, with the reason
     health: dict = field(default_factory=dict)
+    delta: dict | None = None  # with --base: the base version, full vs delta bytes, how each file ships
 
 
 def _select(out: Path, manifest: dict, wanted: list[str] | None) -> tuple[list[dict], list[str]]:
@@ -126,8 +127,6 @@ def package(*, out: str | os.PathLike, bundle: str | os.PathLike, sign_key: str 
             log: Callable[[str], None] = lambda msg: None) -> PackageResult:
     """Build ``bundle`` from the export folder ``out``; see the module docstring."""
     out, bundle = Path(out), Path(bundle)
-    if base is not None:
-        raise UsageError("--base (delta bundles against an older bundle) is not built yet; package a full bundle")
     if bundle.suffix != SUFFIX:
         raise UsageError(f"-o {bundle}: a bundle's name ends in {SUFFIX}")
     if bundle.is_dir():
@@ -147,11 +146,15 @@ def package(*, out: str | os.PathLike, bundle: str | os.PathLike, sign_key: str 
         from edgeopt.bundle.sign import load_private_key
 
         load_private_key(sign_key)  # a bad key fails before any work
+    if base is not None and not Path(base).is_file():
+        raise UsageError(f"--base {base}: no such bundle (give the full bundle of the installed version)")
     arts, skipped = _select(out, manifest, artifacts)
     bundle.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{bundle.name}.stage-", dir=bundle.parent))
     tmp = bundle.with_name(f".{bundle.name}.tmp-{os.getpid()}")
+    base_dir = stage.with_name(stage.name + "-base")
     try:
+        base_info = _read_base(base, base_dir, name, version) if base is not None else None
         log(f"copying {len(arts)} artifact(s)")
         _copy_payload(out, stage, arts, manifest)
         manifest = {**manifest, "artifacts": arts, "version": version}
@@ -165,7 +168,7 @@ def package(*, out: str | os.PathLike, bundle: str | os.PathLike, sign_key: str 
 
             key = key_id(_public_pem(load_private_key(sign_key)))
         manifest["bundle"] = {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                              "expires": expires_at, "base": None, "signer": key,
+                              "expires": expires_at, "base": base_info and base_info[0], "signer": key,
                               "packaged_by": f"edgeopt {__version__}"}
         manifest["files"] = _files(stage)
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -176,11 +179,48 @@ def package(*, out: str | os.PathLike, bundle: str | os.PathLike, sign_key: str 
             sign_folder(stage, sign_key)
         log(f"writing {bundle}")
         _write_tar(stage, tmp)
+        delta_info = None
+        if base_info is not None:
+            from edgeopt.bundle import delta
+
+            full_bytes = tmp.stat().st_size
+            log("computing the delta against the base")
+            steps, payload = delta.plan(stage, base_dir, manifest["files"], base_info[1]["files"])
+            delta.write(tmp, stage, steps, payload)
+            counts = {k: sum(1 for s in steps["files"].values() if s["from"] == k) for k in ("base", "patch", "bundle")}
+            delta_info = {"base_version": base_info[0]["version"], "full_bytes": full_bytes,
+                          "delta_bytes": tmp.stat().st_size, "ratio": round(tmp.stat().st_size / full_bytes, 4),
+                          "files_from_base": counts["base"], "files_patched": counts["patch"],
+                          "files_shipped": counts["bundle"]}
         os.replace(tmp, bundle)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(base_dir, ignore_errors=True)
         tmp.unlink(missing_ok=True)
     files = manifest["files"]
     return PackageResult(bundle, name, version, [a["path"] for a in arts], len(files),
                          sum(f["bytes"] for f in files.values()), sign_key is not None, key, expires_at, skipped,
-                         manifest["health"])
+                         manifest["health"], delta_info)
+
+
+def _read_base(base, base_dir: Path, name: str, version: str) -> tuple[dict, dict]:
+    """--base: a full bundle of the same model with an older version, unpacked (hashes checked) into
+    ``base_dir``: (the record for manifest bundle.base, the base's manifest)."""
+    from edgeopt.bundle import delta
+    from edgeopt.runtime.errors import BundleError
+
+    base = Path(base)
+    if delta.read_head(base)[1]:
+        raise UsageError(f"--base {base} is itself a delta bundle; give the full bundle of the base version")
+    base_dir.mkdir()
+    try:
+        base_manifest, raw = delta.unpack_base(base, base_dir)
+    except BundleError as e:
+        raise UsageError(f"--base {base}: {e}") from None
+    record = delta.base_record(raw, base_manifest)
+    if record["name"] != name:
+        raise UsageError(f"--base {base} is a bundle of {record['name']!r}, not {name!r}; give a bundle of this model")
+    if parse_version(str(record["version"]), "--base version") >= parse_version(version):
+        raise UsageError(f"--base {base} has version {record['version']}, not older than {version}; pass a newer "
+                         "--version")
+    return record, base_manifest

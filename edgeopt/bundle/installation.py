@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeopt.bundle import layout
+from edgeopt.bundle import delta, layout
 from edgeopt.bundle.verification import check_bundle_path, unpack_checked
 from edgeopt.bundle.versions import expired, parse_version, safe_name
 from edgeopt.errors import GateError, UsageError
@@ -117,7 +117,12 @@ def install(*, bundle: str | os.PathLike, dest: str | os.PathLike, public_key: s
         try:
             log(f"unpacking and checking {bundle.name}")
             try:
-                manifest, signature = unpack_checked(bundle, stage, public_key, durable=True, max_bytes=max_bytes)
+                if delta.read_head(bundle)[1]:
+                    log("rebuilding the version from the installed base and the delta")
+                    manifest, signature = delta.rebuild(bundle, stage, dest, public_key, durable=True,
+                                                        max_bytes=max_bytes)
+                else:
+                    manifest, signature = unpack_checked(bundle, stage, public_key, durable=True, max_bytes=max_bytes)
             except BundleError as e:
                 raise UsageError(str(e)) from None
             if signature == "absent" and not allow_unsigned:

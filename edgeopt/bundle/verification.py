@@ -96,6 +96,14 @@ def verify(*, bundle: str | os.PathLike, public_key: str | os.PathLike | None = 
         manifest, state = _verify_folder(bundle, public_key)
     else:
         check_bundle_path(bundle)
+        from edgeopt.bundle.delta import read_head
+
+        head, is_delta = read_head(bundle)
+        if is_delta:
+            base = head["bundle"]["base"]
+            raise UsageError(f"{bundle.name} is a delta bundle against {base.get('name')} {base.get('version')}: its "
+                             "files are checked when `edgeopt install` rebuilds them onto that version; verify the "
+                             "installed result (edgeopt verify DEST/NAME) or a full bundle")
         tmp = Path(tempfile.mkdtemp(prefix="edgeopt-verify-"))
         try:
             manifest, state = unpack_checked(bundle, tmp, public_key)

@@ -24,7 +24,8 @@ from edgeopt.cli.options import console
 @click.option("--bench", metavar="FILE", help="`edgeopt bench --json` output to ship as evidence.")
 @click.option("--expires", metavar="WHEN", help="Signed expiry: a date (2027-01-31), time or days (90d); "
               "devices refuse to install it after.")
-@click.option("--base", metavar="OLD_BUNDLE", help="Delta against an older bundle (not built yet).")
+@click.option("--base", metavar="OLD_BUNDLE", help="Ship a delta against this older full bundle of the same model: only changed files, and for "
+              "ONNX weights only the changed tensors; install rebuilds and verifies the full version.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def command(out, bundle, sign_key, version, artifacts, golden, bench, expires, base, as_json):
     """Package the export folder OUT (written by `edgeopt export`) into BUNDLE: the verified artifacts,
@@ -37,7 +38,7 @@ def command(out, bundle, sign_key, version, artifacts, golden, bench, expires, b
         r = package(out=out, bundle=bundle, sign_key=sign_key, version=version, artifacts=list(artifacts) or None,
                     golden=golden, bench=bench, expires=expires, base=base, log=lambda m: status.update(m))
     data = {"bundle": str(r.bundle), "name": r.name, "version": r.version, "artifacts": r.artifacts, "files": r.files,
-            "bytes": r.bytes, "signed": r.signed, "key_id": r.key_id, "expires": r.expires, "skipped": r.skipped}
+            "bytes": r.bytes, "signed": r.signed, "key_id": r.key_id, "expires": r.expires, "skipped": r.skipped, "delta": r.delta}
     if as_json:
         click.echo(json.dumps(data))
         return
@@ -45,3 +46,8 @@ def command(out, bundle, sign_key, version, artifacts, golden, bench, expires, b
         con.print(f"[yellow]left out[/] {s}")
     click.echo(f"wrote {r.bundle}: {r.name} {r.version}, {', '.join(r.artifacts)} ({r.files} files, "
                f"{r.bytes / 1e6:.1f} MB), " + (f"signed by key {r.key_id[:16]}" if r.signed else "UNSIGNED"))
+    if r.delta:
+        d = r.delta
+        click.echo(f"delta against {d['base_version']}: {d['delta_bytes']:,} bytes vs {d['full_bytes']:,} for the full "
+                   f"bundle ({d['ratio']:.2f}x); {d['files_from_base']} file(s) from the base, {d['files_patched']} "
+                   f"patched, {d['files_shipped']} shipped whole")

@@ -1,0 +1,202 @@
+"""all-MiniLM-L6-v2 -> 2, 3 and 4-layer students, distilled without labels on Home Depot's product
+titles, scored as a store search.
+
+    python benchmarks/distill_minilm.py [--train-titles 8000] [--epochs 1] [--layers 2,3,4]
+                                        [--queries 1000] [--pool 20000] [--int8] [--work DIR] [--json FILE]
+
+Data: ../shared/data/homedepot/train.csv.zip (latin-1): 74,067 judged (query, product) pairs.
+Training: --train-titles unique product titles (a seeded sample of the ~53k; the catalogue's own
+text, no labels), `edgeopt.distill.distill(..., student_layers=N)`: the student starts from N evenly
+spaced layers of the teacher and learns the teacher's normalized sentence embedding (MSE);
+10 % of the training titles are held out for the per-epoch evaluation.
+Scoring: --queries search queries with at least one product judged relevant (relevance >= 2.5),
+drawn with a fixed seed; queries are never trained on. Each query is searched against a pool of
+--pool product titles that holds every product judged for any scored query, filled up with other
+products. Recall@10 and NDCG@10 (binary gains: judged relevant) over the scored queries, for the
+teacher, each untrained layer-dropped student (the baseline) and each distilled student.
+With --int8: `edgeopt export STUDENT --int8 --to onnx` of the 3-layer student, the INT8 artifact
+scored the same way (one text per call, as served). Quality only; latency is `edgeopt bench`'s job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EDGEOPT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+HOMEDEPOT = DATA / "homedepot" / "train.csv.zip"
+RELEVANT = 2.5
+
+
+def read_homedepot():
+    with zipfile.ZipFile(HOMEDEPOT) as z:
+        rows = list(csv.DictReader(io.TextIOWrapper(z.open("train.csv"), encoding="latin-1")))
+    titles = {}
+    judged: dict[str, dict[str, float]] = {}
+    for r in rows:
+        titles[r["product_uid"]] = r["product_title"].strip()
+        judged.setdefault(r["search_term"].strip(), {})[r["product_uid"]] = float(r["relevance"])
+    return titles, judged
+
+
+def search_setup(titles, judged, n_queries: int, pool_size: int, seed: int = 0):
+    """(queries, {query: relevant product ids}, pool product ids)."""
+    rng = np.random.default_rng(seed)
+    candidates = sorted(q for q, j in judged.items() if any(v >= RELEVANT for v in j.values()))
+    queries = [candidates[i] for i in rng.permutation(len(candidates))[:n_queries]]
+    pool = sorted({p for q in queries for p in judged[q]})
+    if len(pool) > pool_size:
+        raise SystemExit(f"{len(queries)} queries judge {len(pool)} products, more than --pool {pool_size}")
+    others = sorted(set(titles) - set(pool))
+    pool += [others[i] for i in rng.permutation(len(others))[:pool_size - len(pool)]]
+    relevant = {q: {p for p, v in judged[q].items() if v >= RELEVANT} for q in queries}
+    return queries, relevant, pool
+
+
+def score(query_emb, pool_emb, queries, relevant, pool, k: int = 10) -> dict:
+    sims = query_emb @ pool_emb.T
+    top = np.argsort(-sims, axis=1)[:, :k]
+    discounts = 1 / np.log2(np.arange(2, k + 2))
+    recall, ndcg = [], []
+    for qi, q in enumerate(queries):
+        hits = np.array([pool[j] in relevant[q] for j in top[qi]], dtype=float)
+        recall.append(hits.sum() / len(relevant[q]))
+        ndcg.append((hits * discounts).sum() / discounts[:min(k, len(relevant[q]))].sum())
+    return {"recall@10": float(np.mean(recall)), "ndcg@10": float(np.mean(ndcg))}
+
+
+def st_encoder(folder):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(folder), device="cpu")
+    return lambda texts: st.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+
+
+def onnx_encoder(export_dir: Path, artifact: str):
+    from edgeopt.backends import get_runtime
+    from edgeopt.text import Tokenizer
+
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    tok = Tokenizer.from_folder(export_dir / "tokenizer", max_length=manifest["preprocessing"]["max_length"])
+    session = get_runtime("onnxruntime").load(str(export_dir / artifact))
+    names = [i["name"] for i in manifest["inputs"]]
+
+    def encode(texts):  # one text per call, as a store serves a query (and as the INT8 gate scored it)
+        out = []
+        for t in texts:
+            feeds = {k: v for k, v in tok([t]).items() if k in names}
+            out.append(session.run(feeds)["sentence_embedding"][0])
+        e = np.array(out)
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    return encode
+
+
+def evaluate(name, encode, queries, relevant, pool, titles, log) -> dict:
+    t0 = time.perf_counter()
+    pool_emb = encode([titles[p] for p in pool])
+    query_emb = encode(queries)
+    row = {"model": name, **score(query_emb, pool_emb, queries, relevant, pool),
+           "encode_seconds": round(time.perf_counter() - t0, 1)}
+    log(f"{name}: Recall@10 {row['recall@10']:.4f}  NDCG@10 {row['ndcg@10']:.4f}")
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train-titles", type=int, default=8000)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--layers", default="2,3,4")
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--pool", type=int, default=20000)
+    ap.add_argument("--int8", action="store_true", help="also export the 3-layer student with --int8 and score it")
+    ap.add_argument("--no-untrained", action="store_true", help="skip the untrained layer-dropped baselines")
+    ap.add_argument("--work", type=Path, default=Path("distill-minilm-work"))
+    ap.add_argument("--json", type=Path, help="write the results here (default: WORK/results.json)")
+    args = ap.parse_args()
+    if not HOMEDEPOT.is_file():
+        raise SystemExit(f"shared data missing: {HOMEDEPOT} (see ../shared/data/SOURCES.md)")
+    sys.path.insert(0, str(ROOT))
+    from edgeopt.demo import embedded_model_path
+    from edgeopt.distill import distill
+    from edgeopt.distill.students import save_layer_dropped
+    from edgeopt.models import load_model
+
+    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    teacher = embedded_model_path()
+    titles, judged = read_homedepot()
+    queries, relevant, pool = search_setup(titles, judged, args.queries, args.pool)
+    unique = sorted(set(titles.values()))
+    rng = np.random.default_rng(1)
+    train = [unique[i] for i in rng.permutation(len(unique))[:args.train_titles]]
+    train_file = work / "train_titles.txt"
+    train_file.write_text("\n".join(t.replace("\n", " ") for t in train) + "\n", encoding="utf-8")
+    log(f"{len(queries)} queries ({sum(map(len, relevant.values()))} relevant judgments), pool {len(pool)}, "
+        f"training on {len(train)} of {len(unique)} unique titles, {args.epochs} epoch(s)")
+    results = {"setup": {"queries": len(queries), "pool": len(pool), "train_titles": len(train),
+                         "unique_titles": len(unique), "epochs": args.epochs, "batch_size": args.batch_size,
+                         "lr": args.lr, "relevant_if": f"relevance >= {RELEVANT}", "loss": "mse"},
+               "rows": []}
+    results["rows"].append(evaluate("teacher (6 layers)", st_encoder(teacher), queries, relevant, pool, titles, log))
+    layers = [int(x) for x in args.layers.split(",")]
+    teacher_model = load_model(teacher)
+    for n in layers:
+        if not args.no_untrained:
+            folder = work / f"untrained-{n}"
+            if not folder.exists():
+                save_layer_dropped(teacher_model, n, folder)
+            results["rows"].append(evaluate(f"{n} layers, untrained", st_encoder(folder), queries, relevant, pool,
+                                            titles, log))
+        out = work / f"student-{n}"
+        t0 = time.perf_counter()
+        result = distill(teacher=teacher, data=train_file, out=out, student_layers=n, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, latency=False, cache_dir=work / "cache", log=log)
+        minutes = (time.perf_counter() - t0) / 60
+        row = evaluate(f"{n} layers, distilled", st_encoder(out), queries, relevant, pool, titles, log)
+        row.update(distill_minutes=round(minutes, 1), train_seconds=result.report["training"]["seconds"],
+                   heldout_cosine=result.report["quality"]["student"]["cosine_mean"])
+        results["rows"].append(row)
+    if args.int8 and 3 in layers:
+        export = work / "student-3-export"
+        log("edgeopt export student-3 --int8 --to onnx")
+        cmd = [str(Path(sys.executable).parent / "edgeopt"), "export", str(work / "student-3"), "--int8", "--to",
+               "onnx", "-o", str(export), "--json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        results["int8_export"] = {"command": " ".join(cmd[1:]), "exit_code": proc.returncode}
+        if proc.returncode == 0:
+            manifest = json.loads(proc.stdout)
+            int8 = next(a for a in manifest["artifacts"] if a["precision"] == "int8")
+            results["int8_export"]["artifact"] = int8["path"]
+            results["int8_export"]["gate"] = int8.get("quality")
+            results["rows"].append(evaluate("3 layers, distilled, INT8 (onnxruntime)", onnx_encoder(export, int8["path"]),
+                                            queries, relevant, pool, titles, log))
+        else:
+            results["int8_export"]["stderr"] = proc.stderr[-2000:]
+    teacher_recall = results["rows"][0]["recall@10"]
+    for row in results["rows"]:
+        row["recall_kept"] = row["recall@10"] / teacher_recall
+    path = args.json or work / "results.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'model':42s} {'Recall@10':>9s} {'NDCG@10':>8s} {'kept':>6s}")
+    for row in results["rows"]:
+        print(f"{row['model']:42s} {row['recall@10']:9.4f} {row['ndcg@10']:8.4f} {row['recall_kept']:6.1%}")
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Training checkpoints: one file per run folder, written atomically, refused when it belongs to
+another run (the fingerprint: teacher, student, data and settings)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from edgeopt.errors import UsageError
+
+LAST = "last.pt"
+
+
+def save(folder: Path, state: dict) -> None:
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{LAST}.tmp-{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, folder / LAST)
+
+
+def load(folder: Path, fingerprint: dict) -> dict:
+    import torch
+
+    path = folder / LAST
+    if not path.is_file():
+        raise UsageError(f"--resume: no checkpoint at {path}; run without --resume to start training")
+    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: optimizer state needs pickle
+    if state.get("fingerprint") != fingerprint:
+        old, new = state.get("fingerprint") or {}, fingerprint
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise UsageError(f"--resume: the checkpoint in {folder} is from a different run (differs in "
+                         f"{', '.join(diff) or 'everything'}); repeat the original command or drop --resume")
+    return state
+
+
+def fingerprint(**items) -> dict:
+    """A JSON-comparable record of what a run trains on."""
+    return json.loads(json.dumps(items, sort_keys=True, default=str))

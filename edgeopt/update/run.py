@@ -1,0 +1,309 @@
+"""``update``: a trained model + new data (+ old data) -> the model updated on the new data, gated
+on how much it forgot of the old, and OUT/report.json.
+
+Reads and checks everything first; grows embedding / output tables for ids the model has not seen
+(grow.py); measures the old- and new-data metric before; trains with ``edgeopt.train.fit`` and the
+method's extra loss (methods.py), optionally trying several strengths on validation slices
+(``tune``); measures again on held-out slices; refuses (GateError, nothing written) when the
+old-data metric dropped by more than ``max_forgetting``; else writes OUT atomically in the input's
+family (a Hugging Face folder stays one, anything else becomes OUT/model.pt2 + model.json).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgeopt.errors import GateError, UsageError
+
+REPORT = "report.json"
+
+
+@dataclass
+class UpdateResult:
+    out: Path | None  # None when the gate failed (nothing written)
+    method: str
+    task: str
+    metric: str
+    forgetting: float | None
+    report: dict = field(default_factory=dict)
+
+
+def _outputs(module, ds, names, batch: int = 256) -> np.ndarray:
+    import torch
+
+    from edgeopt.distill.batches import collate, forward
+
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, len(ds), batch):
+            parts.append(forward(module, collate(ds, range(start, min(start + batch, len(ds)))), names).float().numpy())
+    return np.concatenate(parts)
+
+
+def _concat(a, b):
+    return replace(a, samples=a.samples + b.samples, labels=np.concatenate([a.labels, b.labels]),
+                   texts=None, source=f"{a.source} + {b.source}")
+
+
+def _split(ds, eval_ds, eval_size: int, seed: int, what: str):
+    if eval_ds is None:
+        if len(ds) < 4:
+            raise UsageError(f"{ds.source}: {len(ds)} samples are too few to hold some out for {what}; give more")
+        ds, eval_ds = ds.split(0.1, seed=seed)
+    if len(eval_ds) > eval_size:
+        eval_ds = eval_ds.subsample(eval_size, seed=seed)
+    return ds, eval_ds
+
+
+def _check_forgetting(x: float | None, metric: str) -> None:
+    from edgeopt.update.metrics import higher_is_better
+
+    if x is None:
+        return
+    if higher_is_better(metric) and not 0 <= x <= 1:
+        raise UsageError(f"--max-forgetting {x} is out of range for {metric}: use 0 <= X <= 1 (0.02 = 2 points)")
+    if not x >= 0:
+        raise UsageError(f"--max-forgetting must be >= 0, got {x}")
+
+
+def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: str | Path | None = None,
+           method: str = "finetune", task: str | None = None, metric: str | None = None, epochs: int = 3,
+           batch_size: int = 32, lr: float | None = None, strength: float | None = None,
+           replay_limit: int | None = None, max_forgetting: float | None = None, tune: bool = False,
+           eval_data: str | Path | None = None, old_eval: str | Path | None = None, eval_size: int = 2000,
+           fisher_samples: int = 512, temperature: float = 2.0, patience: int = 2, seed: int = 0,
+           arch: str | None = None, arch_kwargs: dict | None = None, trust_pickle: bool = False, inputs=None,
+           progress: bool = True, log: Callable[[str], None] = lambda m: None) -> UpdateResult:
+    """Update ``model`` on ``data`` with ``method``; see the module docstring."""
+    import torch
+
+    from edgeopt.data import load_data
+    from edgeopt.distill import objectives
+    from edgeopt.distill.batches import collate, forward, tensors
+    from edgeopt.models import load_model
+    from edgeopt.models.trainable import set_mode, trainable
+    from edgeopt.train import TrainConfig, cached_outputs, fit
+    from edgeopt.train.checkpoint import fingerprint
+    from edgeopt.update import grow as growing
+    from edgeopt.update import methods
+    from edgeopt.update import metrics as mt
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if not data or not str(data).strip():
+        raise UsageError("--data is required: the new labelled data to learn")
+    methods.check(method, strength, old_data is not None)
+    if max_forgetting is not None and old_data is None:
+        raise UsageError("--max-forgetting needs --old-data: forgetting is measured on held-out old data")
+    if eval_size < 2 or fisher_samples < 1:
+        raise UsageError("--eval-size must be >= 2 and --fisher-samples >= 1")
+    if not temperature > 0:
+        raise UsageError(f"--temperature must be > 0, got {temperature}")
+    TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr or 1e-3, patience=patience)  # checks the numbers
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT).exists())):
+        raise UsageError(f"-o {out} exists and is not an earlier edgeopt output; choose another folder or empty it")
+
+    loaded = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs)
+    if loaded.module is None:
+        raise UsageError(f"{loaded.name} is {loaded.family}: updating needs the PyTorch model it came from")
+    if metric is not None and task is None:
+        task = {"accuracy": "binary", "mse": "regress"}.get(metric.strip().lower(), task)
+
+    def read(spec, what):
+        ds = load_data(spec, io=loaded.io, tokenizer=loaded.tokenizer, max_length=loaded.max_length, seed=seed)
+        if ds.labels is None:
+            raise UsageError(f"{what} {spec} has no labels; update learns from labelled data (a 'labels' array "
+                             "in .npz, a label column, or class folders)")
+        return ds
+
+    new = read(data, "--data")
+    task = objectives.infer_task(task, loaded, True)
+    if task == "embed":
+        raise UsageError("update trains on labels: --task classify, binary or regress")
+    width = loaded.io.outputs[0].shape[-1] if loaded.io.outputs and len(loaded.io.outputs[0].shape) > 1 else 1
+    metric = metric or mt.default(task, width)
+    mt.parse(metric, task)
+    _check_forgetting(max_forgetting, metric)
+    new_train, new_eval = _split(new, read(eval_data, "--eval") if eval_data else None, eval_size, seed,
+                                 "evaluation")
+    old_train = old_test = None
+    if old_data is not None:
+        old_train, old_test = _split(read(old_data, "--old-data"), read(old_eval, "--old-eval") if old_eval else None,
+                                     eval_size, seed, "measuring forgetting")
+    # validation slices for early stopping and --tune, apart from the held-out slices the report uses
+    new_fit, new_val = (new_train.split(0.1, seed=seed + 7) if len(new_train) >= 20 else (new_train, None))
+    old_fit, old_val = ((old_train.split(0.1, seed=seed + 7) if len(old_train) >= 20 else (old_train, None))
+                        if old_train is not None else (None, None))
+    new_val = new_val.subsample(eval_size, seed=seed) if new_val is not None and len(new_val) > eval_size else new_val
+    old_val = old_val.subsample(eval_size, seed=seed) if old_val is not None and len(old_val) > eval_size else old_val
+
+    names = loaded.io.input_names
+    int_inputs = [s.name for s in loaded.io.inputs if s.dtype.startswith(("int", "uint"))]
+    everything = [d for d in (new_train, new_eval, old_train, old_test) if d is not None]
+    id_max = {} if loaded.is_text else growing.id_ranges(everything, int_inputs)  # a tokenizer fixes text ids
+    label_max = int(max(d.labels.max() for d in everything)) if task == "classify" else None
+    if task == "classify" and min(int(d.labels.min()) for d in everything) < 0:
+        raise UsageError("labels must be class ids >= 0")
+
+    module = trainable(loaded)
+    frozen = copy.deepcopy(module)
+    set_mode(frozen, False)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    example = [torch.zeros_like(t) if n in int_inputs else t
+               for n, t in zip(names, tensors(collate(new_train, range(min(2, len(new_train)))), names))]
+    tables = growing.find_tables(module, names, example, width)
+    growing.check_fits(tables, label_max, width, task, loaded.name)
+    grew = growing.grow(module, tables, id_max, label_max, seed=seed)
+    if grew:
+        log("grew " + ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in grew.items()))
+    try:
+        with torch.inference_mode():
+            forward(module, collate(new_train, range(min(4, len(new_train)))), names)
+    except Exception as e:  # noqa: BLE001 - the model rejecting the data is the user's data
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UsageError(f"{data} does not fit {loaded.name}: running it failed ({first}); give data with the "
+                         f"model's inputs ({', '.join(names)})") from None
+    new_width = int(forward(module, collate(new_train, [0]), names).shape[-1])
+    old_width = width if isinstance(width, int) else new_width
+    teacher = copy.deepcopy(module)  # grown, untrained: the previous model plus neutral new rows
+    set_mode(teacher, False)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def scores(m, ds, columns=None):
+        if ds is None:
+            return None
+        return mt.all_values(metric, task, _outputs(m, ds, names)[..., :columns], ds.labels)
+
+    # before: the previous model's own output columns (it cannot name new classes / items); its grown
+    # rows only let it read ids it never saw, which the previous model could not run at all
+    log("measuring before the update")
+    before = {"old": scores(teacher, old_test, old_width), "new": scores(teacher, new_eval, old_width)}
+    base_val_old = (mt.value(metric, task, _outputs(teacher, old_val, names)[..., :old_width], old_val.labels)
+                    if old_val else None)
+
+    transformer = loaded.family in ("hf", "sentence-transformers")
+    lr = lr or (5e-5 if transformer else 1e-3)
+    init_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    fisher_diag, anchor, extra_forward = None, None, 0
+    if method == "ewc":
+        log(f"Fisher information on {min(fisher_samples, len(old_fit))} old samples")
+        sample = old_fit.subsample(min(fisher_samples, len(old_fit)), seed=seed + 3)
+        fmod = copy.deepcopy(teacher)
+        for p in fmod.parameters():
+            p.requires_grad_(p.is_floating_point())
+        one = ((tensors(collate(sample, [i]), names), torch.from_numpy(sample.labels[i:i + 1]))
+               for i in range(len(sample)))
+        fisher_diag = methods.fisher(fmod, one, lambda m, item: methods.hard_loss(
+            task, forward(m, dict(zip(names, [a.numpy() for a in item[0]])), names), item[1]))
+        anchor = {n: p.detach().clone() for n, p in frozen.named_parameters()}
+        extra_forward += len(sample)
+        del fmod
+
+    sign = 1.0 if mt.higher_is_better(metric) else -1.0
+
+    def evaluate(m):
+        row = {}
+        if new_val is not None:
+            row["new_val"] = mt.value(metric, task, _outputs(m, new_val, names), new_val.labels)
+        if old_val is not None:
+            row["old_val"] = mt.value(metric, task, _outputs(m, old_val, names), old_val.labels)
+        if row:  # early stopping follows the new data (what is being learnt); the gate watches the old
+            row["score"] = sign * row.get("new_val", row.get("old_val"))
+        return row
+
+    candidates = methods.TUNE_GRID[method] if tune else [strength if strength is not None else
+                                                         methods.DEFAULT_STRENGTH[method]]
+    tried, best, samples_seen = [], None, 0
+    for cand in candidates:
+        module.load_state_dict(init_state)
+        train = new_fit
+        if method == "replay":
+            train = _concat(new_fit, methods.replay_sample(old_fit, cand, len(new_fit), replay_limit, seed))
+        labels_t = torch.from_numpy(np.asarray(train.labels))
+        t_out = None
+        if method == "lwf":
+            def run_teacher(idx, _train=train):
+                with torch.inference_mode():
+                    return forward(teacher, collate(_train, idx), names)[..., :old_width].float().numpy()
+            t_out = cached_outputs(run_teacher, len(train), batch=256)
+            extra_forward += len(train)
+
+        def loss_fn(m, idx, gen, _train=train, _t=t_out, _labels=labels_t, _c=cand):
+            o = forward(m, collate(_train, idx), names)
+            loss = methods.hard_loss(task, o, _labels[idx])
+            if method == "lwf":
+                loss = loss + _c * methods.lwf_loss(task, o, torch.from_numpy(_t[idx]), temperature)
+            elif method == "ewc":
+                loss = loss + 0.5 * _c * methods.ewc_penalty(module, fisher_diag, anchor)
+            return loss
+
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, patience=patience,
+                          seed=seed, progress=progress)
+        label = "" if cand is None else f" (strength {cand})"
+        log(f"training: {method}{label} on {len(train)} samples, up to {epochs} epoch(s)")
+        res = fit(module, n_samples=len(train), loss_fn=loss_fn, cfg=cfg, evaluate=evaluate,
+                  fingerprint=fingerprint(method=method, strength=cand, samples=len(train)), log=log)
+        samples_seen += res.epochs_run * len(train)
+        extra_forward += res.epochs_run * ((len(new_val) if new_val else 0) + (len(old_val) if old_val else 0))
+        last = res.history[res.best_epoch - 1] if res.history else {}
+        val_forgetting = (mt.drop(metric, base_val_old, last["old_val"])
+                          if base_val_old is not None and "old_val" in last else None)
+        ok = max_forgetting is None or val_forgetting is None or val_forgetting <= max_forgetting
+        row = {"strength": cand, "train_samples": len(train), "epochs_run": res.epochs_run,
+               "best_epoch": res.best_epoch, "new_val": last.get("new_val"), "old_val": last.get("old_val"),
+               "val_forgetting": val_forgetting, "within_max_forgetting": ok, "seconds": round(res.seconds, 1)}
+        tried.append(row)
+        vals = [v for v in (last.get("new_val"), last.get("old_val")) if v is not None]
+        key = (ok, sign * float(np.mean(vals)) if vals else -np.inf)  # --tune: learn the new, keep the old
+        if best is None or key > best[0]:
+            best = (key, cand, {k: v.detach().clone() for k, v in module.state_dict().items()}, res)
+    _, chosen, state, trained = best
+    module.load_state_dict(state)
+    set_mode(module, False)
+
+    log("measuring after the update")
+    after = {"old": scores(module, old_test), "new": scores(module, new_eval)}
+    forgetting = mt.drop(metric, before["old"][metric], after["old"][metric]) if old_test is not None else None
+    seconds = time.perf_counter() - t0
+    report = {
+        "method": method, "task": task, "metric": metric, "strength": chosen,
+        "model": {"source": str(model), "family": loaded.family, "grew": grew},
+        "data": {"new": str(data), "new_train_samples": len(new_fit), "new_eval_samples": len(new_eval),
+                 "old": str(old_data) if old_data else None,
+                 "old_train_samples": len(old_fit) if old_fit is not None else 0,
+                 "old_eval_samples": len(old_test) if old_test is not None else 0,
+                 "eval": str(eval_data) if eval_data else "10 % held out from --data",
+                 "old_eval": (str(old_eval) if old_eval else "10 % held out from --old-data") if old_data else None},
+        "before": before, "after": after,
+        "forgetting": forgetting, "new_gain": mt.drop(metric, after["new"][metric], before["new"][metric]),
+        "max_forgetting": max_forgetting,
+        "passed": max_forgetting is None or forgetting is None or forgetting <= max_forgetting,
+        "compute": {"seconds": round(seconds, 1), "train_samples_seen": samples_seen,
+                    "extra_forward_samples": extra_forward, "candidates": len(tried)},
+        "settings": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": temperature,
+                     "tune": tune, "seed": seed, "replay_limit": replay_limit,
+                     "fisher_samples": fisher_samples if method == "ewc" else None},
+        "training": trained.to_json(), "tried": tried,
+    }
+    if not report["passed"]:
+        raise GateError(f"the update forgot too much: old-data {metric} {before['old'][metric]:.4f} -> "
+                        f"{after['old'][metric]:.4f} (forgetting {forgetting:.4f} > --max-forgetting "
+                        f"{max_forgetting}); nothing written. Try --method lwf/ewc/replay, a larger --strength "
+                        "or --tune")
+    from edgeopt.atomic import output_dir
+    from edgeopt.update.save import save
+
+    with output_dir(out, marker=REPORT) as stage:
+        save(loaded, module, stage, task=task, example=collate(new_fit, range(min(2, len(new_fit)))),
+             width=new_width, grew=grew, report=report)
+        (stage / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    return UpdateResult(out=out, method=method, task=task, metric=metric, forgetting=forgetting, report=report)
