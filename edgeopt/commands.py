@@ -14,7 +14,8 @@ import sys
 import types
 
 # command -> (package, module holding the function); edgeopt.__getattr__ resolves these lazily
-COMMANDS = {"export": ("edgeopt.export", "edgeopt.export.api"), "bench": ("edgeopt.bench", "edgeopt.bench.api")}
+COMMANDS = {"export": ("edgeopt.export", "edgeopt.export.api"), "bench": ("edgeopt.bench", "edgeopt.bench.api"),
+            "distill": ("edgeopt.distill", "edgeopt.distill.run"), "update": ("edgeopt.update", "edgeopt.update.run")}
 
 
 class _CallablePackage(types.ModuleType):
