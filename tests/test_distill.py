@@ -336,3 +336,13 @@ def test_tabular_ranker_and_regressor(task, tmp_path):
     key = "accuracy" if task == "binary" else "mse"
     assert key in result.report["quality"]["student"] and key in result.report["quality"]["teacher"]
     assert load_model(tmp_path / "out").metadata["task"] == task
+
+
+def test_importing_distill_loads_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, edgeopt.cli.distill, edgeopt.distill, edgeopt.train; heavy = [m for m in ('torch', "
+            "'transformers', 'sentence_transformers', 'onnxruntime') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
