@@ -141,10 +141,10 @@ def _student_weights(out):
 def _run(images, out, **kw):
     from edgeopt.distill import distill
 
+    kw = {"data": images / "train.npz", "eval_data": images / "eval.npz", **kw}
     return distill(teacher=images / "teacher.pt", teacher_arch=TINY, teacher_arch_kwargs={"num_classes": 10, "width": 16},
                    student=images / "student.pt", student_arch=TINY,
-                   student_arch_kwargs={"num_classes": 10, "width": 8}, inputs=_specs(), data=images / "train.npz",
-                   eval_data=images / "eval.npz", latency=False, progress=False, out=out, **kw)
+                   student_arch_kwargs={"num_classes": 10, "width": 8}, inputs=_specs(), latency=False, progress=False, out=out, **kw)
 
 
 def _specs():
@@ -346,3 +346,24 @@ def test_importing_distill_loads_no_heavy_library():
             "'transformers', 'sentence_transformers', 'onnxruntime') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_image_folder_with_augmentation_keeps_class_names(images, tmp_path):
+    """An ImageFolder tree (decoded lazily, flip / crop / jitter applied): the class names reach
+    model.json, and the held-out split stays lazy."""
+    from PIL import Image
+
+    from edgeopt.distill import distill
+    from edgeopt.models import load_model
+
+    rng = np.random.default_rng(0)
+    classes = [f"c{i}" for i in range(10)]
+    for k, c in enumerate(classes):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for j in range(4):
+            arr = np.clip(rng.normal(25 * k, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(tmp_path / "imgs" / c / f"{j}.png")
+    result = _run(images, tmp_path / "out", epochs=1, seed=0, **{"data": tmp_path / "imgs", "eval_data": None})
+    assert result.report["settings"]["augment"] and result.report["data"]["labels"]
+    assert result.report["data"]["eval_samples"] == 4
+    assert load_model(tmp_path / "out").metadata["class_names"] == classes

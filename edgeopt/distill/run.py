@@ -71,6 +71,27 @@ def _outputs(module, ds, names, batch: int = 64) -> np.ndarray:
     return out
 
 
+def _split(ds, holdout: float, seed: int):
+    """Dataset.split, keeping images lazy (decoded when a batch needs them, not all at once)."""
+    from dataclasses import replace
+
+    from edgeopt.data.images import LazyImages
+
+    if not isinstance(ds.samples, LazyImages):
+        return ds.split(holdout, seed=seed)
+    order = np.random.default_rng(seed).permutation(len(ds))
+    k = max(1, int(round(len(ds) * holdout)))
+    if len(ds) - k < 1:
+        raise UsageError(f"{ds.source}: {len(ds)} samples are too few to hold some out; pass --eval")
+
+    def take(idx):
+        paths = [list.__getitem__(ds.samples, int(i)) for i in idx]
+        return replace(ds, samples=LazyImages(paths, *ds.samples.args),
+                       labels=None if ds.labels is None else ds.labels[idx])
+
+    return take(order[k:]), take(order[:k])
+
+
 def _class_names(data: str) -> list[str] | None:
     p = Path(data)
     if p.is_dir():
@@ -135,7 +156,7 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
         evald = load_data(eval_data, io=teacher_m.io, tokenizer=teacher_m.tokenizer,
                           max_length=teacher_m.max_length, limit=eval_size, seed=seed)
     else:
-        ds, evald = ds.split(0.1, seed=seed)
+        ds, evald = _split(ds, 0.1, seed)
         evald = evald.subsample(eval_size, seed=seed) if len(evald) > eval_size else evald
     if task == "embed":
         evald.labels = None
@@ -176,7 +197,7 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
         if not _same_vocab(teacher_m.tokenizer, student_m.tokenizer):  # the student reads its own tokens
             s_all = load_data(data, io=student_m.io, tokenizer=student_m.tokenizer, max_length=student_m.max_length,
                               limit=limit, seed=seed)
-            s_train, s_eval = (s_all.split(0.1, seed=seed) if eval_data is None else
+            s_train, s_eval = (_split(s_all, 0.1, seed) if eval_data is None else
                                (s_all, load_data(eval_data, io=student_m.io, tokenizer=student_m.tokenizer,
                                                  max_length=student_m.max_length, limit=eval_size, seed=seed)))
             s_eval = s_eval.subsample(eval_size, seed=seed) if len(s_eval) > eval_size else s_eval
