@@ -197,14 +197,21 @@ def test_interrupted_run_resumes_to_the_same_student(images, tmp_path, monkeypat
         _run(images, tmp_path / "other", epochs=3, patience=3, resume=True, seed=5)
 
 
-def test_torchrun_two_processes(images, tmp_path):
-    """Data-parallel through torchrun (gloo on CPU), launched by --nproc-per-node."""
+def test_torchrun_two_processes(tiny_st, titles_file, tmp_path):
+    """Data-parallel through torchrun (gloo on CPU), launched by --nproc-per-node, on the main use
+    case: a layer-dropped sentence-transformers student (rank 0 writes it, both ranks train)."""
     out = tmp_path / "ddp"
-    r = run_cli(*cnn_args(images, out, "--epochs", "1", "--nproc-per-node", "2"))
+    r = run_cli("distill", "--teacher", tiny_st, "--student-layers", "2", "--data", titles_file, "--epochs", "1",
+                "--no-latency", "--nproc-per-node", "2", "--json", "-o", out)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)  # rank 0 alone prints
-    assert report["training"]["processes"] == 2
-    assert (out / "model.pt2").is_file()
+    assert report["training"]["processes"] == 2 and "Traceback" not in r.stderr
+    assert (out / "modules.json").is_file()
+
+
+def test_torchrun_bad_input_is_one_line_exit_2(images, tmp_path):
+    r = run_cli(*cnn_args(images, tmp_path / "out", "--epochs", "0", "--nproc-per-node", "2"))
+    assert r.returncode == 2 and r.stderr.strip() == "edgeopt: error: --epochs must be >= 1, got 0"
 
 
 @pytest.mark.parametrize("extra, message", [

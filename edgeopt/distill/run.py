@@ -115,7 +115,7 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
     from edgeopt.distill import latency as lat
     from edgeopt.distill import objectives
     from edgeopt.distill.outputs import compare, disk_bytes, parameters, save_student
-    from edgeopt.distill.students import check_layers, layer_dropped, teacher_depth
+    from edgeopt.distill.students import check_layers, save_layer_dropped, teacher_depth
     from edgeopt.train import TrainConfig, cached_outputs, distributed, fit
     from edgeopt.train.checkpoint import fingerprint
 
@@ -180,8 +180,15 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
                 keep, candidates, teacher_latency = lat.choose_depth(teacher_m, latency_budget, workdir, log=log)
             student_layers = distributed.broadcast(keep)
         kept = None
-        if student_layers is not None:
-            student_m, kept = layer_dropped(teacher_m, student_layers, workdir)
+        if student_layers is not None:  # rank 0 writes it (transformers saves on the main process only)
+            from edgeopt.models import load_model
+
+            folder = None
+            if main:
+                folder = Path(tempfile.mkdtemp(prefix=f"student-{student_layers}-", dir=workdir))
+                kept = save_layer_dropped(teacher_m, student_layers, folder)
+            folder, kept = distributed.broadcast((folder, kept))
+            student_m = load_model(folder)
         else:
             student_m = _load(student, student_arch, student_arch_kwargs, trust_pickle, inputs, "student")
         if student_m.io.input_names != teacher_m.io.input_names:
