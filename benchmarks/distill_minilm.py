@@ -106,7 +106,8 @@ def onnx_encoder(export_dir: Path, artifact: str):
 def evaluate(name, encode, queries, relevant, pool, titles, log, cache: Path | None = None) -> dict:
     """Score one model; with ``cache`` (WORK/rows) a model scored by an earlier run of the same
     setup is read back instead of encoding the pool again (a rerun only adds what is missing)."""
-    path = cache / (name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "") + ".json") if cache else None
+    stem = name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+    path = cache / f"{stem}.json" if cache else None
     if path is not None and path.is_file():
         row = json.loads(path.read_text())
         log(f"{name}: Recall@10 {row['recall@10']:.4f}  NDCG@10 {row['ndcg@10']:.4f} (from {path})")
@@ -202,7 +203,8 @@ def main():
             int8 = next(a for a in manifest["artifacts"] if a["precision"] == "int8")
             results["int8_export"]["artifact"] = int8["path"]
             results["int8_export"]["gate"] = int8.get("quality")
-            results["rows"].append(evaluate("3 layers, distilled, INT8 (onnxruntime)", onnx_encoder(export, int8["path"]),
+            encoder = onnx_encoder(export, int8["path"])
+            results["rows"].append(evaluate("3 layers, distilled, INT8 (onnxruntime)", encoder,
                                             queries, relevant, pool, titles, log, rows))
         else:
             results["int8_export"]["stderr"] = proc.stderr[-2000:]

@@ -99,7 +99,8 @@ def test_embedder_distils_into_a_sentence_transformers_folder_that_exports_like_
                 "--max-drop", "0.05", "--min-cosine", "0.5", "-o", tmp_path / "export", "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
-    assert s["preprocessing"] == {"tokenizer": "tokenizer/", "max_length": teacher.max_length} and teacher.max_length == 48
+    assert teacher.max_length == 48
+    assert s["preprocessing"] == {"tokenizer": "tokenizer/", "max_length": teacher.max_length}
     assert s["outputs"] == [{"name": "sentence_embedding", "dtype": "float32", "shape": ["batch", 32]}]
     assert [i["name"] for i in s["inputs"]] == teacher.io.input_names
     assert any(a["precision"] == "int8" for a in s["artifacts"])
@@ -109,7 +110,7 @@ def test_classifier_writes_a_pt2_folder_that_export_reads(images, tmp_path):
     from edgeopt.models import load_model
 
     out = tmp_path / "student"
-    r = run_cli(*cnn_args(images, out, "--epochs", "2"))
+    r = run_cli(*cnn_args(images, out, "--epochs", "1"))
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["task"] == "classify" and report["data"]["labels"]
@@ -142,9 +143,10 @@ def _run(images, out, **kw):
     from edgeopt.distill import distill
 
     kw = {"data": images / "train.npz", "eval_data": images / "eval.npz", **kw}
-    return distill(teacher=images / "teacher.pt", teacher_arch=TINY, teacher_arch_kwargs={"num_classes": 10, "width": 16},
-                   student=images / "student.pt", student_arch=TINY,
-                   student_arch_kwargs={"num_classes": 10, "width": 8}, inputs=_specs(), latency=False, progress=False, out=out, **kw)
+    return distill(teacher=images / "teacher.pt", teacher_arch=TINY,
+                   teacher_arch_kwargs={"num_classes": 10, "width": 16}, student=images / "student.pt",
+                   student_arch=TINY, student_arch_kwargs={"num_classes": 10, "width": 8}, inputs=_specs(),
+                   latency=False, progress=False, out=out, **kw)
 
 
 def _specs():
