@@ -99,7 +99,8 @@ def test_embedder_distils_into_a_sentence_transformers_folder_that_exports_like_
                 "--max-drop", "0.05", "--min-cosine", "0.5", "-o", tmp_path / "export", "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
-    assert s["preprocessing"] == {"tokenizer": "tokenizer/", "max_length": teacher.max_length} and teacher.max_length == 48
+    assert teacher.max_length == 48
+    assert s["preprocessing"] == {"tokenizer": "tokenizer/", "max_length": teacher.max_length}
     assert s["outputs"] == [{"name": "sentence_embedding", "dtype": "float32", "shape": ["batch", 32]}]
     assert [i["name"] for i in s["inputs"]] == teacher.io.input_names
     assert any(a["precision"] == "int8" for a in s["artifacts"])
@@ -109,7 +110,7 @@ def test_classifier_writes_a_pt2_folder_that_export_reads(images, tmp_path):
     from edgeopt.models import load_model
 
     out = tmp_path / "student"
-    r = run_cli(*cnn_args(images, out, "--epochs", "2"))
+    r = run_cli(*cnn_args(images, out, "--epochs", "1"))
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["task"] == "classify" and report["data"]["labels"]
@@ -141,10 +142,11 @@ def _student_weights(out):
 def _run(images, out, **kw):
     from edgeopt.distill import distill
 
-    return distill(teacher=images / "teacher.pt", teacher_arch=TINY, teacher_arch_kwargs={"num_classes": 10, "width": 16},
-                   student=images / "student.pt", student_arch=TINY,
-                   student_arch_kwargs={"num_classes": 10, "width": 8}, inputs=_specs(), data=images / "train.npz",
-                   eval_data=images / "eval.npz", latency=False, progress=False, out=out, **kw)
+    kw = {"data": images / "train.npz", "eval_data": images / "eval.npz", **kw}
+    return distill(teacher=images / "teacher.pt", teacher_arch=TINY,
+                   teacher_arch_kwargs={"num_classes": 10, "width": 16}, student=images / "student.pt",
+                   student_arch=TINY, student_arch_kwargs={"num_classes": 10, "width": 8}, inputs=_specs(),
+                   latency=False, progress=False, out=out, **kw)
 
 
 def _specs():
@@ -197,14 +199,21 @@ def test_interrupted_run_resumes_to_the_same_student(images, tmp_path, monkeypat
         _run(images, tmp_path / "other", epochs=3, patience=3, resume=True, seed=5)
 
 
-def test_torchrun_two_processes(images, tmp_path):
-    """Data-parallel through torchrun (gloo on CPU), launched by --nproc-per-node."""
+def test_torchrun_two_processes(tiny_st, titles_file, tmp_path):
+    """Data-parallel through torchrun (gloo on CPU), launched by --nproc-per-node, on the main use
+    case: a layer-dropped sentence-transformers student (rank 0 writes it, both ranks train)."""
     out = tmp_path / "ddp"
-    r = run_cli(*cnn_args(images, out, "--epochs", "1", "--nproc-per-node", "2"))
+    r = run_cli("distill", "--teacher", tiny_st, "--student-layers", "2", "--data", titles_file, "--epochs", "1",
+                "--no-latency", "--nproc-per-node", "2", "--json", "-o", out)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)  # rank 0 alone prints
-    assert report["training"]["processes"] == 2
-    assert (out / "model.pt2").is_file()
+    assert report["training"]["processes"] == 2 and "Traceback" not in r.stderr
+    assert (out / "modules.json").is_file()
+
+
+def test_torchrun_bad_input_is_one_line_exit_2(images, tmp_path):
+    r = run_cli(*cnn_args(images, tmp_path / "out", "--epochs", "0", "--nproc-per-node", "2"))
+    assert r.returncode == 2 and r.stderr.strip() == "edgeopt: error: --epochs must be >= 1, got 0"
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -336,3 +345,34 @@ def test_tabular_ranker_and_regressor(task, tmp_path):
     key = "accuracy" if task == "binary" else "mse"
     assert key in result.report["quality"]["student"] and key in result.report["quality"]["teacher"]
     assert load_model(tmp_path / "out").metadata["task"] == task
+
+
+def test_importing_distill_loads_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, edgeopt.cli.distill, edgeopt.distill, edgeopt.train; heavy = [m for m in ('torch', "
+            "'transformers', 'sentence_transformers', 'onnxruntime') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_image_folder_with_augmentation_keeps_class_names(images, tmp_path):
+    """An ImageFolder tree (decoded lazily, flip / crop / jitter applied): the class names reach
+    model.json, and the held-out split stays lazy."""
+    from PIL import Image
+
+    from edgeopt.distill import distill
+    from edgeopt.models import load_model
+
+    rng = np.random.default_rng(0)
+    classes = [f"c{i}" for i in range(10)]
+    for k, c in enumerate(classes):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for j in range(4):
+            arr = np.clip(rng.normal(25 * k, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(tmp_path / "imgs" / c / f"{j}.png")
+    result = _run(images, tmp_path / "out", epochs=1, seed=0, **{"data": tmp_path / "imgs", "eval_data": None})
+    assert result.report["settings"]["augment"] and result.report["data"]["labels"]
+    assert result.report["data"]["eval_samples"] == 4
+    assert load_model(tmp_path / "out").metadata["class_names"] == classes
