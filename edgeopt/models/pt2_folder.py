@@ -26,6 +26,8 @@ def write_pt2_folder(folder: Path, module, example: tuple, inputs, *, task: str 
     batch = torch.export.Dim("batch", min=1, max=4096)
     dynamic = tuple({i: (batch if d == "batch" else torch.export.Dim.AUTO)
                      for i, d in enumerate(spec.shape) if isinstance(d, str)} or None for spec in inputs)
+    if _varargs(module):  # forward(*args): torch.export takes the specs as one tuple for the one *args parameter
+        dynamic = (dynamic,)
     ep = torch.export.export(module, example, dynamic_shapes=dynamic)
     folder.mkdir(parents=True, exist_ok=True)
     torch.export.save(ep, str(folder / "model.pt2"))
@@ -35,6 +37,16 @@ def write_pt2_folder(folder: Path, module, example: tuple, inputs, *, task: str 
         meta.update(tokenizer="tokenizer/", max_length=max_length)
     (folder / META).write_text(json.dumps(meta, indent=2) + "\n")
     return folder / "model.pt2"
+
+
+def _varargs(module) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
 
 
 def load_pt2_folder(folder: Path, inputs) -> LoadedModel:
