@@ -16,7 +16,10 @@ def example_args(model: LoadedModel, ds=None, n: int = 4) -> tuple:
     """A few real samples as positional tensors (the data's, else the model's own samples)."""
     from edgeopt.distill.batches import collate, tensors
 
-    feeds = collate(ds, range(min(n, len(ds)))) if ds is not None else model.sample_feeds()[0]
+    if ds is not None:
+        feeds = collate(ds, range(min(n, len(ds))))
+    else:  # the largest batch: torch.export specializes a batch axis of 1
+        feeds = max(model.sample_feeds(), key=lambda f: len(next(iter(f.values()))))
     return tuple(tensors(feeds, model.io.input_names))
 
 
