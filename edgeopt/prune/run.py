@@ -190,7 +190,8 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
             log(f"least pruning that reaches {target_speedup}x: ratio {ratio:.3f}")
             pruned, info = make(ratio)  # info for the chosen ratio (cheap next to the timings)
         else:
-            log(f"pruning {ratio:.0%} of {m.name}'s {'channels' if structured else 'weights'}")
+            unit = ('FFN neurons / heads' if m.family in TRANSFORMERS else 'channels') if structured else 'weights'
+            log(f"pruning {ratio:.0%} of {m.name}'s {unit}")
             pruned, info = make(ratio)
 
         report = _report_base(m, pruned, model, task, ratio, target_speedup, structured, rounding, round_reason,

@@ -133,12 +133,12 @@ def check_forward(module, args: tuple, name: str) -> None:
     parameter used outside a layer)."""
     import torch
 
-    stack, done = [], []
-    names = {m: n for n, m in module.named_modules() if n}
+    stack, done = [], []  # modules entered and not left; modules left, in order
+    names = {m: (n.removeprefix("inner.") if n != "inner" else type(m).__name__) for n, m in module.named_modules() if n}
     hooks = []
 
     def enter(m, i):
-        stack.append(m)
+        stack.append((m, len(done)))
 
     def leave(m, i, o):  # returns None: the output stays as it is
         if stack:
@@ -152,8 +152,13 @@ def check_forward(module, args: tuple, name: str) -> None:
         with torch.no_grad():
             module(*args)
     except Exception as e:
-        where = (f"in layer {names[stack[-1]]}" if stack else
-                 f"after layer {names[done[-1]]}" if done else "before its first layer")
+        inner, since = stack[-1] if stack else (None, 0)
+        if len(done) > since:  # the failing code runs after a child layer finished: name both
+            where = f"after layer {names[done[-1]]}" + (f" (in {names[inner]}'s forward)" if inner is not None else "")
+        elif inner is not None:
+            where = f"in layer {names[inner]}"
+        else:
+            where = "before its first layer"
         raise UsageError(f"torch-pruning cannot prune {name}: after removing channels the model fails {where} "
                          f"({_first_line(e)}); its code fixes a width there (e.g. a view with a constant size). "
                          "Use the layer's own shape, or prune without --structured") from None
