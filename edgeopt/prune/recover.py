@@ -138,7 +138,18 @@ def recover(pruned: LoadedModel, unpruned: LoadedModel, train, evald, *, task: s
 
         return objectives.score(task, _outputs(m, evald, names), t_eval, evald.labels)
 
+    from edgeopt.models.trainable import set_mode
+
+    set_mode(module, False)
+    start = evaluate(module)  # the pruned model before recovery: recovery must beat it to be kept
+    kept = {k: v.detach().clone() for k, v in module.state_dict().items()}
     log(f"recovering by distillation from the unpruned model ({task}, {len(train)} samples, up to {epochs} epochs)")
     trained = fit(module, n_samples=len(train), loss_fn=loss_fn, evaluate=evaluate, cfg=cfg,
                   fingerprint={"prune-recovery": True}, lengths=_lengths(train), log=log)
-    return {"lr": cfg.lr, "batch_size": batch_size, **trained.to_json()}
+    record = {"lr": cfg.lr, "batch_size": batch_size, "score_before": start["score"], **trained.to_json()}
+    if trained.best_score is not None and trained.best_score < start["score"]:
+        module.load_state_dict(kept)
+        set_mode(module, False)
+        record["kept"] = "pruned weights: no recovery epoch scored better on the held-out data"
+        log(record["kept"])
+    return record

@@ -244,7 +244,8 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
 
                 log("saving the pruned transformer as model.pt2 + its tokenizer")
                 write_pt2_folder(stage, pruned.module, args, m.io.inputs, task=task, tokenizer=m.tokenizer,
-                                 max_length=m.max_length, extra={"pruned_from": str(model)})
+                                 max_length=m.max_length,
+                                 extra={"pruned_from": str(model), "output_names": list(m.io.output_names)})
             else:
                 example = {n: a.numpy() for n, a in zip(m.io.input_names, args)}
                 save_student(pruned, stage, task=task, example=example,
