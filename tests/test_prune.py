@@ -134,10 +134,11 @@ def test_tiny_bert_loses_heads_and_ffn_neurons_and_reloads_with_its_tokenizer(ti
     assert all(v["after"]["ffn"] % 8 == 0 and v["after"]["ffn"] < 64 for v in w.values())
     assert sum(v["after"]["heads"] for v in w.values()) < sum(v["before"]["heads"] for v in w.values())
     assert all(v["after"]["heads"] >= 1 for v in w.values())
-    loaded = load_model(out)
+    loaded = load_model(out)  # model.pt2 + tokenizer: what `edgeopt export OUT` reads
     assert loaded.tokenizer is not None and (out / "tokenizer").is_dir()
+    assert loaded.io.output_names == ["logits"] and loaded.metadata["task"] == "classify"
     feeds = loaded.sample_feeds()[0]
-    assert next(iter(loaded.reference(feeds).values())).shape == (len(feeds["input_ids"]), 3)
+    assert loaded.reference(feeds)["logits"].shape == (len(feeds["input_ids"]), 3)
 
 
 @pytest.mark.slow
