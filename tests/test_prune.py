@@ -163,6 +163,7 @@ def test_cli_chain_structured_recovery_then_export(images, tmp_path):
     (["--ratio", "0.5", "--recover-epochs", "1"], "--recover-epochs needs --data"),
     (["--ratio", "0.5", "--ratio-missing"], "No such option"),
     (["--target-speedup", "0.5"], "--target-speedup needs --structured"),
+    (["--ratio", "0.5", "--speed-check", "--target", "toaster"], "unknown target 'toaster'"),
     (["--ratio", "0.5", "--data", "{images}/bad_labels.npz"], "labels reach 19"),
     (["--ratio", "0.5", "--data", "{images}/small.npz"], "small.npz"),
 ])

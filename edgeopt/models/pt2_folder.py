@@ -73,7 +73,8 @@ def load_pt2_folder(folder: Path, inputs) -> LoadedModel:
     if names and len(names) == len(model.io.outputs):  # e.g. sentence_embedding, as the source model named it
         from edgeopt.spec import IOSpec
 
-        model.io = IOSpec(model.io.inputs, tuple(TensorSpec(n, o.dtype, o.shape) for n, o in zip(names, model.io.outputs)))
+        outputs = tuple(TensorSpec(n, o.dtype, o.shape) for n, o in zip(names, model.io.outputs))
+        model.io = IOSpec(model.io.inputs, outputs)
         model.reference = _renamed(model.reference, names)
     if meta.get("task"):
         model.metadata["task"] = meta["task"]

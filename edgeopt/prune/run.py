@@ -113,6 +113,10 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
     out = Path(out)
     _validate(ratio, target_speedup, structured, round_to, recover_epochs, data, head_ratio)
     speed.check_runtime(runtime)
+    if speed_check or target_speedup is not None:
+        from edgeopt.bench.profiles import resolve_targets
+
+        resolve_targets([target])  # an unknown --target is bad input before any work
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT).exists())):
         raise UsageError(f"-o {out} exists and is not an earlier prune output; choose another folder or empty it")
     m = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs)

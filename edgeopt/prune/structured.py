@@ -82,7 +82,8 @@ def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
                                       pruning_ratio=ratio, ignored_layers=ignored, round_to=round_to,
                                       output_transform=_scalar)
     except Exception as e:  # the tracer's own failure: say which model and why
-        raise UsageError(f"torch-pruning cannot trace {name}: {_first_line(e)}; prune it without --structured") from None
+        raise UsageError(f"torch-pruning cannot trace {name}: {_first_line(e)}; "
+                         "prune it without --structured") from None
     widths = {}
     for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
                                           root_module_types=pruner.root_module_types):
@@ -134,7 +135,8 @@ def check_forward(module, args: tuple, name: str) -> None:
     import torch
 
     stack, done = [], []  # modules entered and not left; modules left, in order
-    names = {m: (n.removeprefix("inner.") if n != "inner" else type(m).__name__) for n, m in module.named_modules() if n}
+    names = {m: (n.removeprefix("inner.") if n != "inner" else type(m).__name__)
+             for n, m in module.named_modules() if n}
     hooks = []
 
     def enter(m, i):
