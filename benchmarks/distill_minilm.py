@@ -103,13 +103,24 @@ def onnx_encoder(export_dir: Path, artifact: str):
     return encode
 
 
-def evaluate(name, encode, queries, relevant, pool, titles, log) -> dict:
+def evaluate(name, encode, queries, relevant, pool, titles, log, cache: Path | None = None) -> dict:
+    """Score one model; with ``cache`` (WORK/rows) a model scored by an earlier run of the same
+    setup is read back instead of encoding the pool again (a rerun only adds what is missing)."""
+    stem = name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+    path = cache / f"{stem}.json" if cache else None
+    if path is not None and path.is_file():
+        row = json.loads(path.read_text())
+        log(f"{name}: Recall@10 {row['recall@10']:.4f}  NDCG@10 {row['ndcg@10']:.4f} (from {path})")
+        return row
     t0 = time.perf_counter()
     pool_emb = encode([titles[p] for p in pool])
     query_emb = encode(queries)
     row = {"model": name, **score(query_emb, pool_emb, queries, relevant, pool),
            "encode_seconds": round(time.perf_counter() - t0, 1)}
     log(f"{name}: Recall@10 {row['recall@10']:.4f}  NDCG@10 {row['ndcg@10']:.4f}")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(row) + "\n")
     return row
 
 
@@ -138,6 +149,7 @@ def main():
     log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    rows = work / "rows"
     teacher = embedded_model_path()
     titles, judged = read_homedepot()
     queries, relevant, pool = search_setup(titles, judged, args.queries, args.pool)
@@ -152,7 +164,8 @@ def main():
                          "unique_titles": len(unique), "epochs": args.epochs, "batch_size": args.batch_size,
                          "lr": args.lr, "relevant_if": f"relevance >= {RELEVANT}", "loss": "mse"},
                "rows": []}
-    results["rows"].append(evaluate("teacher (6 layers)", st_encoder(teacher), queries, relevant, pool, titles, log))
+    results["rows"].append(evaluate("teacher (6 layers)", st_encoder(teacher), queries, relevant, pool, titles, log,
+                                    rows))
     layers = [int(x) for x in args.layers.split(",")]
     teacher_model = load_model(teacher)
     for n in layers:
@@ -161,30 +174,38 @@ def main():
             if not folder.exists():
                 save_layer_dropped(teacher_model, n, folder)
             results["rows"].append(evaluate(f"{n} layers, untrained", st_encoder(folder), queries, relevant, pool,
-                                            titles, log))
+                                            titles, log, rows))
         out = work / f"student-{n}"
         t0 = time.perf_counter()
-        result = distill(teacher=teacher, data=train_file, out=out, student_layers=n, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, latency=False, cache_dir=work / "cache", log=log)
+        if (out / "report.json").is_file():  # distilled by an earlier run of this setup
+            log(f"reusing {out}")
+            report = json.loads((out / "report.json").read_text())
+        else:
+            report = distill(teacher=teacher, data=train_file, out=out, student_layers=n, epochs=args.epochs,
+                             batch_size=args.batch_size, lr=args.lr, latency=False, cache_dir=work / "cache",
+                             log=log).report
         minutes = (time.perf_counter() - t0) / 60
-        row = evaluate(f"{n} layers, distilled", st_encoder(out), queries, relevant, pool, titles, log)
-        row.update(distill_minutes=round(minutes, 1), train_seconds=result.report["training"]["seconds"],
-                   heldout_cosine=result.report["quality"]["student"]["cosine_mean"])
+        row = evaluate(f"{n} layers, distilled", st_encoder(out), queries, relevant, pool, titles, log, rows)
+        row.update(distill_minutes=round(minutes, 1), train_seconds=report["training"]["seconds"],
+                   heldout_cosine=report["quality"]["student"]["cosine_mean"])
         results["rows"].append(row)
     if args.int8 and 3 in layers:
         export = work / "student-3-export"
         log("edgeopt export student-3 --int8 --to onnx")
         cmd = [str(Path(sys.executable).parent / "edgeopt"), "export", str(work / "student-3"), "--int8", "--to",
                "onnx", "-o", str(export), "--json"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True) if not (export / "manifest.json").is_file() else None
+        if proc is None:  # exported by an earlier run
+            proc = subprocess.CompletedProcess(cmd, 0, (export / "manifest.json").read_text(), "")
         results["int8_export"] = {"command": " ".join(cmd[1:]), "exit_code": proc.returncode}
         if proc.returncode == 0:
             manifest = json.loads(proc.stdout)
             int8 = next(a for a in manifest["artifacts"] if a["precision"] == "int8")
             results["int8_export"]["artifact"] = int8["path"]
             results["int8_export"]["gate"] = int8.get("quality")
-            results["rows"].append(evaluate("3 layers, distilled, INT8 (onnxruntime)", onnx_encoder(export, int8["path"]),
-                                            queries, relevant, pool, titles, log))
+            encoder = onnx_encoder(export, int8["path"])
+            results["rows"].append(evaluate("3 layers, distilled, INT8 (onnxruntime)", encoder,
+                                            queries, relevant, pool, titles, log, rows))
         else:
             results["int8_export"]["stderr"] = proc.stderr[-2000:]
     teacher_recall = results["rows"][0]["recall@10"]

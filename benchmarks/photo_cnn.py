@@ -37,5 +37,5 @@ class PhotoResNet(nn.Module):
         return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
 
 
-def photo_resnet(num_classes=20):
-    return PhotoResNet(num_classes)
+def photo_resnet(num_classes=20, widths=(32, 64, 128, 256)):
+    return PhotoResNet(num_classes, tuple(widths))

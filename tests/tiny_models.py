@@ -69,3 +69,8 @@ class HardCodedWidth(nn.Module):
 
 def hard_coded_width(num_classes=10, width=16):
     return HardCodedWidth(num_classes, width)
+
+
+def mlp(features=12, hidden=32, outputs=1):
+    """A tabular ranker / regressor: features -> one logit or value."""
+    return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, outputs))

@@ -100,6 +100,11 @@ def command(teacher, student, student_layers, latency_budget, data, eval_data, t
         if quiet:  # rank 0 says it once
             sys.exit(e.exit_code)
         raise
+    except KeyboardInterrupt:
+        if not quiet:
+            click.echo(f"edgeopt: interrupted; nothing written to {out}. Continue with the same command plus "
+                       f"--resume (checkpoint: {out.parent / (out.name + '.checkpoint')})", err=True)
+        sys.exit(130)
     finally:
         distributed.shutdown()
     if result.out is None:

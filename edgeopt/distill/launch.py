@@ -1,9 +1,11 @@
 """``--nproc-per-node N``: relaunch the same distill command as N data-parallel workers through
 torchrun's launcher (``torch.distributed.run``, standalone rendezvous on this machine). The
-parent waits and exits with rank 0's exit code; the workers print their own messages."""
+parent waits and exits with rank 0's exit code (else that of the first worker that exited by
+itself); the workers print their own messages."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -22,11 +24,15 @@ def relaunch(argv: list[str], nproc: int) -> int:
     args = get_args_parser().parse_args(["--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc),
                                          "--module", "edgeopt.cli", *argv])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # the workers say what went wrong; the launcher's own log of a failed worker would repeat it
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         run(args)
     except ChildFailedError as e:
+        # a worker stopped by the launcher after another failed has a negative code (its signal)
         codes = {rank: f.exitcode for rank, f in e.failures.items()}
-        return codes.get(0) or next(iter(codes.values()), 1) or 1
+        own = [codes.get(0)] + [c for r, c in sorted(codes.items()) if r != 0]
+        return next((c for c in own if c is not None and c > 0), 1)
     return 0
 
 

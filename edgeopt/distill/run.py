@@ -71,6 +71,27 @@ def _outputs(module, ds, names, batch: int = 64) -> np.ndarray:
     return out
 
 
+def _split(ds, holdout: float, seed: int):
+    """Dataset.split, keeping images lazy (decoded when a batch needs them, not all at once)."""
+    from dataclasses import replace
+
+    from edgeopt.data.images import LazyImages
+
+    if not isinstance(ds.samples, LazyImages):
+        return ds.split(holdout, seed=seed)
+    order = np.random.default_rng(seed).permutation(len(ds))
+    k = max(1, int(round(len(ds) * holdout)))
+    if len(ds) - k < 1:
+        raise UsageError(f"{ds.source}: {len(ds)} samples are too few to hold some out; pass --eval")
+
+    def take(idx):
+        paths = [list.__getitem__(ds.samples, int(i)) for i in idx]
+        return replace(ds, samples=LazyImages(paths, *ds.samples.args),
+                       labels=None if ds.labels is None else ds.labels[idx])
+
+    return take(order[k:]), take(order[:k])
+
+
 def _class_names(data: str) -> list[str] | None:
     p = Path(data)
     if p.is_dir():
@@ -94,7 +115,7 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
     from edgeopt.distill import latency as lat
     from edgeopt.distill import objectives
     from edgeopt.distill.outputs import compare, disk_bytes, parameters, save_student
-    from edgeopt.distill.students import check_layers, layer_dropped, teacher_depth
+    from edgeopt.distill.students import check_layers, save_layer_dropped, teacher_depth
     from edgeopt.train import TrainConfig, cached_outputs, distributed, fit
     from edgeopt.train.checkpoint import fingerprint
 
@@ -135,7 +156,7 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
         evald = load_data(eval_data, io=teacher_m.io, tokenizer=teacher_m.tokenizer,
                           max_length=teacher_m.max_length, limit=eval_size, seed=seed)
     else:
-        ds, evald = ds.split(0.1, seed=seed)
+        ds, evald = _split(ds, 0.1, seed)
         evald = evald.subsample(eval_size, seed=seed) if len(evald) > eval_size else evald
     if task == "embed":
         evald.labels = None
@@ -159,8 +180,15 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
                 keep, candidates, teacher_latency = lat.choose_depth(teacher_m, latency_budget, workdir, log=log)
             student_layers = distributed.broadcast(keep)
         kept = None
-        if student_layers is not None:
-            student_m, kept = layer_dropped(teacher_m, student_layers, workdir)
+        if student_layers is not None:  # rank 0 writes it (transformers saves on the main process only)
+            from edgeopt.models import load_model
+
+            folder = None
+            if main:
+                folder = Path(tempfile.mkdtemp(prefix=f"student-{student_layers}-", dir=workdir))
+                kept = save_layer_dropped(teacher_m, student_layers, folder)
+            folder, kept = distributed.broadcast((folder, kept))
+            student_m = load_model(folder)
         else:
             student_m = _load(student, student_arch, student_arch_kwargs, trust_pickle, inputs, "student")
         if student_m.io.input_names != teacher_m.io.input_names:
@@ -176,7 +204,7 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
         if not _same_vocab(teacher_m.tokenizer, student_m.tokenizer):  # the student reads its own tokens
             s_all = load_data(data, io=student_m.io, tokenizer=student_m.tokenizer, max_length=student_m.max_length,
                               limit=limit, seed=seed)
-            s_train, s_eval = (s_all.split(0.1, seed=seed) if eval_data is None else
+            s_train, s_eval = (_split(s_all, 0.1, seed) if eval_data is None else
                                (s_all, load_data(eval_data, io=student_m.io, tokenizer=student_m.tokenizer,
                                                  max_length=student_m.max_length, limit=eval_size, seed=seed)))
             s_eval = s_eval.subsample(eval_size, seed=seed) if len(s_eval) > eval_size else s_eval

@@ -7,6 +7,7 @@ treats the folder like the model it came from.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def write_pt2_folder(folder: Path, module, example: tuple, inputs, *, task: str 
     batch = torch.export.Dim("batch", min=1, max=4096)
     dynamic = tuple({i: (batch if d == "batch" else torch.export.Dim.AUTO)
                      for i, d in enumerate(spec.shape) if isinstance(d, str)} or None for spec in inputs)
-    if _varargs(module):  # forward(*args): torch.export takes the specs as one tuple for the one *args parameter
+    params = inspect.signature(module.forward).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):  # forward(*args): one tuple of specs
         dynamic = (dynamic,)
     ep = torch.export.export(module, example, dynamic_shapes=dynamic)
     folder.mkdir(parents=True, exist_ok=True)
@@ -43,16 +45,6 @@ def _renamed(reference, names):
     def run(feeds):
         return dict(zip(names, reference(feeds).values()))
     return run
-
-
-def _varargs(module) -> bool:
-    import inspect
-
-    try:
-        params = inspect.signature(module.forward).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
 
 
 def load_pt2_folder(folder: Path, inputs) -> LoadedModel:

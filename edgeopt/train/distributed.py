@@ -32,14 +32,23 @@ def setup() -> tuple[int, int]:
     return rank(), world_size()
 
 
-def wrap(module):
+def wrap(module, probe=None):
     """DistributedDataParallel over ``module`` when running under torchrun, else the module itself.
-    find_unused_parameters: a student's pooler (or a head the loss never reads) gets no gradient."""
+
+    ``probe(module)`` returns a loss on one batch: parameters it leaves without a gradient (a
+    BERT pooler that a sentence embedding never reads, a head the loss ignores) are frozen first,
+    as they cannot learn anyway and DDP would otherwise wait for their gradients."""
     if world_size() == 1:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(module, find_unused_parameters=True)
+    if probe is not None:
+        probe(module).backward()
+        for p in module.parameters():
+            if p.requires_grad and p.grad is None:
+                p.requires_grad_(False)
+        module.zero_grad(set_to_none=True)
+    return DistributedDataParallel(module)
 
 
 def barrier() -> None:

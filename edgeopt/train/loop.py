@@ -85,7 +85,8 @@ def shard(n: int, seed: int, epoch: int, rank: int, world: int, lengths: np.ndar
     if lengths is None:
         return mine
     chunk = batch * 50
-    mine = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in np.split(mine, range(chunk, len(mine), chunk))])
+    chunks = np.split(mine, range(chunk, len(mine), chunk))
+    mine = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
     batches = np.split(mine, range(batch, len(mine), batch))
     return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
@@ -133,7 +134,8 @@ def fit(module, *, n_samples: int, loss_fn: Callable, cfg: TrainConfig, fingerpr
 
     rank, world = distributed.setup()
     t0 = time.perf_counter()
-    model = distributed.wrap(module)
+    model = distributed.wrap(module, probe=lambda m: loss_fn(m, np.arange(min(n_samples, cfg.batch_size)),
+                                                          torch.Generator().manual_seed(cfg.seed)))
     steps_per_epoch = math.ceil(math.ceil(n_samples / world) / cfg.batch_size)
     opt, sched = _optimizer(module, cfg, steps_per_epoch * cfg.epochs)
     start, history, best_score, best_epoch, best_state, bad = 0, [], None, -1, None, 0
@@ -144,7 +146,8 @@ def fit(module, *, n_samples: int, loss_fn: Callable, cfg: TrainConfig, fingerpr
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start, history = state["epoch"] + 1, state["history"]
-        best_score, best_epoch, best_state, bad = state["best_score"], state["best_epoch"], state["best_state"], state["bad"]
+        best_score, best_epoch = state["best_score"], state["best_epoch"]
+        best_state, bad = state["best_state"], state["bad"]
         resumed = start
         log(f"resuming at epoch {start + 1} of {cfg.epochs}")
     stopped = bad >= cfg.patience
