@@ -212,3 +212,11 @@ def test_sentence_transformers_unstructured_stays_a_sentence_transformers_folder
     r = prune(model=tmp_path / "tiny-st", out=out, ratio=0.3, speed_check=False, progress=False).report
     assert r["method"] == "unstructured" and (out / "modules.json").is_file()
     assert load_model(out).family == "sentence-transformers"
+
+
+def test_default_round_to_is_halved_until_the_narrowest_layer_keeps_a_block(images, tmp_path):
+    from edgeopt.prune import prune
+
+    r = prune(**cnn(images), out=tmp_path / "r", ratio=0.5, structured=True, speed_check=False).report
+    assert r["round_to"] == 8  # 16 (AVX-512) or 8 (AVX2) by default; 16 would empty the 16-channel layers
+    assert all(w["after"] % 8 == 0 for k, w in r["widths"].items() if k != "head")

@@ -168,8 +168,9 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
             grads = None
             if ds is not None:
                 grads = st.taylor_gradients(p.module, rec.batches(m, ds, importance_samples), rec.taylor_loss(task))
-            st.prune_channels(p.module, args, ratio=r, round_to=rounding, gradients=grads, name=m.name)
-            info = {}
+            used = st.prune_channels(p.module, args, ratio=r, round_to=rounding, gradients=grads, name=m.name,
+                                     auto_round=round_to is None)
+            info = {"round_to": used}
         st.check_forward(p.module, args, m.name)
         for prm in p.module.parameters():
             prm.requires_grad_(False)
@@ -198,6 +199,10 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
             log(f"pruning {ratio:.0%} of {m.name}'s {unit}")
             pruned, info = make(ratio)
 
+        if info.get("round_to") not in (None, rounding):  # the default block was halved for this ratio
+            round_reason = (f"{info['round_to']}: the default ({round_reason}) halved so that the narrowest layer "
+                            f"keeps a block at ratio {ratio}")
+            rounding = info["round_to"]
         report = _report_base(m, pruned, model, task, ratio, target_speedup, structured, rounding, round_reason,
                               info, ds, evald, data, eval_data, runtime, target)
         gate = None

@@ -65,12 +65,13 @@ def _scalar(out):
 
 def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
                    gradients: Callable[[], None] | None = None, max_layer_ratio: float | None = None,
-                   name: str = "the model") -> dict[str, float]:
+                   name: str = "the model", auto_round: bool = False) -> int | None:
     """Remove ``ratio`` of the prunable channels of ``module`` in place.
 
     ``gradients`` (when there is data) runs forward / backward passes on it, so channels are ranked
     by first-order Taylor importance (|weight x gradient|: what the loss would lose); without it
-    they are ranked by L2 magnitude. Returns per-layer importance statistics for the report.
+    they are ranked by L2 magnitude. With ``auto_round`` (a default ``round_to``) the block is
+    halved until the narrowest layer can keep one at this ratio. Returns the round_to used.
     """
     import torch
     import torch_pruning as tp
@@ -95,6 +96,10 @@ def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
     # no layer loses more than a third of the average kept share below it, nor falls under round_to
     narrow = min(widths, key=widths.get)
     floor_cap = 1 - (round_to or 1) / widths[narrow]
+    while auto_round and round_to and round_to > 1 and ratio > floor_cap:  # a default block the ratio cannot keep
+        round_to //= 2
+        floor_cap = 1 - round_to / widths[narrow]
+    pruner.round_to = round_to
     cap = max_layer_ratio if max_layer_ratio is not None else min(0.9, 1 - (1 - ratio) / 3, floor_cap)
     if ratio > cap + 1e-9:
         raise UsageError(f"ratio {ratio} would remove whole layers: the narrowest, {narrow} ({widths[narrow]} "
@@ -106,7 +111,6 @@ def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
     if gradients is not None:
         with torch.enable_grad():
             gradients()
-    removed = {}
     for group in pruner.step(interactive=True):
         dep, idxs = group[0]
         layer = dep.target.module
@@ -118,9 +122,8 @@ def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
                              + (f" (--round-to {round_to} keeps multiples of {round_to})" if round_to else "")
                              + "; choose a lower ratio or --round-to")
         group.prune()
-        removed[pruner.DG._module2name.get(layer, "?")] = len(idxs)
     module.zero_grad(set_to_none=True)
-    return removed
+    return round_to
 
 
 def _first_line(e: BaseException) -> str:
