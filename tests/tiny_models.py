@@ -52,6 +52,25 @@ def kwonly(vocab=50, dim=8):
     return KwOnly(vocab, dim)
 
 
+class HardCodedWidth(nn.Module):
+    """A CNN whose forward fixes a channel count in a view (what structured pruning cannot follow)."""
+
+    def __init__(self, num_classes=10, width=16):
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+        self.mix = nn.Conv2d(width, width, 3, padding=1)
+        self.head = nn.Linear(width, num_classes)
+        self.width = width
+
+    def forward(self, x):
+        y = torch.relu(self.mix(torch.relu(self.conv(x))))
+        return self.head(y.mean(dim=(2, 3)).view(-1, self.width))
+
+
+def hard_coded_width(num_classes=10, width=16):
+    return HardCodedWidth(num_classes, width)
+
+
 def mlp(features=12, hidden=32, outputs=1):
     """A tabular ranker / regressor: features -> one logit or value."""
     return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, outputs))

@@ -27,7 +27,7 @@ COMMANDS = {
     "export": ("edgeopt.cli.export", "Export a model to ONNX / OpenVINO / TensorRT and verify each artifact."),
     "bench": ("edgeopt.cli.bench", "Cold start, warm latency, throughput and memory; CI regression gate."),
     "distill": ("edgeopt.cli.distill", "Knowledge distillation: a smaller student that keeps the teacher's quality."),
-    "prune": ("edgeopt.cli.planned", "Structured / unstructured pruning with recovery."),
+    "prune": ("edgeopt.cli.prune", "Structured / unstructured pruning with recovery; speedup measured on the runtime."),
     "update": ("edgeopt.cli.update", "Incremental update on new data without forgetting, gated on forgetting."),
     "keygen": ("edgeopt.cli.keygen", "Make a signing key pair (NIST P-256, PEM) for bundles."),
     "package": ("edgeopt.cli.package", "Build a signed bundle for in-store devices."),

@@ -41,6 +41,12 @@ def write_pt2_folder(folder: Path, module, example: tuple, inputs, *, task: str 
     return folder / "model.pt2"
 
 
+def _renamed(reference, names):
+    def run(feeds):
+        return dict(zip(names, reference(feeds).values()))
+    return run
+
+
 def load_pt2_folder(folder: Path, inputs) -> LoadedModel:
     from edgeopt.models.hf import model_name
     from edgeopt.models.torch_files import load_pt2
@@ -55,6 +61,13 @@ def load_pt2_folder(folder: Path, inputs) -> LoadedModel:
     model = load_pt2(folder / "model.pt2", inputs or recorded or None)
     model.name = model_name(folder)
     model.source = folder
+    names = meta.get("output_names")
+    if names and len(names) == len(model.io.outputs):  # e.g. sentence_embedding, as the source model named it
+        from edgeopt.spec import IOSpec
+
+        outputs = tuple(TensorSpec(n, o.dtype, o.shape) for n, o in zip(names, model.io.outputs))
+        model.io = IOSpec(model.io.inputs, outputs)
+        model.reference = _renamed(model.reference, names)
     if meta.get("task"):
         model.metadata["task"] = meta["task"]
     if meta.get("class_names"):

@@ -1,0 +1,114 @@
+"""all-MiniLM-L6-v2 with half its FFN neurons (and optionally some attention heads) pruned, recovered
+by distillation on Home Depot product titles, scored as a store search.
+
+    python benchmarks/prune_minilm.py [--ratio 0.5] [--head-ratio 0] [--train-titles 8000]
+                                      [--recover-epochs 1] [--queries 1000] [--pool 20000] [--work DIR] [--json F]
+
+Pruning: `edgeopt.prune.prune(..., structured=True)`: FFN neurons ranked by their mean |activation|
+x output-weight norm on the training titles, globally across layers (kept counts rounded to
+--round-to); heads by their contribution norm. Recovery: distillation from the unpruned model's
+normalized sentence embedding (MSE) on --train-titles titles, no labels.
+Scoring: the search of benchmarks/distill_minilm.py (held-out queries with a product judged
+relevant, a pool of --pool titles, Recall@10 / NDCG@10); rows: unpruned, pruned without recovery,
+pruned and recovered. Quality only; latency: `edgeopt prune ... --runtime onnxruntime` (speed check on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from distill_minilm import HOMEDEPOT, evaluate, read_homedepot, search_setup, st_encoder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def edgeopt_encoder(folder: Path, batch: int = 64):
+    """Embeddings of an edgeopt model folder (the pruned model.pt2 + tokenizer), as load_model reads it."""
+    from edgeopt.models import load_model
+
+    model = load_model(folder)
+    names = model.io.input_names
+
+    def encode(texts):
+        order = np.argsort([len(t) for t in texts])
+        out = np.empty((len(texts), model.io.outputs[0].shape[-1]), np.float32)
+        for s in range(0, len(texts), batch):
+            idx = order[s:s + batch]
+            enc = model.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                  max_length=model.max_length, return_tensors="np")
+            y = next(iter(model.reference({n: enc[n].astype("int64") for n in names}).values()))
+            out[idx] = y
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    return encode
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ratio", type=float, default=0.5, help="share of FFN neurons removed")
+    ap.add_argument("--head-ratio", type=float, default=0.0, help="share of attention heads removed")
+    ap.add_argument("--round-to", type=int)
+    ap.add_argument("--train-titles", type=int, default=8000)
+    ap.add_argument("--recover-epochs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--pool", type=int, default=20000)
+    ap.add_argument("--work", type=Path, default=Path("prune-minilm-work"))
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if not HOMEDEPOT.is_file():
+        raise SystemExit(f"shared data missing: {HOMEDEPOT} (see ../shared/data/SOURCES.md)")
+    sys.path.insert(0, str(ROOT))
+    from edgeopt.demo import embedded_model_path
+    from edgeopt.prune import prune
+
+    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    model = embedded_model_path()
+    titles, judged = read_homedepot()
+    queries, relevant, pool = search_setup(titles, judged, args.queries, args.pool)
+    unique = sorted(set(titles.values()))
+    rng = np.random.default_rng(1)
+    train = [unique[i] for i in rng.permutation(len(unique))[:args.train_titles]]
+    train_file = work / "train_titles.txt"
+    train_file.write_text("\n".join(t.replace("\n", " ") for t in train) + "\n", encoding="utf-8")
+    results = {"setup": {"queries": len(queries), "pool": len(pool), "train_titles": len(train),
+                         "ratio": args.ratio, "head_ratio": args.head_ratio, "recover_epochs": args.recover_epochs},
+               "rows": []}
+    results["rows"].append(evaluate("unpruned", st_encoder(model), queries, relevant, pool, titles, log))
+    common = dict(model=model, ratio=args.ratio, head_ratio=args.head_ratio, structured=True, round_to=args.round_to,
+                  data=train_file, speed_check=False, batch_size=args.batch_size, log=log)
+    rep = prune(out=work / "pruned", **common).report
+    results["widths"] = {k: w["after"] for k, w in rep["widths"].items()}
+    results["round_to"] = rep["round_to"]
+    results["params_ratio"] = rep["parameters"]["pruned"] / rep["parameters"]["unpruned"]
+    results["rows"].append(evaluate("pruned, not recovered", edgeopt_encoder(work / "pruned"), queries, relevant, pool,
+                                    titles, log))
+    if args.recover_epochs:
+        t0 = time.perf_counter()
+        rep = prune(out=work / "recovered", recover_epochs=args.recover_epochs, **common).report
+        row = evaluate("pruned, recovered", edgeopt_encoder(work / "recovered"), queries, relevant, pool, titles, log)
+        row.update(recover_minutes=round((time.perf_counter() - t0) / 60, 1),
+                   heldout_cosine=rep["quality"]["after_recovery"]["cosine_mean"])
+        results["rows"].append(row)
+    base = results["rows"][0]["recall@10"]
+    for row in results["rows"]:
+        row["recall_kept"] = row["recall@10"] / base
+    path = args.json or work / "results.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'model':30s} {'Recall@10':>9s} {'NDCG@10':>8s} {'kept':>6s}")
+    for row in results["rows"]:
+        print(f"{row['model']:30s} {row['recall@10']:9.4f} {row['ndcg@10']:8.4f} {row['recall_kept']:6.1%}")
+    print(f"parameters {results['params_ratio']:.2f}x; widths {results['widths']}; results: {path}")
+
+
+if __name__ == "__main__":
+    main()

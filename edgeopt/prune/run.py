@@ -1,0 +1,314 @@
+"""``prune``: MODEL -> a pruned model in OUT (its family's checkpoint), recovered by distillation
+when asked, with its speed measured on the exported runtime, and OUT/report.json.
+
+Everything is read and checked before any work (flags, model, data); the speed check runs right
+after pruning (latency does not depend on the weights), so a prune that buys no speed fails
+before recovery spends time on it. OUT is written atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edgeopt.errors import GateError, UsageError
+from edgeopt.models.base import LoadedModel
+
+REPORT = "report.json"
+TRANSFORMERS = ("hf", "sentence-transformers")
+PRUNABLE = ("state_dict", "pickle", *TRANSFORMERS)
+
+
+@dataclass
+class PruneResult:
+    out: Path
+    passed: bool
+    report: dict = field(default_factory=dict)
+
+
+def default_round_to() -> tuple[int, str]:
+    """Kept widths in multiples of the CPU's float32 vector width: onnxruntime's NCHWc convolutions
+    and OpenVINO's blocked layouts work in blocks of 16 channels with AVX-512 and 8 with AVX2; a
+    width off the block pads to the next one (Torch-Pruning #38: 3x slower in ORT until rounded)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    if "avx512f" in flags:
+        return 16, "16: the float32 block of AVX-512 kernels (this CPU has avx512f)"
+    return 8, "8: the float32 block of AVX2 kernels"
+
+
+def _copy(model: LoadedModel) -> LoadedModel:
+    """A deep copy of the model's module as a new LoadedModel (the original stays the reference)."""
+    from edgeopt.models.adapter import torch_reference
+
+    module = copy.deepcopy(model.module)
+    meta = dict(model.metadata)
+    if model.family == "sentence-transformers":
+        meta["sentence_transformer"] = module.st
+    return dataclasses.replace(model, module=module, reference=torch_reference(module, model.io), metadata=meta)
+
+
+def _widths(model: LoadedModel) -> dict:
+    from edgeopt.prune.structured import layer_widths
+    from edgeopt.prune.transformer import encoder_layers
+
+    if model.family in TRANSFORMERS:
+        return {f"layer.{i}": {"heads": L.heads, "ffn": L.neurons} for i, L in enumerate(encoder_layers(model.module))}
+    return {k.removeprefix("inner."): v for k, v in layer_widths(model.module).items()}
+
+
+def _validate(ratio, target_speedup, structured, round_to, recover_epochs, data, head_ratio):
+    if (ratio is None) == (target_speedup is None):
+        raise UsageError("give exactly one of --ratio or --target-speedup")
+    if ratio is not None and not 0 < ratio < 1:
+        raise UsageError(f"--ratio must be between 0 and 1 (the share of channels / weights removed), got {ratio}")
+    if head_ratio is not None and not 0 <= head_ratio < 1:
+        raise UsageError(f"--head-ratio must be in [0, 1), got {head_ratio}")
+    if target_speedup is not None:
+        if not 0 < target_speedup < 1:
+            raise UsageError(f"--target-speedup must be between 0 and 1 (a share of the unpruned latency), "
+                             f"got {target_speedup}")
+        if not structured:
+            raise UsageError("--target-speedup needs --structured: unstructured sparsity does not change the "
+                             "latency of dense runtimes")
+    if round_to is not None and round_to < 1:
+        raise UsageError(f"--round-to must be >= 1, got {round_to}")
+    if recover_epochs and not data:
+        raise UsageError("--recover-epochs needs --data: recovery distils the unpruned model on it (labels optional)")
+    if recover_epochs < 0:
+        raise UsageError(f"--recover-epochs must be >= 0, got {recover_epochs}")
+
+
+def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, target_speedup: float | None = None,
+          structured: bool = False, round_to: int | None = None, head_ratio: float | None = None,
+          data: str | Path | None = None, eval_data: str | Path | None = None, task: str | None = None,
+          recover_epochs: int = 0, batch_size: int = 32, lr: float | None = None, runtime: str = "onnxruntime",
+          target: str = "cpu", speed_check: bool = True, limit: int | None = None, eval_size: int = 1000,
+          importance_samples: int = 256, seq_len: int = 32, seed: int = 0, arch: str | None = None,
+          arch_kwargs: dict | None = None, trust_pickle: bool = False, inputs=None, progress: bool = True,
+          log: Callable[[str], None] = lambda m: None, latency_fn: Callable | None = None) -> PruneResult:
+    """Prune ``model`` (``ratio`` of its channels / weights, or the least that reaches
+    ``target_speedup`` x its exported latency) and write it to ``out``.
+
+    ``latency_fn(model, label) -> {"p50_ms": ...}`` replaces the export + bench measurement (tests).
+    Raises UsageError on bad input (nothing written), GateError when the structured prune is not
+    faster on the runtime (OUT/report.json is written, without the model) or the target is unmet.
+    """
+    from edgeopt.atomic import output_dir
+    from edgeopt.data import load_data
+    from edgeopt.distill import objectives
+    from edgeopt.distill.outputs import disk_bytes, save_student
+    from edgeopt.models import load_model
+    from edgeopt.prune import recover as rec
+    from edgeopt.prune import speed
+
+    out = Path(out)
+    _validate(ratio, target_speedup, structured, round_to, recover_epochs, data, head_ratio)
+    speed.check_runtime(runtime)
+    if speed_check or target_speedup is not None:
+        from edgeopt.bench.profiles import resolve_targets
+
+        resolve_targets([target])  # an unknown --target is bad input before any work
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT).exists())):
+        raise UsageError(f"-o {out} exists and is not an earlier prune output; choose another folder or empty it")
+    m = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs)
+    if m.family not in PRUNABLE or m.module is None:
+        raise UsageError(f"{m.name} is {m.family}: prune needs the model's PyTorch code (a state dict with --arch, a "
+                         "Hugging Face / sentence-transformers folder, or a pickled module with --trust-pickle)")
+    rounding, round_reason = (round_to, f"{round_to}: given") if round_to else default_round_to()
+    if not structured:
+        rounding, round_reason = None, "unstructured: widths unchanged"
+
+    ds = evald = None
+    if data:
+        ds = load_data(data, io=m.io, tokenizer=m.tokenizer, max_length=m.max_length, limit=limit, seed=seed)
+        task = objectives.infer_task(task, m, ds.labels is not None)
+        if eval_data:
+            evald = load_data(eval_data, io=m.io, tokenizer=m.tokenizer, max_length=m.max_length, limit=eval_size,
+                              seed=seed)
+        else:
+            ds, evald = ds.split(0.1, seed=seed)
+            evald = evald.subsample(eval_size, seed=seed) if len(evald) > eval_size else evald
+        for d in (ds, evald):
+            if task == "embed":
+                d.labels = None
+            rec.check_fits(m, d, task)
+    else:
+        task = task or m.metadata.get("task")
+    h_ratio = head_ratio
+
+    def make(r: float) -> tuple[LoadedModel, dict]:
+        """A pruned copy of m at ratio r, checked to run; and what was done."""
+        from edgeopt.prune import structured as st
+        from edgeopt.prune import transformer as tr
+        from edgeopt.prune import unstructured as un
+
+        p = _copy(m)
+        args = rec.example_args(m, ds)
+        if not structured:
+            keep = st.output_layers(p.module, args)
+            info = un.prune_weights(p.module, r, keep)
+        elif m.family in TRANSFORMERS:
+            run_data = None
+            if ds is not None:
+                def run_data():
+                    for b, _ in rec.batches(m, ds, importance_samples):
+                        p.module(*b)
+            info = {"layers": tr.prune_encoder(p.module, ratio=r, head_ratio=r if h_ratio is None else h_ratio,
+                                               round_to=rounding, run_data=run_data, name=m.name)}
+        else:
+            grads = None
+            if ds is not None:
+                grads = st.taylor_gradients(p.module, rec.batches(m, ds, importance_samples), rec.taylor_loss(task))
+            used = st.prune_channels(p.module, args, ratio=r, round_to=rounding, gradients=grads, name=m.name,
+                                     auto_round=round_to is None)
+            info = {"round_to": used}
+        st.check_forward(p.module, args, m.name)
+        for prm in p.module.parameters():
+            prm.requires_grad_(False)
+        return p, info
+
+    work = tempfile.TemporaryDirectory(prefix="edgeopt-prune-")
+    try:
+        workdir = Path(work.name)
+        seq = seq_len
+
+        def measure(model_: LoadedModel, label: str) -> dict:
+            if latency_fn is not None:
+                return latency_fn(model_, label)
+            return speed.exported_latency(model_, workdir, runtime=runtime, target=target, seq_len=seq, log=log)
+
+        base_latency = candidates = None
+        if target_speedup is not None:
+            log("timing the unpruned model")
+            base_latency = measure(m, "unpruned")
+            ratio, pruned, candidates = speed.search_ratio(lambda r: make(r)[0], measure, base_latency,
+                                                           target_speedup, log=log)
+            log(f"least pruning that reaches {target_speedup}x: ratio {ratio:.3f}")
+            pruned, info = make(ratio)  # info for the chosen ratio (cheap next to the timings)
+        else:
+            unit = ('FFN neurons / heads' if m.family in TRANSFORMERS else 'channels') if structured else 'weights'
+            log(f"pruning {ratio:.0%} of {m.name}'s {unit}")
+            pruned, info = make(ratio)
+
+        if info.get("round_to") not in (None, rounding):  # the default block was halved for this ratio
+            round_reason = (f"{info['round_to']}: the default ({round_reason}) halved so that the narrowest layer "
+                            f"keeps a block at ratio {ratio}")
+            rounding = info["round_to"]
+        report = _report_base(m, pruned, model, task, ratio, target_speedup, structured, rounding, round_reason,
+                              info, ds, evald, data, eval_data, runtime, target)
+        gate = None
+        if speed_check or target_speedup is not None:
+            if base_latency is None:
+                log("timing the unpruned model")
+                base_latency = measure(m, "unpruned")
+            log("timing the pruned model")
+            pruned_latency = measure(pruned, "pruned")
+            gate = speed.verdict(base_latency, pruned_latency, target_speedup=target_speedup)
+            report["latency"] = {runtime: {"unpruned": base_latency, "pruned": pruned_latency,
+                                           "ratio": gate["ratio"]}}
+            if candidates is not None:
+                report["latency"][runtime]["search"] = candidates
+            report["gate"] = {"applies": structured, **gate}
+            if not structured:
+                report["gate"]["reason"] = ("not applied: unstructured sparsity buys a smaller compressed file, "
+                                            "no speed on dense runtimes (" + gate["reason"] + ")")
+        passed = not (structured and gate is not None and not gate["passed"])
+        if not passed:
+            report["passed"] = False
+            with output_dir(out, marker=REPORT) as stage:
+                (stage / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+            raise GateError(f"speed gate failed: {gate['reason']} ({runtime}, {target}); the pruned model was not "
+                            f"written; report: {out / REPORT}. Prune more, raise --round-to, or pass --no-speed-check")
+
+        if evald is not None:
+            ref = rec.outputs(m, evald)
+            report["quality"] = {"samples": len(evald), "metric_vs": "the unpruned model",
+                                 "before": rec.before(task, ref, evald.labels),
+                                 "after_pruning": rec.quality(task, ref, rec.outputs(pruned, evald), evald.labels)}
+        if recover_epochs:
+            ck = out.parent / f".{out.name}.prune-checkpoint-{os.getpid()}"
+            try:
+                report["recovery"] = rec.recover(pruned, m, ds, evald, task=task, epochs=recover_epochs,
+                                                 batch_size=batch_size, lr=lr, seed=seed, checkpoint_dir=ck,
+                                                 progress=progress, log=log)
+            finally:
+                import shutil
+
+                shutil.rmtree(ck, ignore_errors=True)
+            report["quality"]["after_recovery"] = rec.quality(task, ref, rec.outputs(pruned, evald), evald.labels)
+
+        with output_dir(out, marker=REPORT) as stage:
+            args = rec.example_args(m, ds, 2)
+            if structured and m.family in TRANSFORMERS:  # per-layer widths no config can express
+                from edgeopt.models.pt2_folder import write_pt2_folder
+
+                log("saving the pruned transformer as model.pt2 + its tokenizer")
+                write_pt2_folder(stage, pruned.module, args, m.io.inputs, task=task, tokenizer=m.tokenizer,
+                                 max_length=m.max_length,
+                                 extra={"pruned_from": str(model), "output_names": list(m.io.output_names)})
+            else:
+                example = {n: a.numpy() for n, a in zip(m.io.input_names, args)}
+                save_student(pruned, stage, task=task, example=example,
+                             class_names=m.metadata.get("class_names") or _class_names(data))
+            report["bytes"] = {"unpruned": disk_bytes(m.source), "pruned": disk_bytes(stage)}
+            if not structured:
+                from edgeopt.prune.unstructured import compressed_bytes
+
+                report["bytes"]["unpruned_gzip"] = compressed_bytes(m.module)
+                report["bytes"]["pruned_gzip"] = compressed_bytes(pruned.module)
+            report["passed"] = True
+            (stage / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        return PruneResult(out=out, passed=True, report=report)
+    finally:
+        work.cleanup()
+
+
+def _class_names(data) -> list[str] | None:
+    p = Path(str(data)) if data else None
+    if p is not None and p.is_dir():
+        return sorted(d.name for d in p.iterdir() if d.is_dir()) or None
+    return None
+
+
+def _report_base(m, pruned, model, task, ratio, target_speedup, structured, rounding, round_reason, info, ds, evald,
+                 data, eval_data, runtime, target) -> dict:
+    from edgeopt.prune.recover import example_args
+    from edgeopt.prune.structured import count_macs
+
+    args = example_args(m, None)[:] if ds is None else example_args(m, ds, 1)
+    macs_b, params_b = count_macs(m.module, args)
+    macs_a, params_a = count_macs(pruned.module, args)
+    before, after = _widths(m), _widths(pruned)
+    report = {"model": {"source": str(model), "family": m.family, "task": task},
+              "method": "structured" if structured else "unstructured",
+              "ratio": ratio, "target_speedup": target_speedup, "round_to": rounding, "round_to_reason": round_reason,
+              "importance": ("data" if ds is not None else "weight magnitude"),
+              "widths": {k: {"before": v, "after": after.get(k)} for k, v in before.items()},
+              "parameters": {"unpruned": params_b, "pruned": params_a},
+              "macs": {"unpruned": macs_b, "pruned": macs_a, "input": [list(a.shape) for a in args]},
+              "runtime": runtime, "target": target,
+              "data": {"train": str(data) if data else None,
+                       "eval": str(eval_data) if eval_data else (f"held out from {data} (10 %)" if data else None),
+                       "train_samples": len(ds) if ds is not None else 0,
+                       "eval_samples": len(evald) if evald is not None else 0}}
+    if structured and m.family in TRANSFORMERS:
+        report["importance"] = ("FFN activations / head contributions on --data" if ds is not None
+                                else "weight norms")
+    elif structured:
+        report["importance"] = ("first-order Taylor (|w x grad|) on --data" if ds is not None
+                                else "L2 weight magnitude")
+    else:
+        report["importance"] = "global weight magnitude (L1)"
+        report["sparsity"] = info
+        report["note"] = ("unstructured sparsity: the tensors keep their shapes, so dense runtimes run as much "
+                          "arithmetic as before; it buys a smaller compressed file, no speed")
+    return report

@@ -1,0 +1,188 @@
+"""Structured pruning of plain PyTorch modules (CNNs, MLPs, rankers) with torch-pruning's DepGraph.
+
+DepGraph finds every layer coupled to a channel (a conv's output, its batch norm, the next conv's
+input, both sides of a residual add) and removes whole channels across that group, so the pruned
+module is a smaller dense module that any runtime runs faster. Channels are ranked globally (one
+threshold over all layers, on normalized importance), so sensitive layers keep more of their
+width than robust ones; no layer loses more than ``max_layer_ratio`` of its channels. The layers
+that produce the model's outputs are never pruned.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from edgeopt.errors import UsageError
+
+
+def _roots():
+    import torch
+
+    return (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)
+
+
+def output_layers(module, args: tuple) -> list:
+    """The conv / linear layers whose result is (one of) the module's outputs: the last such layer
+    called whose output width equals an output's width (a classifier head, an embedding projection)."""
+    import torch
+
+    calls = []
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, o)))
+             for m in module.modules() if isinstance(m, _roots())]
+    try:
+        with torch.no_grad():
+            out = module(*args)
+    finally:
+        for h in hooks:
+            h.remove()
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    found = []
+    for y in outs:
+        if not isinstance(y, torch.Tensor) or y.ndim < 1:
+            continue
+        width = y.shape[1] if y.ndim == 4 else y.shape[-1]
+        for m, o in reversed(calls):
+            w = getattr(m, "out_features", None) or getattr(m, "out_channels", None)
+            if w == width:
+                if m not in found:
+                    found.append(m)
+                break
+    return found
+
+
+def layer_widths(module) -> dict[str, int]:
+    """Output width of every conv / linear layer, by qualified name."""
+    return {name: int(getattr(m, "out_features", None) or m.out_channels)
+            for name, m in module.named_modules() if isinstance(m, _roots())}
+
+
+def _scalar(out):
+    import torch
+
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return sum(o.float().sum() for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point())
+
+
+def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
+                   gradients: Callable[[], None] | None = None, max_layer_ratio: float | None = None,
+                   name: str = "the model", auto_round: bool = False) -> int | None:
+    """Remove ``ratio`` of the prunable channels of ``module`` in place.
+
+    ``gradients`` (when there is data) runs forward / backward passes on it, so channels are ranked
+    by first-order Taylor importance (|weight x gradient|: what the loss would lose); without it
+    they are ranked by L2 magnitude. With ``auto_round`` (a default ``round_to``) the block is
+    halved until the narrowest layer can keep one at this ratio. Returns the round_to used.
+    """
+    import torch
+    import torch_pruning as tp
+
+    ignored = output_layers(module, args)
+    importance = tp.importance.GroupTaylorImportance() if gradients else tp.importance.GroupMagnitudeImportance(p=2)
+    try:
+        pruner = tp.pruner.MetaPruner(module, example_inputs=args, importance=importance, global_pruning=True,
+                                      pruning_ratio=ratio, ignored_layers=ignored, round_to=round_to,
+                                      output_transform=_scalar)
+    except Exception as e:  # the tracer's own failure: say which model and why
+        raise UsageError(f"torch-pruning cannot trace {name}: {_first_line(e)}; "
+                         "prune it without --structured") from None
+    widths = {}
+    for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
+                                          root_module_types=pruner.root_module_types):
+        layer = group[0][0].target.module
+        widths[pruner.DG._module2name.get(layer, type(layer).__name__)] = pruner.DG.get_out_channels(layer)
+    if not widths:
+        raise UsageError(f"{name} has no prunable channels (no conv / linear layer besides its output layers); "
+                         "drop --structured")
+    # no layer loses more than a third of the average kept share below it, nor falls under round_to
+    narrow = min(widths, key=widths.get)
+    floor_cap = 1 - (round_to or 1) / widths[narrow]
+    while auto_round and round_to and round_to > 1 and ratio > floor_cap:  # a default block the ratio cannot keep
+        round_to //= 2
+        floor_cap = 1 - round_to / widths[narrow]
+    pruner.round_to = round_to
+    cap = max_layer_ratio if max_layer_ratio is not None else min(0.9, 1 - (1 - ratio) / 3, floor_cap)
+    if ratio > cap + 1e-9:
+        raise UsageError(f"ratio {ratio} would remove whole layers: the narrowest, {narrow} ({widths[narrow]} "
+                         f"channels{f', kept in multiples of --round-to {round_to}' if round_to else ''}), can lose at "
+                         f"most {max(cap, 0):.2f} of them; choose a ratio <= {max(cap, 0):.2f}"
+                         f"{' or a smaller --round-to' if round_to and round_to > 1 else ''}")
+    pruner.max_pruning_ratio = cap
+    module.zero_grad(set_to_none=True)
+    if gradients is not None:
+        with torch.enable_grad():
+            gradients()
+    for group in pruner.step(interactive=True):
+        dep, idxs = group[0]
+        layer = dep.target.module
+        width = pruner.DG.get_out_channels(layer) if pruner.DG.is_out_channel_pruning_fn(dep.handler) \
+            else pruner.DG.get_in_channels(layer)
+        if width is not None and len(idxs) >= width:
+            layer_name = pruner.DG._module2name.get(layer, type(layer).__name__)
+            raise UsageError(f"ratio {ratio} would remove all {width} channels of layer {layer_name}"
+                             + (f" (--round-to {round_to} keeps multiples of {round_to})" if round_to else "")
+                             + "; choose a lower ratio or --round-to")
+        group.prune()
+    module.zero_grad(set_to_none=True)
+    return round_to
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0][:200] if text else type(e).__name__)
+
+
+def check_forward(module, args: tuple, name: str) -> None:
+    """Run the pruned module once; a failure names the layer it happened in (or after), since the
+    usual cause is code that hard-codes a width torch-pruning changed (a view(-1, 256), a raw
+    parameter used outside a layer)."""
+    import torch
+
+    stack, done = [], []  # modules entered and not left; modules left, in order
+    names = {m: (n.removeprefix("inner.") if n != "inner" else type(m).__name__)
+             for n, m in module.named_modules() if n}
+    hooks = []
+
+    def enter(m, i):
+        stack.append((m, len(done)))
+
+    def leave(m, i, o):  # returns None: the output stays as it is
+        if stack:
+            stack.pop()
+        done.append(m)
+
+    for m in names:
+        hooks.append(m.register_forward_pre_hook(enter))
+        hooks.append(m.register_forward_hook(leave))
+    try:
+        with torch.no_grad():
+            module(*args)
+    except Exception as e:
+        inner, since = stack[-1] if stack else (None, 0)
+        if len(done) > since:  # the failing code runs after a child layer finished: name both
+            where = f"after layer {names[done[-1]]}" + (f" (in {names[inner]}'s forward)" if inner is not None else "")
+        elif inner is not None:
+            where = f"in layer {names[inner]}"
+        else:
+            where = "before its first layer"
+        raise UsageError(f"torch-pruning cannot prune {name}: after removing channels the model fails {where} "
+                         f"({_first_line(e)}); its code fixes a width there (e.g. a view with a constant size). "
+                         "Use the layer's own shape, or prune without --structured") from None
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def taylor_gradients(module, batches: Iterable[tuple], loss_of: Callable) -> Callable[[], None]:
+    """A function that accumulates the gradients of ``loss_of(outputs, batch)`` over ``batches``."""
+    def run():
+        for batch_args, extra in batches:
+            loss_of(module(*batch_args), extra).backward()
+    return run
+
+
+def count_macs(module, args: tuple) -> tuple[int, int]:
+    """(MACs, parameters) of one forward pass on ``args`` (torch-pruning's counter)."""
+    import torch_pruning as tp
+
+    macs, params = tp.utils.count_ops_and_params(module, args)
+    return int(macs), int(params)
