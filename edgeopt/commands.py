@@ -26,6 +26,17 @@ class _CallablePackage(types.ModuleType):
     def __call__(self, *args, **kwargs):
         return getattr(importlib.import_module(self._command_module), self._command_name)(*args, **kwargs)
 
+    def __getattr__(self, name: str):
+        """``from edgeopt.prune import prune, PruneResult``: names of the command's module, imported
+        on first use (a submodule that is not imported yet is still found by the import system)."""
+        module = self.__dict__.get("_command_module")
+        if module is None or name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return getattr(importlib.import_module(module), name)
+        except AttributeError:
+            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}") from None
+
 
 def callable_package(package: str, module: str, name: str) -> None:
     """Make ``package`` (already in sys.modules) call ``module.name``; its docstring and signature

@@ -75,7 +75,8 @@ def load_image(path: Path, layout: str, prep: ImagePrep) -> np.ndarray:
             arr = np.asarray(im, dtype=np.float32)
     except (UnidentifiedImageError, OSError) as e:
         raise UsageError(f"{path} is not a readable image ({type(e).__name__})") from None
-    arr = (arr * prep.rescale - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
+    # divide by 1 / rescale (255.0 exactly for 1/255): the same float32 values as x / 255
+    arr = (arr / np.float32(1 / prep.rescale) - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
     if layout == "chw":
         arr = arr.transpose(2, 0, 1)
     return np.ascontiguousarray(arr[None], dtype=np.float32)
