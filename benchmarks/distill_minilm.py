@@ -208,15 +208,20 @@ def main():
                                             queries, relevant, pool, titles, log, rows))
         else:
             results["int8_export"]["stderr"] = proc.stderr[-2000:]
-    teacher_recall = results["rows"][0]["recall@10"]
-    for row in results["rows"]:
-        row["recall_kept"] = row["recall@10"] / teacher_recall
-    path = args.json or work / "results.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'model':42s} {'Recall@10':>9s} {'NDCG@10':>8s} {'kept':>6s}")
-    for row in results["rows"]:
-        print(f"{row['model']:42s} {row['recall@10']:9.4f} {row['ndcg@10']:8.4f} {row['recall_kept']:6.1%}")
+    path = write_results(results, args.json or work / "results.json")
     print(f"results: {path}")
+
+
+def write_results(results: dict, path: Path, width: int = 42) -> Path:
+    """Each row's share of the first row's (the unchanged model's) Recall@10, the JSON, a table."""
+    base = results["rows"][0]["recall@10"]
+    for row in results["rows"]:
+        row["recall_kept"] = row["recall@10"] / base
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'model':{width}s} {'Recall@10':>9s} {'NDCG@10':>8s} {'kept':>6s}")
+    for row in results["rows"]:
+        print(f"{row['model']:{width}s} {row['recall@10']:9.4f} {row['ndcg@10']:8.4f} {row['recall_kept']:6.1%}")
+    return path
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ pruned and recovered. Quality only; latency: `edgeopt prune ... --runtime onnxru
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distill_minilm import HOMEDEPOT, evaluate, read_homedepot, search_setup, st_encoder  # noqa: E402
+from distill_minilm import (HOMEDEPOT, evaluate, read_homedepot, search_setup, st_encoder,  # noqa: E402
+                            write_results)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,14 +99,7 @@ def main():
         row.update(recover_minutes=round((time.perf_counter() - t0) / 60, 1),
                    heldout_cosine=rep["quality"]["after_recovery"]["cosine_mean"])
         results["rows"].append(row)
-    base = results["rows"][0]["recall@10"]
-    for row in results["rows"]:
-        row["recall_kept"] = row["recall@10"] / base
-    path = args.json or work / "results.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'model':30s} {'Recall@10':>9s} {'NDCG@10':>8s} {'kept':>6s}")
-    for row in results["rows"]:
-        print(f"{row['model']:30s} {row['recall@10']:9.4f} {row['ndcg@10']:8.4f} {row['recall_kept']:6.1%}")
+    path = write_results(results, args.json or work / "results.json", width=30)
     print(f"parameters {results['params_ratio']:.2f}x; widths {results['widths']}; results: {path}")
 
 
