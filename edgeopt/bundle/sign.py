@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 from edgeopt.runtime.manifest import SIGNATURE
 from edgeopt.runtime.signature import SignatureError, _model_signing, hashing_config, verify_folder
 
@@ -66,7 +66,7 @@ def load_private_key(path: str | os.PathLike):
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as e:
-        raise UsageError(f"{path} is not an unencrypted PEM private key ({str(e).splitlines()[0]})") from None
+        raise UsageError(f"{path} is not an unencrypted PEM private key ({first_line(e)})") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in ("secp256r1", "secp384r1",
                                                                                   "secp521r1"):
         raise UsageError(f"{path} is not a NIST P-256/384/521 EC key; make one with `edgeopt keygen`")

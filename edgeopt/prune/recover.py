@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 from edgeopt.models.base import LoadedModel
 
 
@@ -27,13 +27,12 @@ def check_fits(model: LoadedModel, ds, task: str | None) -> None:
     """Data that does not fit the model is bad input: run one batch, and check label ranges."""
     import torch
 
-    from edgeopt.prune.structured import _first_line
 
     try:
         with torch.no_grad():
             model.module(*example_args(model, ds, 2))
     except Exception as e:
-        raise UsageError(f"{ds.source} does not fit {model.name}: the model fails on it ({_first_line(e)})") from None
+        raise UsageError(f"{ds.source} does not fit {model.name}: the model fails on it ({first_line(e)})") from None
     width = model.io.outputs[0].shape[-1] if model.io.outputs else None
     if task == "classify" and ds.labels is not None and isinstance(width, int):
         labels = np.asarray(ds.labels)

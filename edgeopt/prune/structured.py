@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 
 
 def _roots():
@@ -83,7 +83,7 @@ def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
                                       pruning_ratio=ratio, ignored_layers=ignored, round_to=round_to,
                                       output_transform=_scalar)
     except Exception as e:  # the tracer's own failure: say which model and why
-        raise UsageError(f"torch-pruning cannot trace {name}: {_first_line(e)}; "
+        raise UsageError(f"torch-pruning cannot trace {name}: {first_line(e)}; "
                          "prune it without --structured") from None
     widths = {}
     for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
@@ -126,11 +126,6 @@ def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
     return round_to
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0][:200] if text else type(e).__name__)
-
-
 def check_forward(module, args: tuple, name: str) -> None:
     """Run the pruned module once; a failure names the layer it happened in (or after), since the
     usual cause is code that hard-codes a width torch-pruning changed (a view(-1, 256), a raw
@@ -165,7 +160,7 @@ def check_forward(module, args: tuple, name: str) -> None:
         else:
             where = "before its first layer"
         raise UsageError(f"torch-pruning cannot prune {name}: after removing channels the model fails {where} "
-                         f"({_first_line(e)}); its code fixes a width there (e.g. a view with a constant size). "
+                         f"({first_line(e)}); its code fixes a width there (e.g. a view with a constant size). "
                          "Use the layer's own shape, or prune without --structured") from None
     finally:
         for h in hooks:
