@@ -166,15 +166,9 @@ def rebuild(bundle: Path, stage: Path, dest: Path, public_key, *, durable: bool,
         if special in members:
             _write(stage / special, members[special], durable)
     check_files(stage, manifest, hashes=True)
-    signed = SIGNATURE in members
-    if public_key is not None:
-        if not signed:
-            raise BundleError(f"{bundle.name} is not signed (no model.sig); it was packaged without --sign-key")
-        from edgeopt.runtime.signature import verify_folder
+    from edgeopt.bundle.verification import signature_state
 
-        verify_folder(stage, public_key)
-        return manifest, "verified"
-    return manifest, "not checked" if signed else "absent"
+    return manifest, signature_state(bundle, stage, SIGNATURE in members, public_key)
 
 
 def _write(path: Path, data: bytes, durable: bool) -> None:

@@ -86,16 +86,7 @@ class Dataset:
     def batches(self, batch_size: int):
         """Yield (feeds, labels) with samples stacked; ragged text is right-padded with pad_values."""
         for start in range(0, len(self), batch_size):
-            chunk = self.samples[start:start + batch_size]
-            feeds = {}
-            for name in chunk[0]:
-                arrays = [s[name] for s in chunk]
-                if len({a.shape for a in arrays}) > 1:
-                    width = max(a.shape[1] for a in arrays)
-                    pad = self.pad_values.get(name, 0)
-                    arrays = [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2),
-                                     constant_values=pad) for a in arrays]
-                feeds[name] = np.concatenate(arrays, axis=0)
+            feeds = stack(self.samples[start:start + batch_size], self.pad_values)
             labels = None if self.labels is None else self.labels[start:start + batch_size]
             yield feeds, labels
 
@@ -119,3 +110,17 @@ class Dataset:
             return None
         total = sum(m.size for m in masks)
         return float(1 - sum(int(m.sum()) for m in masks) / total) if total else None
+
+
+def stack(chunk: list[dict[str, np.ndarray]], pad_values: dict[str, int]) -> dict[str, np.ndarray]:
+    """Single-sample feeds stacked into one batch; ragged token ids right-padded with ``pad_values``."""
+    feeds = {}
+    for name in chunk[0]:
+        arrays = [s[name] for s in chunk]
+        if len({a.shape for a in arrays}) > 1:
+            width = max(a.shape[1] for a in arrays)
+            pad = pad_values.get(name, 0)
+            arrays = [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=pad)
+                      for a in arrays]
+        feeds[name] = np.concatenate(arrays, axis=0)
+    return feeds

@@ -12,17 +12,9 @@ from edgeopt.data.images import MEAN, STD
 
 def collate(ds: Dataset, idx) -> dict[str, np.ndarray]:
     """Stack samples ``idx``; ragged token ids are right-padded with the dataset's pad values."""
-    chunk = [ds.samples[int(i)] for i in idx]
-    feeds = {}
-    for name in chunk[0]:
-        arrays = [s[name] for s in chunk]
-        if len({a.shape for a in arrays}) > 1:
-            width = max(a.shape[1] for a in arrays)
-            pad = ds.pad_values.get(name, 0)
-            arrays = [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=pad)
-                      for a in arrays]
-        feeds[name] = np.concatenate(arrays, axis=0)
-    return feeds
+    from edgeopt.data.dataset import stack
+
+    return stack([ds.samples[int(i)] for i in idx], ds.pad_values)
 
 
 def tensors(feeds: dict, names: list[str]):
