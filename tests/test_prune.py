@@ -220,3 +220,33 @@ def test_default_round_to_is_halved_until_the_narrowest_layer_keeps_a_block(imag
     r = prune(**cnn(images), out=tmp_path / "r", ratio=0.5, structured=True, speed_check=False).report
     assert r["round_to"] == 8  # 16 (AVX-512) or 8 (AVX2) by default; 16 would empty the 16-channel layers
     assert all(w["after"] % 8 == 0 for k, w in r["widths"].items() if k != "head")
+
+
+def test_kept_widths_round_to_the_nearest_block_not_down():
+    from edgeopt.prune.structured import round_kept
+
+    # (pruned asked, channels, block) -> pruned: keep 29 of 32 -> 32, keep 23 -> 16, keep 24 -> 32 (ties keep more)
+    assert [round_kept(n, 32, 16) for n in (3, 9, 8, 31)] == [0, 16, 0, 16]
+    assert round_kept(5, 64, 8) == 8 and round_kept(3, 64, 8) == 0 and round_kept(0, 16, 16) == 0
+
+
+def test_rounded_prune_stays_within_half_a_block_of_the_unrounded_one(images, tmp_path):
+    """Same data, same global threshold: rounding may move a layer by at most half a block (torch-pruning's
+    own rounding goes down, up to a whole block, which halves 32-channel layers at round_to=16)."""
+    import torch
+
+    from edgeopt.prune import prune
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import resnet_tiny
+
+    torch.manual_seed(1)
+    torch.save(resnet_tiny(num_classes=10, width=32).state_dict(), tmp_path / "wide.pt")
+    kw = dict(model=tmp_path / "wide.pt", arch=TINY, arch_kwargs={"width": 32}, inputs=_spec(), progress=False,
+              ratio=0.1, structured=True, data=images / "train.npz", speed_check=False)
+    free = prune(out=tmp_path / "free", round_to=1, **kw).report["widths"]
+    blocked = prune(out=tmp_path / "blocked", round_to=16, **kw).report["widths"]
+    moved = {k: blocked[k]["after"] - w["after"] for k, w in free.items()}
+    assert any(w["after"] % 16 for w in free.values()), free  # something for the rounding to do
+    assert all(blocked[k]["after"] % 16 == 0 for k in free if k != "head")
+    assert all(abs(d) <= 8 for d in moved.values()), moved

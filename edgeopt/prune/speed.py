@@ -79,7 +79,7 @@ def search_ratio(make: Callable[[float], LoadedModel], measure: LatencyFn, base:
     def attempt(r: float) -> bool:
         nonlocal best
         model = make(r)
-        row = {"ratio": round(r, 4), **measure(model, f"ratio {r:.2f}")}
+        row = {"ratio": r, **measure(model, f"ratio {r:.2f}")}
         row["speedup"] = row["p50_ms"] / base["p50_ms"] if "p50_ms" in row else None
         tried.append(row)
         ok = row["speedup"] is not None and row["speedup"] <= target
@@ -104,7 +104,7 @@ def search_ratio(make: Callable[[float], LoadedModel], measure: LatencyFn, base:
                         + (f"{fastest:.2f}x" if fastest is not None else "an unmeasured share of")
                         + " the unpruned latency on this runtime; relax the target")
     for _ in range(steps):
-        mid = (lo + hi) / 2
+        mid = round((lo + hi) / 2, 4)  # the ratio reported is the one pruned and timed
         if attempt(mid):
             hi = mid
         else:

@@ -3,9 +3,9 @@
 DepGraph finds every layer coupled to a channel (a conv's output, its batch norm, the next conv's
 input, both sides of a residual add) and removes whole channels across that group, so the pruned
 module is a smaller dense module that any runtime runs faster. Channels are ranked globally (one
-threshold over all layers, on normalized importance), so sensitive layers keep more of their
-width than robust ones; no layer loses more than ``max_layer_ratio`` of its channels. The layers
-that produce the model's outputs are never pruned.
+threshold over all layers), so sensitive layers keep more of their width than robust ones; no
+layer loses more than ``max_layer_ratio`` of its channels. Kept widths are rounded to the nearest
+multiple of ``round_to``. The layers that produce the model's outputs are never pruned.
 """
 
 from __future__ import annotations
@@ -19,6 +19,20 @@ def _roots():
     import torch
 
     return (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)
+
+
+def round_kept(n_pruned: int, channels: int, round_to: int) -> int:
+    """How many of ``channels`` to prune when the kept width must be a multiple of ``round_to``: the
+    kept width goes to the *nearest* multiple (ties keep more), never below one block.
+
+    torch-pruning rounds the kept width down, so in a global prune any layer that loses a single
+    channel of 32 with round_to=16 loses half of them; measured on the product-photo CNN, a 10 %
+    prune then left top-1 at 0.13 (from 0.77) where rounding to nearest keeps it near the unrounded
+    prune's 0.75.
+    """
+    kept = channels - n_pruned
+    kept = max(round_to, (kept + round_to // 2) // round_to * round_to)
+    return max(channels - min(kept, channels), 0)
 
 
 def output_layers(module, args: tuple) -> list:
@@ -77,7 +91,12 @@ def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
     import torch_pruning as tp
 
     ignored = output_layers(module, args)
-    importance = tp.importance.GroupTaylorImportance() if gradients else tp.importance.GroupMagnitudeImportance(p=2)
+    # Taylor scores estimate the loss each channel's removal costs, a scale shared by all layers, so
+    # they are ranked globally as they are (dividing by each layer's mean, torch-pruning's default,
+    # evens the layers out: on the product-photo CNN a 10 % prune kept top-1 0.71 of 0.77 unnormalized,
+    # 0.31 normalized); weight magnitudes differ in scale from layer to layer and keep the mean.
+    importance = (tp.importance.GroupTaylorImportance(normalizer=None) if gradients
+                  else tp.importance.GroupMagnitudeImportance(p=2))
     try:
         pruner = tp.pruner.MetaPruner(module, example_inputs=args, importance=importance, global_pruning=True,
                                       pruning_ratio=ratio, ignored_layers=ignored, round_to=round_to,
@@ -100,6 +119,7 @@ def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
         round_to //= 2
         floor_cap = 1 - round_to / widths[narrow]
     pruner.round_to = round_to
+    pruner._round_to = round_kept  # MetaPruner calls self._round_to(n_pruned, channels, round_to)
     cap = max_layer_ratio if max_layer_ratio is not None else min(0.9, 1 - (1 - ratio) / 3, floor_cap)
     if ratio > cap + 1e-9:
         raise UsageError(f"ratio {ratio} would remove whole layers: the narrowest, {narrow} ({widths[narrow]} "
