@@ -104,6 +104,18 @@ def test_embedder_distils_into_a_sentence_transformers_folder_that_exports_like_
     assert s["outputs"] == [{"name": "sentence_embedding", "dtype": "float32", "shape": ["batch", 32]}]
     assert [i["name"] for i in s["inputs"]] == teacher.io.input_names
     assert any(a["precision"] == "int8" for a in s["artifacts"])
+    # gated against the teacher instead of the student's own FP32 export: the drop is what INT8 loses on top
+    r = run_cli("export", out, "--int8", "--to", "onnx", "--no-speed-check", "--calib", titles_file,
+                "--reference", tiny_st, "--max-drop", "0.05", "--min-cosine", "0.5", "-o", tmp_path / "vs-teacher",
+                "--json")
+    assert r.returncode == 0, r.stderr
+    q = next(a for a in json.loads(r.stdout)["artifacts"] if a["precision"] == "int8")["quality"]
+    assert q["vs"] == str(tiny_st) and q["metric"] == "cosine"
+    assert q["reference"] < 1 - 1e-5  # the FP32 student against the teacher: a student, not a copy
+    assert q["drop"] == pytest.approx(q["reference"] - q["value"]) and q["drop"] < 0.05
+    r = run_cli("export", out, "--int8", "--to", "onnx", "--reference", tmp_path / "nope",
+                "-o", tmp_path / "never")
+    assert r.returncode == 2 and "nope" in r.stderr and not (tmp_path / "never").exists()
 
 
 def test_classifier_writes_a_pt2_folder_that_export_reads(images, tmp_path):

@@ -33,6 +33,9 @@ from edgeopt.cli.options import console, model_options
               "(cosine: 1 - mean cosine, default 0.005; nn: 1 - agreement, default 0.03; top1: 0.005 = 0.5 points).")
 @click.option("--min-cosine", type=float, default=0.98, show_default=True,
               help="With --metric cosine: the worst sample's cosine must also stay above this.")
+@click.option("--reference", metavar="MODEL", help="Gate INT8 against this model (e.g. the teacher of a distilled "
+              "student: a Hugging Face / sentence-transformers folder, .pt2 or .onnx) instead of the FP32 export; the "
+              "drop is how much further INT8 falls from it than FP32 does.")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
               show_default=True, help="Activation range calibration for static INT8.")
 @click.option("--speed-check/--no-speed-check", default=True, show_default=True,
@@ -57,8 +60,8 @@ from edgeopt.cli.options import console, model_options
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
-def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, calib_method,
-            speed_check, calib_size, eval_size, eval_batch, exporter, atol, rtol, threads, shape_buckets, arch,
+def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, reference,
+            calib_method, speed_check, calib_size, eval_size, eval_batch, exporter, atol, rtol, threads, shape_buckets, arch,
             arch_kwargs, trust_pickle, inputs, as_json, verbose):
     """Export MODEL, verify every artifact against it, and write OUT/manifest.json.
 
@@ -86,7 +89,7 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
                         eval_data=eval_data, metric=metric, max_drop=max_drop, min_cosine=min_cosine,
                         calib_method=calib_method, speed_check=speed_check, calib_size=calib_size,
                         eval_size=eval_size, eval_batch=eval_batch, exporter=exporter, atol=atol, rtol=rtol,
-                        threads=threads, shape_buckets=shape_buckets, arch=arch, arch_kwargs=arch_kwargs,
+                        threads=threads, shape_buckets=shape_buckets, reference=reference, arch=arch, arch_kwargs=arch_kwargs,
                         trust_pickle=trust_pickle, inputs=inputs, log=log)
     if as_json:
         click.echo(json.dumps(result.manifest.to_json(), indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 from edgeopt.manifest import ArtifactRecord
@@ -29,6 +30,8 @@ def print_artifacts(con, artifacts: Iterable[ArtifactRecord], title: str) -> Non
             quality = f"{q['metric']} {q['value']:.4f}" + (f" (min {q['min']:.3f})" if "min" in q else "")
             if a.fallback_nodes:
                 quality += f", {len(a.fallback_nodes)} FP32"
+            if q.get("vs", "fp32 source") != "fp32 source":  # gated against another model (--reference)
+                quality += f" vs {Path(q['vs']).name}: FP32 {q['reference']:.4f}"
         table.add_row(a.path, a.precision, f"{a.bytes / 1e6:.1f} MB",
                       f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else "-",
                       f"{v['cosine_min']:.5f}" if "cosine_min" in v else "-", quality, ok)

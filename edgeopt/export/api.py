@@ -26,6 +26,7 @@ def export(model: "str | os.PathLike | LoadedModel", out: str | os.PathLike | No
            atol: float | None = None, rtol: float | None = None, threads: int | None = None,
            shape_buckets: str = "auto", arch: str | None = None, arch_kwargs: dict | str | None = None,
            trust_pickle: bool = False, inputs: "Sequence[str | TensorSpec]" = (),
+           reference: "str | os.PathLike | LoadedModel | None" = None,
            log: Callable[[str], None] = lambda m: None) -> "ExportResult":
     """Export ``model`` (a path, as ``edgeopt export`` takes, or a model from
     ``edgeopt.models.load_model``) to ``out`` (default: the model's name + '-edgeopt'), verify every
@@ -33,7 +34,11 @@ def export(model: "str | os.PathLike | LoadedModel", out: str | os.PathLike | No
     artifacts. The keywords are the CLI's flags (``eval_data`` is ``--eval``, ``to`` ``--to``).
 
     Returns the result, gate failures included (``result.passed``, ``result.failure``); raises
-    ``edgeopt.errors.UsageError`` on bad input, before anything is written."""
+    ``edgeopt.errors.UsageError`` on bad input, before anything is written.
+
+    ``reference`` (with ``int8``): the INT8 gate scores against this model, e.g. the teacher of a
+    distilled student, instead of the FP32 export; the drop is then how much further INT8 falls
+    from it than FP32 does, and the manifest's quality says ``"vs"``: the reference's path."""
     from edgeopt.errors import UsageError
     from edgeopt.export.pipeline import ExportOptions, export_model
     from edgeopt.optimize.quantize.config import Int8Config
@@ -43,14 +48,21 @@ def export(model: "str | os.PathLike | LoadedModel", out: str | os.PathLike | No
         int8_cfg = Int8Config(mode=int8_mode, calib_method=calib_method, metric=metric, max_drop=max_drop,
                               min_cosine=min_cosine, calib_size=calib_size, eval_size=eval_size,
                               eval_batch=eval_batch, speed_check=speed_check)
-    elif calib or eval_data or metric or max_drop is not None or eval_batch is not None:
-        raise UsageError("--calib/--eval/--eval-batch/--metric/--max-drop apply to --int8; add --int8")
+    elif calib or eval_data or metric or max_drop is not None or eval_batch is not None or reference is not None:
+        raise UsageError("--calib/--eval/--eval-batch/--metric/--max-drop/--reference apply to --int8; add --int8")
     names = ",".join([to] if isinstance(to, str) else to)  # "onnx,openvino" or ("onnx", "openvino")
     targets = tuple(t.strip() for t in names.split(",") if t.strip())
     opts = ExportOptions(targets=targets, fp16=fp16, exporter=exporter, threads=threads, int8=int8_cfg,
                          calib=None if calib is None else str(calib),
                          eval_data=None if eval_data is None else str(eval_data), atol=atol, rtol=rtol,
                          shape_buckets=shape_buckets)
+    if reference is not None:
+        from edgeopt.models import load_model
+
+        opts.reference = reference if not isinstance(reference, (str, os.PathLike)) else load_model(reference)
+        if opts.reference.reference is None:
+            raise UsageError(f"--reference {reference}: edgeopt cannot run this model to score against it; "
+                             "give a Hugging Face / sentence-transformers folder, a .pt2 or an .onnx file")
     loaded = model if not isinstance(model, (str, os.PathLike)) else _load(model, arch, arch_kwargs, trust_pickle,
                                                                             inputs)
     log(f"loaded {loaded.name} ({loaded.family})")

@@ -113,7 +113,9 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
         job = Int8Job(stage / "model.onnx", data.calib, data.evald, data.output, data.metric,
                       transformer=model.is_text, fp32_xml=fp32_xml, fused_attention=fused_attention,
                       ort_fp32=ort_fp32, want_qdq="tensorrt" in opts.targets,
-                      user_calibration=opts.calib is not None, threads=opts.threads)
+                      user_calibration=opts.calib is not None, threads=opts.threads,
+                      reference=None if opts.reference is None else _reference_fn(opts.reference),
+                      reference_name=None if opts.reference is None else str(opts.reference.source))
         outcome = quantize_int8(job=job, stage=stage, cfg=opts.int8, log=log, probe=probe)
     finally:
         if probe is not None:
@@ -204,3 +206,18 @@ def _artifact_record(cand, rel: str, stage: Path, max_drop: float) -> ArtifactRe
     return ArtifactRecord(rel, fmt, "int8", runtimes,
                           verification={"passed": cand.passed, "gate": "quality", "max_drop": max_drop},
                           quality=quality, fallback_nodes=cand.fallback_nodes, extra=extra)
+
+
+def _reference_fn(ref: LoadedModel):
+    """feeds -> the reference model's first output (a teacher's embedding or logits), fed the inputs
+    it takes; the scorer checks that it has the shape of the exported model's output."""
+    names = [s.name for s in ref.io.inputs]
+    output = ref.io.outputs[0].name
+
+    def run(feeds):
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise UsageError(f"the gate's reference {ref.name} needs input {missing[0]!r}, which this model's data "
+                             "does not have; gate against a model with the same inputs")
+        return ref.reference({n: feeds[n] for n in names})[output]
+    return run

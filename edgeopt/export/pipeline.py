@@ -36,6 +36,7 @@ class ExportOptions:
     atol: float | None = None  # overrides the per-format verification tolerances (verify.py)
     rtol: float | None = None
     shape_buckets: str = "auto"  # OpenVINO text IRs: auto, off or lengths "8,16,32" (export/bucket_checks.py)
+    reference: "LoadedModel | None" = None  # the INT8 gate scores against this model (a teacher), not FP32
 
     def __post_init__(self):
         if not self.targets:

@@ -24,10 +24,11 @@ class Quality:
     reference: float
     drop: float
     details: dict
+    vs: str = "fp32 source"  # what ``reference`` was measured against (the gate's reference model)
 
     def to_json(self) -> dict:
         return {"metric": self.metric, "value": self.value, "reference": self.reference, "drop": self.drop,
-                **self.details, "vs": "fp32 source"}
+                **self.details, "vs": self.vs}
 
 
 def parse_metric(text: str) -> tuple[str, int | None]:

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from edgeopt.data.dataset import Dataset
+from edgeopt.errors import UsageError
 from edgeopt.optimize.metrics import Quality, cosines, evaluate
 from edgeopt.optimize.quantize.candidate import Int8Candidate
 
@@ -56,6 +57,8 @@ class Scorer:
         self.max_drop, self.min_cosine = max_drop, min_cosine  # the gate's bounds, for screen()
         self.labels = data.labels
         self.reference: np.ndarray | None = None
+        self.baseline: Quality | None = None  # the FP32 model against a reference model (set_reference)
+        self.vs = "fp32 source"
         self._batches: list | None = None  # decoded once (images decode lazily), reused per attempt
         self._starts: np.ndarray | None = None  # batch b's rows in the reference: _starts[b]:_starts[b + 1]
         self._hardness: dict[int, float] = {}  # batch -> its lowest cosine in the last screen that ran it
@@ -87,7 +90,7 @@ class Scorer:
         cosine in the last attempt that ran them. The verdict is the one the whole set gives;
         a passing model is always scored on every sample. Batches are the same as in ``outputs``
         (dynamic INT8 quantizes a batch as one tensor), so their outputs are the same too."""
-        if self.metric != "cosine" or self.max_drop is None or self.reference is None:
+        if self.metric != "cosine" or self.max_drop is None or self.reference is None or self.baseline is not None:
             return self(path, runtime, precision)
         session = self._session(path, runtime, precision)
         starts = self._starts
@@ -109,10 +112,16 @@ class Scorer:
                                 "of": total, "stopped": why})
         return self.evaluate(np.concatenate(outputs))
 
-    def set_reference(self, fp32: Path) -> None:
+    def set_reference(self, fp32: Path, model: Callable[[dict], np.ndarray] | None = None,
+                      name: str | None = None) -> None:
         """The FP32 outputs. Text scored one sample per call runs here in groups of one shape: no
         padding, so each sample's numbers are its own (to float rounding, ~1e-7), in ~25 calls
-        instead of 500 for held-out titles. A model that takes no batch of them runs one by one."""
+        instead of 500 for held-out titles. A model that takes no batch of them runs one by one.
+
+        With ``model`` (feeds -> the compared output; e.g. the teacher a distilled student came
+        from, called ``name``), candidates are scored against that model instead, and the drop is
+        how much further a candidate falls from it than the FP32 model does: a student is not
+        failed for being a student, only for what INT8 loses on top."""
         session = self._session(fp32, "onnxruntime", "fp32")
         rows = self._grouped(session) if self.batch_size == 1 and len(self.data) >= 2 else None
         rows = rows if rows is not None else self._per_batch(session)
@@ -120,6 +129,15 @@ class Scorer:
         self._starts = np.cumsum([0] + [len(r) for r in rows])
         if self.labels is not None and len(self.reference) != len(self.labels):
             self.labels = None  # one row per token: per-sample labels do not apply (top1 agreement instead)
+        if model is not None:
+            fp32_rows = self.reference
+            ref = np.concatenate([self.rows(np.asarray(model(feeds)), feeds) for feeds in self._batches])
+            if ref.shape != fp32_rows.shape:
+                raise UsageError(f"the gate's reference {name or 'model'} gives outputs of shape {ref.shape[1:]} "
+                                 f"where this model gives {fp32_rows.shape[1:]}; gate against a model with the "
+                                 "same outputs (the teacher of a distilled student)")
+            self.reference, self.vs = ref, name or "reference model"
+            self.baseline = evaluate(self.metric, ref, fp32_rows, self.labels)
 
     def _grouped(self, session) -> list[np.ndarray] | None:
         """Each one-sample batch's reference rows, run in groups of one shape; None when the model
@@ -137,8 +155,16 @@ class Scorer:
         return rows
 
     def evaluate(self, outputs: np.ndarray) -> Quality:
-        """``outputs`` (one row per evaluation sample, in order) scored against the reference."""
-        return evaluate(self.metric, self.reference, outputs, self.labels)
+        """``outputs`` (one row per evaluation sample, in order) scored against the reference; with a
+        reference model, the drop is the FP32 model's score there minus this one's."""
+        q = evaluate(self.metric, self.reference, outputs, self.labels)
+        base = self.baseline
+        if base is None:
+            return q
+        lower_better = q.metric == "mse"
+        drop = (q.value - base.value) if lower_better else (base.value - q.value)
+        return Quality(q.metric, q.value, base.value, drop, {**q.details, "reference_model_score": q.reference,
+                                                             "fp32_details": base.details}, vs=self.vs)
 
     def __call__(self, path: Path, runtime: str = "onnxruntime", precision: str = "int8") -> Quality:
         return self.evaluate(self.outputs(path, runtime, precision))

@@ -37,6 +37,8 @@ class Int8Job:
     want_qdq: bool = False  # TensorRT is a target: keep a passing static QDQ model for it
     user_calibration: bool = True  # False: edgeopt's built-in titles stand in for the user's data
     threads: int | None = None
+    reference: Callable | None = None  # feeds -> output: score against this model instead (a teacher)
+    reference_name: str | None = None
 
 
 @dataclass
@@ -74,9 +76,14 @@ def calibration_warnings(calib: Dataset) -> list[str]:
 
 def gate(max_drop: float, min_cosine: float) -> Callable[[Quality], bool]:
     """The accuracy gate's verdict: the drop within ``max_drop`` and, for cosine, the worst sample
-    at or above ``min_cosine``."""
+    at or above ``min_cosine`` (against a reference model: losing at most ``1 - min_cosine`` beyond
+    the FP32 model's worst sample there)."""
     def passes(q: Quality) -> bool:
-        return q.drop <= max_drop + 1e-12 and (q.metric != "cosine" or q.details["min"] >= min_cosine)
+        if q.metric != "cosine":
+            return q.drop <= max_drop + 1e-12
+        fp32 = q.details.get("fp32_details")
+        floor = min_cosine if fp32 is None else fp32["min"] - (1 - min_cosine)
+        return q.drop <= max_drop + 1e-12 and q.details["min"] >= floor
 
     return passes
 
@@ -88,7 +95,7 @@ def _context(job: Int8Job, stage: Path, cfg: Int8Config, log) -> LadderContext:
     log(f"FP32 reference outputs on {len(job.evald)} held-out samples")
     scorer = Scorer(job.evald, job.output, job.metric, passes, batch_size=cfg.eval_batch, threads=job.threads,
                     max_drop=max_drop, min_cosine=cfg.min_cosine)
-    scorer.set_reference(job.fp32_onnx)
+    scorer.set_reference(job.fp32_onnx, job.reference, job.reference_name)
     work = stage / ".int8-work"
     work.mkdir(exist_ok=True)
     fp32, nodes = ort.named_weight_nodes(job.fp32_onnx, work / "named.onnx")  # fallback addresses nodes by name
