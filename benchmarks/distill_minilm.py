@@ -15,7 +15,11 @@ drawn with a fixed seed; queries are never trained on. Each query is searched ag
 products. Recall@10 and NDCG@10 (binary gains: judged relevant) over the scored queries, for the
 teacher, each untrained layer-dropped student (the baseline) and each distilled student.
 With --int8: `edgeopt export STUDENT --int8 --to onnx` of the 3-layer student, the INT8 artifact
-scored the same way (one text per call, as served). Quality only; latency is `edgeopt bench`'s job.
+scored the same way (one text per call, as served), its gate measured against the teacher
+(`--reference`). With --rounds N (a quiet machine): latency of the 3-layer student (FP32 and
+edgeopt's INT8) against the teacher (FP32 and stock `quantize_dynamic` INT8) in one interleaved run,
+each candidate in its own process, batch 1, 2 threads, a 64-token input and held-out titles one per
+call (benchmarks/int8_minilm.py's protocol; ratios are medians of per-round ratios).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA = Path(os.environ.get("EDGEOPT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 HOMEDEPOT = DATA / "homedepot" / "train.csv.zip"
 RELEVANT = 2.5
@@ -137,6 +142,7 @@ def main():
     ap.add_argument("--no-untrained", action="store_true", help="skip the untrained layer-dropped baselines")
     ap.add_argument("--work", type=Path, default=Path("distill-minilm-work"))
     ap.add_argument("--json", type=Path, help="write the results here (default: WORK/results.json)")
+    ap.add_argument("--rounds", type=int, default=0, help="with --int8: interleaved latency rounds (0: none)")
     args = ap.parse_args()
     if not HOMEDEPOT.is_file():
         raise SystemExit(f"shared data missing: {HOMEDEPOT} (see ../shared/data/SOURCES.md)")
@@ -193,7 +199,7 @@ def main():
         export = work / "student-3-export"
         log("edgeopt export student-3 --int8 --to onnx")
         cmd = [str(Path(sys.executable).parent / "edgeopt"), "export", str(work / "student-3"), "--int8", "--to",
-               "onnx", "-o", str(export), "--json"]
+               "onnx", "--reference", str(teacher), "-o", str(export), "--json"]
         proc = subprocess.run(cmd, capture_output=True, text=True) if not (export / "manifest.json").is_file() else None
         if proc is None:  # exported by an earlier run
             proc = subprocess.CompletedProcess(cmd, 0, (export / "manifest.json").read_text(), "")
@@ -206,10 +212,41 @@ def main():
             encoder = onnx_encoder(export, int8["path"])
             results["rows"].append(evaluate("3 layers, distilled, INT8 (onnxruntime)", encoder,
                                             queries, relevant, pool, titles, log, rows))
+            if args.rounds:
+                results["latency"] = latency(teacher, export, int8["path"], work, args.rounds, log)
         else:
             results["int8_export"]["stderr"] = proc.stderr[-2000:]
     path = write_results(results, args.json or work / "results.json")
     print(f"results: {path}")
+
+
+def latency(teacher: Path, export: Path, int8_path: str, work: Path, rounds: int, log) -> dict:
+    """The 3-layer student (FP32, edgeopt INT8) against the teacher (FP32, stock quantize_dynamic)."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    from int8_minilm import side_by_side
+
+    teacher_export = work / "teacher-export"
+    if not (teacher_export / "model.onnx").is_file():
+        subprocess.run([str(Path(sys.executable).parent / "edgeopt"), "export", str(teacher), "--to", "onnx", "-o",
+                        str(teacher_export)], check=True, capture_output=True)
+    stock = work / "teacher-stock-dynamic.onnx"
+    if not stock.is_file():
+        quantize_dynamic(str(teacher_export / "model.onnx"), str(stock))
+    cands = {"ORT FP32": ("onnxruntime", str(teacher_export / "model.onnx"), "fp32"),
+             "stock ORT quantize_dynamic (teacher)": ("onnxruntime", str(stock), "int8"),
+             "ORT FP32 student-3": ("onnxruntime", str(export / "model.onnx"), "fp32"),
+             "edgeopt INT8 student-3 (ORT)": ("onnxruntime", str(export / int8_path), "int8")}
+    env = {**os.environ, "EDGEOPT_BENCH_OUT": str(export)}  # the student's tokenizer is the teacher's
+    script = str(ROOT / "benchmarks" / "int8_minilm.py")
+    out = {}
+    for workload in ("64", "titles"):
+        log(f"latency, workload {workload}: {rounds} interleaved rounds")
+        out[workload] = side_by_side(cands, script, rounds, env, {}, workload=workload)
+        for row in out[workload]:
+            log(f"  {row['candidate']:40s} p50 {row['p50_ms']:.2f} ms  {row['vs_best_stock_int8']:.3f}x stock INT8 "
+                f"of the teacher")
+    return out
 
 
 def write_results(results: dict, path: Path, width: int = 42) -> Path:

@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--no-int8", action="store_true")
     ap.add_argument("--rounds", type=int, default=0, help="interleaved latency rounds (0: quality only)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--reuse", action="store_true", help="reuse pruned-NN folders an earlier run wrote (e.g. time, on a "
+                    "quiet machine, what a quality run made)")
     args = ap.parse_args()
     weights, d = args.model_dir / "photo_cnn.pth", args.model_dir
     if not weights.is_file():
@@ -67,16 +69,20 @@ def main():
     for r in ratios:
         out = d / f"pruned-{int(r * 100)}"
         t0 = time.perf_counter()
-        rep = prune(model=weights, arch=ARCH, inputs=[parse_input(INPUT)], out=out, ratio=r, structured=True,
-                    round_to=args.round_to, data=d / "train.csv", eval_data=d / "test.csv", eval_size=100000,
-                    task="classify", recover_epochs=args.recover_epochs, limit=args.limit, speed_check=False,
-                    log=log).report
+        reused = args.reuse and (out / "report.json").is_file()
+        if reused:
+            rep = json.loads((out / "report.json").read_text())
+        else:
+            rep = prune(model=weights, arch=ARCH, inputs=[parse_input(INPUT)], out=out, ratio=r, structured=True,
+                        round_to=args.round_to, data=d / "train.csv", eval_data=d / "test.csv", eval_size=100000,
+                        task="classify", recover_epochs=args.recover_epochs, limit=args.limit, speed_check=False,
+                        log=log).report
         q = rep["quality"]
         row = {"ratio": r, "top1_unpruned": q["before"]["top1"], "top1_pruned": q["after_pruning"]["top1"],
                "top1_recovered": q.get("after_recovery", {}).get("top1"),
                "params_ratio": rep["parameters"]["pruned"] / rep["parameters"]["unpruned"],
                "macs_ratio": rep["macs"]["pruned"] / rep["macs"]["unpruned"], "round_to": rep["round_to"],
-               "widths": {k: w["after"] for k, w in rep["widths"].items()}, "minutes": (time.perf_counter() - t0) / 60,
+               "widths": {k: w["after"] for k, w in rep["widths"].items()}, "minutes": None if reused else (time.perf_counter() - t0) / 60,
                "test_photos": q["samples"], "train_photos": rep["data"]["train_samples"]}
         if row["top1_recovered"] is not None:
             row["drop_pt_recovered"] = 100 * (row["top1_unpruned"] - row["top1_recovered"])
@@ -93,9 +99,12 @@ def main():
     if not args.no_int8 and args.int8_ratio in ratios:
         src = d / f"pruned-{int(args.int8_ratio * 100)}"
         int8_dir = d / f"pruned-{int(args.int8_ratio * 100)}-int8"
-        log(f"edgeopt export {src.name} --int8")
-        manifest = export(src, int8_dir, "--int8", "--calib", str(d / "train.csv"), "--eval", str(d / "test.csv"),
-                          "--metric", "top1", "--max-drop", "0.005", "--eval-size", "5000")
+        if args.reuse and (int8_dir / "manifest.json").is_file():
+            manifest = json.loads((int8_dir / "manifest.json").read_text())
+        else:
+            log(f"edgeopt export {src.name} --int8")
+            manifest = export(src, int8_dir, "--int8", "--calib", str(d / "train.csv"), "--eval", str(d / "test.csv"),
+                              "--metric", "top1", "--max-drop", "0.005", "--eval-size", "5000")
         x_test, y_test = load_split(d, "test.csv")
         int8 = {}
         for a in manifest["artifacts"]:

@@ -164,14 +164,15 @@ def main(argv=None) -> int:
     arch = f"{Path(__file__).resolve()}:session_gru"
     variants = [(m, False) for m in args.methods.split(",")] + ([(m, True) for m in args.methods.split(",")
                                                                    if m != "finetune"] if args.tune else [])
-    for method, tune in variants:
-        name = method + (" --tune" if tune else "")
+    def run(method, tune, compact=False):
+        name = method + (" --tune" if tune else "") + (" --compact-delta" if compact else "")
         t = time.perf_counter()
         r = update(model=work / "base.pt", arch=arch, arch_kwargs={"n_items": n_old_items, "dim": args.dim},
                    inputs=_spec(), data=work / "new_train.npz", eval_data=work / "new_eval.npz",
                    old_data=work / "old_train.npz", old_eval=work / "old_eval.npz", method=method, tune=tune,
                    metric="recall@20", epochs=args.update_epochs, batch_size=64, eval_size=100_000,
-                   seed=args.seed, out=work / f"out-{method}{'-tune' if tune else ''}", progress=False)
+                   seed=args.seed, compact_delta=compact, progress=False,
+                   out=work / f"out-{method}{'-tune' if tune else ''}{'-compact' if compact else ''}")
         rep = r.report
         c = rep["compute"]
         results["runs"][name] = {
@@ -180,11 +181,18 @@ def main(argv=None) -> int:
             "forgetting_recall@20": rep["forgetting"], "strength": rep["strength"],
             "samples_seen": c["train_samples_seen"], "extra_forward_samples": c["extra_forward_samples"],
             "seconds": round(time.perf_counter() - t, 1), "out": str(r.out)}
+        if compact:
+            results["runs"][name]["compact_delta"] = rep["compact_delta"]
         print(name, results["runs"][name], file=sys.stderr)
+
+    for method, tune in variants:
+        run(method, tune)
     _targets(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.bundle:
+        best = results["best"]
+        run(best.split()[0], "--tune" in best, compact=True)
         results["bundle"] = _bundles(work, results)
     import shutil
 
@@ -244,17 +252,22 @@ def _bundles(work: Path, results: dict) -> dict:
     write_pt2_folder(work / "v1" / "recsys", base.eval(), (torch.zeros(2, L, dtype=torch.long),), _spec(),
                      task="classify")
     shutil.copytree(results["runs"][results["best"]]["out"], work / "v2" / "recsys")
+    shutil.copytree(results["runs"][results["best"] + " --compact-delta"]["out"], work / "v3" / "recsys")
     edgeopt = [sys.executable, "-m", "edgeopt.cli"]
-    for v, exp in (("v1", "exp-base"), ("v2", "exp-new")):
+    for v, exp in (("v1", "exp-base"), ("v2", "exp-new"), ("v3", "exp-compact")):
         subprocess.run(edgeopt + ["export", str(work / v / "recsys"), "--to", "onnx", "-o", str(work / exp)],
                        check=True, capture_output=True)
     package(out=work / "exp-base", bundle=work / "base.edgepkg", sign_key=work / "k.key", version="1.0")
     full = package(out=work / "exp-new", bundle=work / "new.edgepkg", sign_key=work / "k.key", version="1.1")
     delta = package(out=work / "exp-new", bundle=work / "new-delta.edgepkg", sign_key=work / "k.key", version="1.1",
                     base=work / "base.edgepkg")
+    compact = package(out=work / "exp-compact", bundle=work / "compact-delta.edgepkg", sign_key=work / "k.key",
+                      version="1.1", base=work / "base.edgepkg")
     f, d = (work / "new.edgepkg").stat().st_size, (work / "new-delta.edgepkg").stat().st_size
+    c = (work / "compact-delta.edgepkg").stat().st_size
     return {"method": results["best"], "full_bytes": f, "delta_bytes": d, "ratio": round(d / f, 3),
-            "files": full.files, "delta": delta.delta}
+            "compact_delta_bytes": c, "compact_ratio": round(c / f, 3),
+            "files": full.files, "delta": delta.delta, "compact_delta": compact.delta}
 
 
 if __name__ == "__main__":

@@ -134,3 +134,40 @@ def test_patch_roundtrip_and_onnx_tensors():
     assert patch.apply(old, p) == new and len(p) < 0.2 * len(new)
     with pytest.raises(ValueError):
         patch.apply(old, b"garbage")
+
+
+def test_compact_delta_update_ships_fewer_bytes_and_keeps_the_low_bits(versions, keys, tmp_path):  # noqa: F811
+    """update --compact-delta: every changed weight keeps 1.0's low 16 bits (moved by at most 2^-8 of
+    itself), unchanged weights stay exact, and the delta against 1.0 is well below the plain update's."""
+    import torch
+
+    from edgeopt.bundle import package
+    from edgeopt.export.pipeline import ExportOptions, export_model
+    from edgeopt.models import load_model
+    from edgeopt.update import update
+
+    root = versions["root"]
+    r = update(model=root / "v1" / "recsys", data=root / "new.npz", method="finetune", epochs=1,
+               out=tmp_path / "v3" / "recsys", progress=False, compact_delta=True)
+    info = r.report["compact_delta"]
+    assert info["weights_moved"] > 0 and info["max_relative_change"] <= 2 ** -8
+    assert r.report["after"]["new"]  # measured after the weights were moved
+
+    def weights(folder):
+        return {k: v.detach().numpy() for k, v in torch.export.load(str(folder / "model.pt2")).state_dict.items()}
+
+    old, new = weights(root / "v1" / "recsys"), weights(tmp_path / "v3" / "recsys")
+    for k, a in old.items():
+        if a.dtype == np.float32:
+            b = new[k] if k in new else new["inner." + k]
+            assert ((a.view(np.uint32) & 0xFFFF) == (b.view(np.uint32) & 0xFFFF)).all(), k
+    assert export_model(load_model(tmp_path / "v3" / "recsys"), tmp_path / "exp-v3",
+                        ExportOptions(targets=("onnx",))).passed
+    compact = package(out=tmp_path / "exp-v3", bundle=tmp_path / "v3-delta.edgepkg",
+                      sign_key=keys["good"].private_key, version="1.1", base=versions["v1"]).delta
+    plain = versions["delta"].delta
+    assert compact["delta_bytes"] <= 0.75 * plain["delta_bytes"], (compact, plain)
+    dest = tmp_path / "dest"
+    assert _install(versions["v1"], dest, keys).returncode == 0
+    r = _install(tmp_path / "v3-delta.edgepkg", dest, keys)
+    assert r.returncode == 0, r.stderr

@@ -243,3 +243,4 @@ def test_yoochoose_benchmark_smoke(tmp_path):
     res = json.loads((tmp_path / "r.json").read_text())
     assert {"full retrain", "finetune", "lwf", "ewc", "replay"} <= set(res["runs"])
     assert res["bundle"]["delta_bytes"] < res["bundle"]["full_bytes"]
+    assert res["bundle"]["compact_delta_bytes"] < res["bundle"]["delta_bytes"]

@@ -80,8 +80,10 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
            eval_data: str | Path | None = None, old_eval: str | Path | None = None, eval_size: int = 2000,
            fisher_samples: int = 512, temperature: float = 2.0, patience: int = 2, seed: int = 0,
            arch: str | None = None, arch_kwargs: dict | None = None, trust_pickle: bool = False, inputs=None,
-           progress: bool = True, log: Callable[[str], None] = lambda m: None) -> UpdateResult:
-    """Update ``model`` on ``data`` with ``method``; see the module docstring."""
+           compact_delta: bool = False, progress: bool = True,
+           log: Callable[[str], None] = lambda m: None) -> UpdateResult:
+    """Update ``model`` on ``data`` with ``method``; see the module docstring. ``compact_delta``:
+    changed weights keep the previous version's low 16 bits (update/compact.py), measured after."""
     import torch
 
     from edgeopt.data import load_data
@@ -269,6 +271,13 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     _, chosen, state, trained = best
     module.load_state_dict(state)
     set_mode(module, False)
+    compact = None
+    if compact_delta:
+        from edgeopt.update.compact import keep_low_bits
+
+        compact = keep_low_bits(module, teacher)
+        log(f"--compact-delta: {compact['weights_moved']} weights moved by at most "
+            f"{compact['max_relative_change']:.2%} to keep the previous version's low 16 bits")
 
     log("measuring after the update")
     after = {"old": scores(module, old_test), "new": scores(module, new_eval)}
@@ -292,7 +301,7 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
         "settings": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": temperature,
                      "tune": tune, "seed": seed, "replay_limit": replay_limit,
                      "fisher_samples": fisher_samples if method == "ewc" else None},
-        "training": trained.to_json(), "tried": tried,
+        "training": trained.to_json(), "tried": tried, "compact_delta": compact,
     }
     if not report["passed"]:
         raise GateError(f"the update forgot too much: old-data {metric} {before['old'][metric]:.4f} -> "
