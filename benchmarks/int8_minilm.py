@@ -260,12 +260,12 @@ def side_by_side(cands: dict, script: str, rounds: int, env: dict, quality: dict
     per = interleaved(commands, rounds=rounds, runs=runs, env=env, progress=progress)
     baseline = "ORT FP32" if "ORT FP32" in names else names[0]
     stock_int8 = [n for n in names if n.startswith("stock")]
-    vs_fp32, vs_stock = ratios(per, baseline), ratios(per, stock_int8)
+    vs_fp32, vs_stock = ratios(per, baseline), (ratios(per, stock_int8) if stock_int8 else {})
     rows = []
     for name in names:
         same = [n for n in stock_int8 if cands[n][0] == cands[name][0]]  # same runtime
         rows.append({"candidate": name, "p50_ms": round(statistics.median(per[name]), 2),
-                     "vs_ort_fp32": round(vs_fp32[name], 3), "vs_best_stock_int8": round(vs_stock[name], 3),
+                     "vs_ort_fp32": round(vs_fp32[name], 3), "vs_best_stock_int8": round(vs_stock[name], 3) if vs_stock else None,
                      "vs_best_stock_same_runtime": round(ratios(per, same)[name], 3) if same else None,
                      **quality.get(name, {}), "p50_per_round": [round(v, 3) for v in per[name]]})
     return rows

@@ -10,7 +10,10 @@ x output-weight norm on the training titles, globally across layers (kept counts
 normalized sentence embedding (MSE) on --train-titles titles, no labels.
 Scoring: the search of benchmarks/distill_minilm.py (held-out queries with a product judged
 relevant, a pool of --pool titles, Recall@10 / NDCG@10); rows: unpruned, pruned without recovery,
-pruned and recovered. Quality only; latency: `edgeopt prune ... --runtime onnxruntime` (speed check on).
+pruned and recovered. With --rounds N (a quiet machine): the unpruned and the pruned model, each
+exported to ONNX by `edgeopt export`, timed in onnxruntime in one interleaved run (each in its own
+process, batch 1, 2 threads, a 64-token input and held-out titles one per call: the protocol of
+benchmarks/int8_minilm.py; ratios are medians of per-round ratios).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def main():
     ap.add_argument("--pool", type=int, default=20000)
     ap.add_argument("--work", type=Path, default=Path("prune-minilm-work"))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--rounds", type=int, default=0, help="interleaved latency rounds (0: quality only)")
     args = ap.parse_args()
     if not HOMEDEPOT.is_file():
         raise SystemExit(f"shared data missing: {HOMEDEPOT} (see ../shared/data/SOURCES.md)")
@@ -99,8 +103,35 @@ def main():
         row.update(recover_minutes=round((time.perf_counter() - t0) / 60, 1),
                    heldout_cosine=rep["quality"]["after_recovery"]["cosine_mean"])
         results["rows"].append(row)
+    if args.rounds:
+        results["latency"] = latency(model, work / ("recovered" if args.recover_epochs else "pruned"), work,
+                                     args.rounds, log)
     path = write_results(results, args.json or work / "results.json", width=30)
     print(f"parameters {results['params_ratio']:.2f}x; widths {results['widths']}; results: {path}")
+
+
+def latency(model: Path, pruned: Path, work: Path, rounds: int, log) -> dict:
+    import os
+    import subprocess
+
+    from int8_minilm import side_by_side
+
+    edgeopt = str(Path(sys.executable).parent / "edgeopt")
+    for src, dst in ((model, work / "unpruned-export"), (pruned, work / "pruned-export")):
+        if not (dst / "model.onnx").is_file():
+            subprocess.run([edgeopt, "export", str(src), "--to", "onnx", "-o", str(dst)], check=True,
+                           capture_output=True)
+    cands = {"ORT FP32": ("onnxruntime", str(work / "unpruned-export" / "model.onnx"), "fp32"),
+             "ORT FP32 pruned": ("onnxruntime", str(work / "pruned-export" / "model.onnx"), "fp32")}
+    env = {**os.environ, "EDGEOPT_BENCH_OUT": str(work / "unpruned-export")}
+    out = {}
+    for workload in ("64", "titles"):
+        log(f"latency, workload {workload}: {rounds} interleaved rounds")
+        out[workload] = side_by_side(cands, str(ROOT / "benchmarks" / "int8_minilm.py"), rounds, env, {},
+                                     workload=workload)
+        for row in out[workload]:
+            log(f"  {row['candidate']:20s} p50 {row['p50_ms']:.2f} ms  {row['vs_ort_fp32']:.3f}x unpruned")
+    return out
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--update-epochs", type=int, default=3)
     ap.add_argument("--old-share", type=float, default=0.0, help="old-type titles mixed into the new data")
+    ap.add_argument("--tune", action="store_true", help="also run lwf, ewc and replay with --tune")
     ap.add_argument("--json")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -132,27 +133,49 @@ def main(argv=None) -> int:
     seen = train(full, x, y, epochs=args.epochs, lr=3e-3, batch=64, seed=args.seed)
     res["runs"]["full retrain"] = {"old_top1": top1(full, "old_eval"), "new_top1": top1(full, "new_eval"),
                                    "samples_seen": seen, "seconds": round(time.perf_counter() - t, 1)}
-    for method in ("finetune", "lwf", "ewc", "replay"):
+    variants = [(m, False) for m in ("finetune", "lwf", "ewc", "replay")]
+    variants += [(m, True) for m in ("lwf", "ewc", "replay")] if args.tune else []
+    for method, tune in variants:
+        name = method + (" --tune" if tune else "")
         t = time.perf_counter()
         r = update(model=work / "base.pt", arch=f"{Path(__file__).resolve()}:title_classifier",
                    arch_kwargs={"n_words": n_old_words, "classes": len(old_types)},
                    inputs=[parse_input(f"token_ids:batchx{WORDS}:int64")], data=work / "new_train.npz",
                    eval_data=work / "new_eval.npz", old_data=work / "old_train.npz", old_eval=work / "old_eval.npz",
-                   method=method, metric="top1", epochs=args.update_epochs, batch_size=64, lr=3e-3,
-                   eval_size=100_000, seed=args.seed, out=work / f"out-{method}", progress=False)
+                   method=method, tune=tune, metric="top1", epochs=args.update_epochs, batch_size=64, lr=3e-3,
+                   eval_size=100_000, seed=args.seed, out=work / f"out-{method}{'-tune' if tune else ''}",
+                   progress=False)
         rep = r.report
-        res["runs"][method] = {"old_top1": rep["after"]["old"]["top1"], "new_top1": rep["after"]["new"]["top1"],
+        res["runs"][name] = {"strength": rep["strength"], "old_top1": rep["after"]["old"]["top1"], "new_top1": rep["after"]["new"]["top1"],
                                "forgetting": rep["forgetting"], "grew": rep["model"]["grew"],
                                "samples_seen": rep["compute"]["train_samples_seen"],
                                "extra_forward_samples": rep["compute"]["extra_forward_samples"],
                                "seconds": round(time.perf_counter() - t, 1)}
-        print(method, json.dumps(res["runs"][method]), file=sys.stderr)
+        print(name, json.dumps(res["runs"][name]), file=sys.stderr)
+    res["targets"] = targets(res["runs"])
     shutil.rmtree(work, ignore_errors=True)
     text = json.dumps(res, indent=2)
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
     return 0
+
+
+def targets(runs: dict) -> dict:
+    """Issue 22's targets per method: forgetting <= 0.5x fine-tuning's, new-type top-1 within 0.03 of
+    fine-tuning's, compute (samples seen + a third of the extra forward passes) <= 25 % of a retrain."""
+    ft, full = runs["finetune"], runs["full retrain"]
+    rows = {}
+    for name, r in runs.items():
+        if "forgetting" not in r or name == "finetune":
+            continue
+        row = {"forgetting_vs_finetune": r["forgetting"] / ft["forgetting"] if ft["forgetting"] > 0 else None,
+               "new_top1_vs_finetune": r["new_top1"] - ft["new_top1"],
+               "compute_vs_retrain": (r["samples_seen"] + r["extra_forward_samples"] / 3) / full["samples_seen"]}
+        row["met"] = bool(row["forgetting_vs_finetune"] is not None and row["forgetting_vs_finetune"] <= 0.5
+                          and row["new_top1_vs_finetune"] >= -0.03 and row["compute_vs_retrain"] <= 0.25)
+        rows[name] = row
+    return rows
 
 
 if __name__ == "__main__":

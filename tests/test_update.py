@@ -244,3 +244,22 @@ def test_yoochoose_benchmark_smoke(tmp_path):
     assert {"full retrain", "finetune", "lwf", "ewc", "replay"} <= set(res["runs"])
     assert res["bundle"]["delta_bytes"] < res["bundle"]["full_bytes"]
     assert res["bundle"]["compact_delta_bytes"] < res["bundle"]["delta_bytes"]
+
+
+def test_compact_delta_moves_changed_weights_to_the_nearest_value_keeping_the_low_bits():
+    from edgeopt.update.compact import nearest_keeping_low_bits
+
+    rng = np.random.default_rng(0)
+    old = (rng.standard_normal(20000) * 0.05).astype(np.float32)
+    new = (old + rng.standard_normal(20000) * 1e-3).astype(np.float32)
+    new[:100] = old[:100]
+    new[100] = -old[100]  # a sign flip is a change like any other
+    kept = nearest_keeping_low_bits(new, old)
+    assert ((kept.view(np.uint32) & 0xFFFF) == (old.view(np.uint32) & 0xFFFF)).all()
+    assert (kept[:100] == old[:100]).all()  # unchanged weights keep every bit
+    assert (np.abs(kept - new) <= np.abs(new) * 2 ** -8).all()
+    # nearest: no other value with those low bits is closer
+    k = kept.view(np.int32).astype(np.int64)
+    for step in (-(1 << 16), 1 << 16):
+        other = (k + step).astype(np.int32).view(np.float32)
+        assert (np.abs(kept - new) <= np.abs(other - new) + 1e-12).all()
