@@ -70,15 +70,11 @@ def search_setup(titles, judged, n_queries: int, pool_size: int, seed: int = 0):
 
 
 def score(query_emb, pool_emb, queries, relevant, pool, k: int = 10) -> dict:
-    sims = query_emb @ pool_emb.T
-    top = np.argsort(-sims, axis=1)[:, :k]
-    discounts = 1 / np.log2(np.arange(2, k + 2))
-    recall, ndcg = [], []
-    for qi, q in enumerate(queries):
-        hits = np.array([pool[j] in relevant[q] for j in top[qi]], dtype=float)
-        recall.append(hits.sum() / len(relevant[q]))
-        ndcg.append((hits * discounts).sum() / discounts[:min(k, len(relevant[q]))].sum())
-    return {"recall@10": float(np.mean(recall)), "ndcg@10": float(np.mean(ndcg))}
+    """Recall@k / NDCG@k as `edgeopt distill --judgments` computes them (edgeopt/distill/search.py)."""
+    from edgeopt.distill.search import scores
+
+    at = {p: i for i, p in enumerate(pool)}
+    return scores(query_emb, pool_emb, [{at[p] for p in relevant[q] if p in at} for q in queries], k)
 
 
 def st_encoder(folder):

@@ -75,10 +75,20 @@ def test_embedder_distils_into_a_sentence_transformers_folder_that_exports_like_
         warnings.simplefilter("ignore")
         from sentence_transformers import SentenceTransformer
     out = tmp_path / "student"
+    # a store search: a title's first words find it (relevance 3) among the others; relevance 1 is not relevant
+    titles = titles_file.read_text().splitlines()
+    judgments = tmp_path / "judgments.csv"
+    lines = ["query,document,relevance"] + [f'"{" ".join(t.split()[:3])}","{t}",3' for t in titles[:40:2]]
+    lines += [f'"{" ".join(titles[0].split()[:3])}","{titles[1]}",1']
+    judgments.write_text("\n".join(lines) + "\n")
     r = run_cli("distill", "--teacher", tiny_st, "--student-layers", "2", "--data", titles_file, "--epochs", "2",
-                "--no-latency", "--json", "-o", out)
+                "--judgments", judgments, "--min-relevance", "2", "--no-latency", "--json", "-o", out)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
+    search = report["quality"]["search"]
+    assert search["queries"] == len({" ".join(t.split()[:3]) for t in titles[:40:2]})
+    assert search["pool"] >= 20 and 0 < search["teacher"]["recall@10"] <= 1
+    assert set(search["student"]) == {"recall@10", "ndcg@10"}
     assert report == json.loads((out / "report.json").read_text())
     assert report["task"] == "embed" and report["student"]["kept_layers"] == [0, 3]
     q = report["quality"]
@@ -258,6 +268,11 @@ def test_bad_input_on_a_cnn(images, tmp_path, extra, message):
     ({"student_layers": 2, "latency_budget": 1.5}, "exactly one of"),
     ({"latency_budget": 1.5}, "--latency-budget must be between 0 and 1"),
     ({"student_layers": 2, "task": "classify"}, "contradicts"),
+    ({"student_layers": 2, "judgments": "missing.csv"}, "--judgments missing.csv: no such file"),
+    ({"student_layers": 2, "judgments": "J:query,title\nshoes,red shoes\n"}, "'query' and 'document' columns"),
+    ({"student_layers": 2, "judgments": "J:query,document,relevance\nshoes,red shoes,high\n"}, "line 2: relevance"),
+    ({"student_layers": 2, "judgments": "J:query,document,relevance\nshoes,red shoes,1\n", "min_relevance": 2},
+     "no query has a relevant document"),
 ])
 def test_bad_input_on_an_embedder(tiny_st, titles_file, tmp_path, kw, message):
     from edgeopt.distill import distill
@@ -265,6 +280,9 @@ def test_bad_input_on_an_embedder(tiny_st, titles_file, tmp_path, kw, message):
 
     out = tmp_path / "out"
     kw = {"data": titles_file, **kw}
+    if str(kw.get("judgments", "")).startswith("J:"):  # a judgments file with this text
+        (tmp_path / "j.csv").write_text(kw["judgments"][2:])
+        kw["judgments"] = tmp_path / "j.csv"
     with pytest.raises(UsageError, match=message.replace("[", r"\[")):
         distill(teacher=tiny_st, out=out, progress=False, latency=False, **kw)
     assert not out.exists() and not (tmp_path / "out.checkpoint").exists()

@@ -23,6 +23,11 @@ from edgeopt.cli.options import console
               "module:fn). Labels are optional: the teacher labels the rest.")
 @click.option("--eval", "eval_data", metavar="DATA", help="Held-out data for the per-epoch evaluation and the report "
               "[default: 10 % held out from --data].")
+@click.option("--judgments", metavar="CSV", help="Embedders: also score teacher and student as a store search: "
+              "query,document[,relevance] rows; each query against every judged document plus the held-out texts "
+              "(Recall@10, NDCG@10).")
+@click.option("--min-relevance", type=float, metavar="X", help="With --judgments: relevant when relevance >= X "
+              "[default: any positive relevance].")
 @click.option("--task", type=click.Choice(["embed", "classify", "binary", "regress"]),
               help="What the model does [default: from the teacher, or classify for labelled class outputs].")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Most epochs (early stopping may end sooner).")
@@ -54,7 +59,7 @@ from edgeopt.cli.options import console
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
-def command(teacher, student, student_layers, latency_budget, data, eval_data, task, epochs, batch_size, lr, patience,
+def command(teacher, student, student_layers, latency_budget, data, eval_data, judgments, min_relevance, task, epochs, batch_size, lr, patience,
             alpha, temperature, embed_loss, augment, limit, eval_size, latency, seed, resume, nproc_per_node,
             teacher_arch, teacher_arch_kwargs, student_arch, student_arch_kwargs, trust_pickle, inputs, out, as_json,
             verbose):
@@ -95,7 +100,7 @@ def command(teacher, student, student_layers, latency_budget, data, eval_data, t
                          student_arch=student_arch,
                          student_arch_kwargs=parse_kwargs(student_arch_kwargs, "--student-arch-kwargs"),
                          trust_pickle=trust_pickle, inputs=[parse_input(s) for s in inputs] or None,
-                         progress=not quiet, log=log)
+                         judgments=judgments, min_relevance=min_relevance, progress=not quiet, log=log)
     except EdgeoptError as e:
         if quiet:  # rank 0 says it once
             sys.exit(e.exit_code)

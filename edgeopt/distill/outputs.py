@@ -100,6 +100,11 @@ def table_rows(report: dict) -> list[tuple[str, str, str]]:
         rows.append((key, f"{tv:.4f}" if tv is not None else ref, f"{value:.4f}"))
     for key, value in (q.get("untrained_student") or {}).items():
         rows.append((f"{key} (untrained student)", "", f"{value:.4f}"))
+    search = q.get("search")
+    if search:
+        for key in search["student"]:
+            rows.append((f"search {key} ({search['queries']} queries, pool {search['pool']})",
+                         f"{search['teacher'][key]:.4f}", f"{search['student'][key]:.4f}"))
     lat_t, lat_s = t.get("latency") or {}, s.get("latency") or {}
     if lat_t or lat_s:
         fmt = lambda d: f"{d['p50_ms']:.2f} ms" if "p50_ms" in d else d.get("error", "-")  # noqa: E731

@@ -108,9 +108,11 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
             limit: int | None = None, eval_size: int = 1000, latency: bool = True,
             teacher_arch: str | None = None, teacher_arch_kwargs: dict | None = None,
             student_arch: str | None = None, student_arch_kwargs: dict | None = None, trust_pickle: bool = False,
-            inputs=None, cache_dir: str | Path | None = None, progress: bool = True,
+            inputs=None, cache_dir: str | Path | None = None, judgments: str | Path | None = None,
+            min_relevance: float | None = None, progress: bool = True,
             log: Callable[[str], None] = lambda m: None) -> DistillResult:
-    """Distil ``teacher`` into a student (``student``, ``student_layers`` or ``latency_budget``)."""
+    """Distil ``teacher`` into a student (``student``, ``student_layers`` or ``latency_budget``).
+    ``judgments`` (embedders): also score teacher and student as a store search (distill/search.py)."""
     from edgeopt.data import load_data
     from edgeopt.distill import latency as lat
     from edgeopt.distill import objectives
@@ -160,6 +162,13 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
         evald = evald.subsample(eval_size, seed=seed) if len(evald) > eval_size else evald
     if task == "embed":
         evald.labels = None
+    judged = None
+    if judgments is not None:
+        from edgeopt.distill.search import read_judgments
+
+        if task != "embed":
+            raise UsageError(f"--judgments scores embedders as a search; this is a {task} task")
+        judged = read_judgments(judgments, min_relevance)
     if len(ds) < 2:
         raise UsageError(f"{data}: {len(ds)} training sample{'s' if len(ds) != 1 else ''} after holding out "
                          "evaluation data; give more data or --eval")
@@ -271,6 +280,18 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
 
         s_out = _outputs(student_m.module, s_eval, names_s)
         quality = compare(task, t_eval, s_out, s_eval.labels, untrained)
+        if judged is not None:
+            from edgeopt.data.text import from_texts
+            from edgeopt.distill.search import search_quality
+
+            def encoder(m):
+                return lambda texts: _outputs(m.module, from_texts(texts, None, m.io, tokenizer=m.tokenizer,
+                                                                   max_length=m.max_length, source="judgments"),
+                                              m.io.input_names)
+
+            log(f"scoring teacher and student as a search: {len(judged.queries)} queries")
+            quality["search"] = search_quality(judged, list(evald.texts or []),
+                                               {"teacher": encoder(teacher_m), "student": encoder(student_m)})
         from edgeopt.atomic import output_dir
 
         report = {"task": task, "teacher": {"source": str(teacher), "family": teacher_m.family,
