@@ -69,6 +69,9 @@ def main(argv=None) -> int:
     ap.add_argument("--update-epochs", type=int, default=3)
     ap.add_argument("--old-share", type=float, default=0.0, help="old-type titles mixed into the new data")
     ap.add_argument("--tune", action="store_true", help="also run lwf, ewc and replay with --tune")
+    ap.add_argument("--strengths", default="", metavar="METHOD:X,...",
+                    help="also run these methods at these --strength values (e.g. replay:2,lwf:8)")
+    ap.add_argument("--only-extra", action="store_true", help="run finetune and the --strengths runs only")
     ap.add_argument("--json")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -133,17 +136,18 @@ def main(argv=None) -> int:
     seen = train(full, x, y, epochs=args.epochs, lr=3e-3, batch=64, seed=args.seed)
     res["runs"]["full retrain"] = {"old_top1": top1(full, "old_eval"), "new_top1": top1(full, "new_eval"),
                                    "samples_seen": seen, "seconds": round(time.perf_counter() - t, 1)}
-    variants = [(m, False) for m in ("finetune", "lwf", "ewc", "replay")]
-    variants += [(m, True) for m in ("lwf", "ewc", "replay")] if args.tune else []
-    for method, tune in variants:
-        name = method + (" --tune" if tune else "")
+    variants = [(m, False, None) for m in (("finetune",) if args.only_extra else ("finetune", "lwf", "ewc", "replay"))]
+    variants += [(m, True, None) for m in ("lwf", "ewc", "replay")] if args.tune else []
+    variants += [(m, False, float(x)) for m, x in (e.split(":") for e in args.strengths.split(",") if e)]
+    for method, tune, strength in variants:
+        name = method + (" --tune" if tune else "") + (f" (strength {strength:g})" if strength is not None else "")
         t = time.perf_counter()
         r = update(model=work / "base.pt", arch=f"{Path(__file__).resolve()}:title_classifier",
                    arch_kwargs={"n_words": n_old_words, "classes": len(old_types)},
                    inputs=[parse_input(f"token_ids:batchx{WORDS}:int64")], data=work / "new_train.npz",
                    eval_data=work / "new_eval.npz", old_data=work / "old_train.npz", old_eval=work / "old_eval.npz",
-                   method=method, tune=tune, metric="top1", epochs=args.update_epochs, batch_size=64, lr=3e-3,
-                   eval_size=100_000, seed=args.seed, out=work / f"out-{method}{'-tune' if tune else ''}",
+                   method=method, tune=tune, strength=strength, metric="top1", epochs=args.update_epochs, batch_size=64, lr=3e-3,
+                   eval_size=100_000, seed=args.seed, out=work / f"out-{method}{'-tune' if tune else ''}{strength or ''}",
                    progress=False)
         rep = r.report
         res["runs"][name] = {"strength": rep["strength"], "old_top1": rep["after"]["old"]["top1"], "new_top1": rep["after"]["new"]["top1"],
