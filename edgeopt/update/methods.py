@@ -18,7 +18,7 @@ METHODS = ("finetune", "lwf", "ewc", "replay")
 DEFAULT_STRENGTH = {"finetune": None, "lwf": 1.0, "ewc": 1.0, "replay": 0.5}
 # what --tune tries: lwf / ewc weights, replay's share of old samples per new sample
 TUNE_GRID = {"finetune": [None], "lwf": [0.5, 1.0, 2.0, 4.0], "ewc": [0.1, 1.0, 10.0, 100.0],
-             "replay": [0.25, 0.5, 1.0]}
+             "replay": [0.25, 0.5, 1.0, 2.0]}  # class-incremental data needed 2 (docs/PERFORMANCE.md, Myntra)
 
 
 def check(method: str, strength: float | None, has_old: bool) -> None:
