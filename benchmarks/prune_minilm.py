@@ -66,6 +66,7 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("prune-minilm-work"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--rounds", type=int, default=0, help="interleaved latency rounds (0: quality only)")
+    ap.add_argument("--reuse", action="store_true", help="reuse WORK/pruned and WORK/recovered from an earlier run")
     args = ap.parse_args()
     if not HOMEDEPOT.is_file():
         raise SystemExit(f"shared data missing: {HOMEDEPOT} (see ../shared/data/SOURCES.md)")
@@ -90,7 +91,14 @@ def main():
     results["rows"].append(evaluate("unpruned", st_encoder(model), queries, relevant, pool, titles, log))
     common = dict(model=model, ratio=args.ratio, head_ratio=args.head_ratio, structured=True, round_to=args.round_to,
                   data=train_file, speed_check=False, batch_size=args.batch_size, log=log)
-    rep = prune(out=work / "pruned", **common).report
+    import json
+
+    def run(folder, **kw):
+        if args.reuse and (folder / "report.json").is_file():
+            return json.loads((folder / "report.json").read_text())
+        return prune(out=folder, **common, **kw).report
+
+    rep = run(work / "pruned")
     results["widths"] = {k: w["after"] for k, w in rep["widths"].items()}
     results["round_to"] = rep["round_to"]
     results["params_ratio"] = rep["parameters"]["pruned"] / rep["parameters"]["unpruned"]
@@ -98,7 +106,7 @@ def main():
                                     titles, log))
     if args.recover_epochs:
         t0 = time.perf_counter()
-        rep = prune(out=work / "recovered", recover_epochs=args.recover_epochs, **common).report
+        rep = run(work / "recovered", recover_epochs=args.recover_epochs)
         row = evaluate("pruned, recovered", edgeopt_encoder(work / "recovered"), queries, relevant, pool, titles, log)
         row.update(recover_minutes=round((time.perf_counter() - t0) / 60, 1),
                    heldout_cosine=rep["quality"]["after_recovery"]["cosine_mean"])

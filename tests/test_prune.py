@@ -156,6 +156,21 @@ def test_cli_chain_structured_recovery_then_export(images, tmp_path):
         assert e.returncode == 0, e.stderr
 
 
+@pytest.mark.slow
+def test_speed_check_on_openvino_times_both_models_there(images, tmp_path):
+    """--runtime openvino: both models exported to OpenVINO IR and timed by bench in OpenVINO (the
+    verdict itself depends on this machine's load: either exit is accepted, the measurement is not)."""
+    out = tmp_path / "ov"
+    r = run_cli("prune", images / "model.pt", "--arch", TINY, "--input", "image:1x3x32x32:float32", "--ratio", "0.5",
+                "--structured", "--round-to", "4", "--runtime", "openvino", "--json", "-o", out)
+    assert r.returncode in (0, 1), r.stderr
+    lat = json.loads((out / "report.json").read_text())["latency"]["openvino"]
+    assert lat["unpruned"]["runtime"] == lat["pruned"]["runtime"] == "openvino"
+    assert lat["unpruned"]["p50_ms"] > 0 and lat["pruned"]["p50_ms"] > 0
+    assert lat["ratio"] == pytest.approx(lat["pruned"]["p50_ms"] / lat["unpruned"]["p50_ms"])
+    assert (r.returncode == 0) == (lat["ratio"] <= 0.97)
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--ratio", "0"], "--ratio must be between 0 and 1"),
     (["--ratio", "1.5", "--structured"], "--ratio must be between 0 and 1"),
