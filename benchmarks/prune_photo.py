@@ -53,6 +53,9 @@ def main():
     ap.add_argument("--no-int8", action="store_true")
     ap.add_argument("--rounds", type=int, default=0, help="interleaved latency rounds (0: quality only)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--compare-round-to", default="", metavar="N,N",
+                    help="with --rounds: also time the model pruned at --int8-ratio with these --round-to values "
+                         "(pruned only: latency depends on the widths, not on recovery)")
     ap.add_argument("--reuse", action="store_true", help="reuse pruned-NN folders an earlier run wrote (e.g. time, on a "
                     "quiet machine, what a quality run made)")
     args = ap.parse_args()
@@ -114,6 +117,21 @@ def main():
                               "gate": a.get("quality")}
                 cands[f"edgeopt INT8 pruned {args.int8_ratio:.0%} ({kind})"] = (kind, str(int8_dir / a["path"]), "int8")
         result["int8"] = int8
+    for rt in [int(x) for x in args.compare_round_to.split(",") if x] if args.rounds else []:
+        out = d / f"pruned-{int(args.int8_ratio * 100)}-rt{rt}"
+        if args.reuse and (out / "report.json").is_file():
+            rep = json.loads((out / "report.json").read_text())
+        else:
+            rep = prune(model=weights, arch=ARCH, inputs=[parse_input(INPUT)], out=out, ratio=args.int8_ratio,
+                        structured=True, round_to=rt, data=d / "train.csv", eval_data=d / "test.csv",
+                        eval_size=500, task="classify", limit=args.limit, speed_check=False, log=log).report
+        result.setdefault("round_to_compare", {})[rt] = {
+            "macs_ratio": rep["macs"]["pruned"] / rep["macs"]["unpruned"],
+            "widths": {k: w["after"] for k, w in rep["widths"].items()}}
+        exp_dir = d / f"{out.name}-export"
+        export(out, exp_dir)
+        cands[f"ORT FP32 pruned {args.int8_ratio:.0%}, --round-to {rt}"] = ("onnxruntime", str(exp_dir / "model.onnx"),
+                                                                           "fp32")
     if args.rounds:
         from edgeopt.bench.interleave import interleaved, ratios
 
