@@ -56,6 +56,8 @@ def main():
     ap.add_argument("--compare-round-to", default="", metavar="N,N",
                     help="with --rounds: also time the model pruned at --int8-ratio with these --round-to values "
                          "(pruned only: latency depends on the widths, not on recovery)")
+    ap.add_argument("--also-time", action="append", default=[], metavar="LABEL=FOLDER",
+                    help="with --rounds: also export and time this model folder (e.g. a distilled student)")
     ap.add_argument("--reuse", action="store_true", help="reuse pruned-NN folders an earlier run wrote (e.g. time, on a "
                     "quiet machine, what a quality run made)")
     args = ap.parse_args()
@@ -132,6 +134,11 @@ def main():
         export(out, exp_dir)
         cands[f"ORT FP32 pruned {args.int8_ratio:.0%}, --round-to {rt}"] = ("onnxruntime", str(exp_dir / "model.onnx"),
                                                                            "fp32")
+    for spec in args.also_time if args.rounds else []:
+        label, _, folder = spec.partition("=")
+        exp_dir = Path(folder).with_name(Path(folder).name + "-export")
+        export(Path(folder), exp_dir)
+        cands[f"ORT FP32 {label}"] = ("onnxruntime", str(exp_dir / "model.onnx"), "fp32")
     if args.rounds:
         from edgeopt.bench.interleave import interleaved, ratios
 
