@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--json", type=Path)
     ap.add_argument("--rounds", type=int, default=0, help="interleaved latency rounds (0: quality only)")
     ap.add_argument("--reuse", action="store_true", help="reuse WORK/pruned and WORK/recovered from an earlier run")
+    ap.add_argument("--latency-only", action="store_true", help="with --reuse --rounds: time the models an earlier "
+                    "run wrote, without scoring them again")
     args = ap.parse_args()
     if not HOMEDEPOT.is_file():
         raise SystemExit(f"shared data missing: {HOMEDEPOT} (see ../shared/data/SOURCES.md)")
@@ -78,6 +80,15 @@ def main():
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     model = embedded_model_path()
+    if args.latency_only:
+        import json
+
+        pruned = work / ("recovered" if args.recover_epochs else "pruned")
+        if not (args.reuse and args.rounds and (pruned / "report.json").is_file()):
+            raise SystemExit(f"--latency-only needs --reuse, --rounds and an earlier run's {pruned}")
+        lat = latency(model, pruned, work, args.rounds, log)
+        (args.json or work / "latency.json").write_text(json.dumps(lat, indent=2) + "\n")
+        return
     titles, judged = read_homedepot()
     queries, relevant, pool = search_setup(titles, judged, args.queries, args.pool)
     unique = sorted(set(titles.values()))
