@@ -31,17 +31,17 @@ STUDENT_WIDTHS = [16, 32, 80, 144]  # multiples of 16: 18-36-74-148 (same MACs) 
 INPUT = "x:1x3x96x96:float32"
 
 
-def macs(widths, classes=20, size=96) -> int:
+def macs(widths, classes=20, size=96, blocks=(2, 2, 2, 2)) -> int:
     """Multiply-adds of PhotoResNet at batch 1 (convolutions and the head)."""
     total, hw, cin = 0, size // 2, widths[0]
     total += 3 * widths[0] * 9 * hw * hw
-    for i, w in enumerate(widths):
+    for i, (w, n) in enumerate(zip(widths, blocks)):
         stride = 1 if i == 0 else 2
         hw_out = hw // stride
         total += cin * w * 9 * hw_out * hw_out + w * w * 9 * hw_out * hw_out  # first block
         if stride != 1 or cin != w:
             total += cin * w * hw_out * hw_out
-        total += 2 * w * w * 9 * hw_out * hw_out  # second block
+        total += (n - 1) * 2 * w * w * 9 * hw_out * hw_out  # the other blocks
         hw, cin = hw_out, w
     return total + cin * classes
 
@@ -69,6 +69,8 @@ def main():
     ap.add_argument("--runs", default="labels,teacher_labels_only", help="which distillations to run")
     ap.add_argument("--student-widths", default=",".join(map(str, STUDENT_WIDTHS)),
                     help="the student's four stage widths (multiples of 16 run faster on AVX-512: docs/PRUNE.md)")
+    ap.add_argument("--student-blocks", default="2,2,2,2",
+                    help="residual blocks per stage (fewer layers: less per-layer overhead at batch 1)")
     ap.add_argument("--work", type=Path, default=Path("distill-photo-work"))
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -103,18 +105,20 @@ def main():
         w.writerow(["path"])
         w.writerows((r["path"],) for r in rows)
     widths = [int(w) for w in args.student_widths.split(",")]
+    depth = [int(n) for n in args.student_blocks.split(",")]
     torch.manual_seed(0)
     student_init = work / "student_init.pth"
-    torch.save(photo_resnet(len(classes), widths).state_dict(), student_init)
+    torch.save(photo_resnet(len(classes), widths, depth).state_dict(), student_init)
     common = dict(teacher=tdir / "photo_cnn.pth", teacher_arch=ARCH, teacher_arch_kwargs={"num_classes": len(classes)},
                   student=student_init, student_arch=ARCH,
-                  student_arch_kwargs={"num_classes": len(classes), "widths": widths},
+                  student_arch_kwargs={"num_classes": len(classes), "widths": widths, "blocks": depth},
                   inputs=[parse_input(INPUT)], task="classify", epochs=args.epochs, patience=args.patience,
                   latency=False, log=log)
     test_csv = tdir / "test.csv"
-    teacher_macs, student_macs = macs([32, 64, 128, 256]), macs(widths)
+    teacher_macs, student_macs = macs([32, 64, 128, 256]), macs(widths, blocks=depth)
     results = {"setup": {"train_images": len(rows), "test_images": sum(1 for _ in open(test_csv)) - 1,
                          "classes": len(classes), "epochs": args.epochs, "student_widths": widths,
+                         "student_blocks": depth,
                          "cost_ratio_macs": student_macs / teacher_macs}}
     results["teacher_top1"] = top1(tdir / "photo_cnn.pth", test_csv, arch=ARCH,
                                    arch_kwargs={"num_classes": len(classes)}, inputs=[parse_input(INPUT)])

@@ -21,15 +21,17 @@ class Residual(nn.Module):
 
 
 class PhotoResNet(nn.Module):
-    """ResNet-style: stem, four stages of two residual blocks (32-64-128-256 channels), linear head."""
+    """ResNet-style: stem, four stages of residual blocks (32-64-128-256 channels, two blocks each),
+    linear head."""
 
-    def __init__(self, num_classes=20, widths=(32, 64, 128, 256)):
+    def __init__(self, num_classes=20, widths=(32, 64, 128, 256), blocks=(2, 2, 2, 2)):
         super().__init__()
         self.stem = nn.Sequential(_conv_bn(3, widths[0], 2), nn.ReLU())
-        blocks, cin = [], widths[0]
-        for i, w in enumerate(widths):
-            blocks += [Residual(cin, w, 1 if i == 0 else 2), Residual(w, w, 1)]
+        layers, cin = [], widths[0]
+        for i, (w, n) in enumerate(zip(widths, blocks)):
+            layers += [Residual(cin, w, 1 if i == 0 else 2)] + [Residual(w, w, 1) for _ in range(n - 1)]
             cin = w
+        blocks = layers
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(cin, num_classes)
 
@@ -37,5 +39,5 @@ class PhotoResNet(nn.Module):
         return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
 
 
-def photo_resnet(num_classes=20, widths=(32, 64, 128, 256)):
-    return PhotoResNet(num_classes, tuple(widths))
+def photo_resnet(num_classes=20, widths=(32, 64, 128, 256), blocks=(2, 2, 2, 2)):
+    return PhotoResNet(num_classes, tuple(widths), tuple(blocks))

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def edgeopt_encoder(folder: Path, batch: int = 64):
-    """Embeddings of an edgeopt model folder (the pruned model.pt2 + tokenizer), as load_model reads it."""
+    """Embeddings of an edgeopt model folder (the pruned sentence-transformers folder), as load_model reads it."""
     from edgeopt.models import load_model
 
     model = load_model(folder)

@@ -49,6 +49,8 @@ def main():
     ap.add_argument("--recover-epochs", type=int, default=3)
     ap.add_argument("--limit", type=int, help="training photos used for importance and recovery (default: all)")
     ap.add_argument("--round-to", type=int)
+    ap.add_argument("--mac-weight", type=float, default=0.0,
+                    help="rank channels by importance / MACs^P (folders get a -mwP suffix when P > 0)")
     ap.add_argument("--int8-ratio", type=float, default=0.5, help="export --int8 the model pruned at this ratio")
     ap.add_argument("--no-int8", action="store_true")
     ap.add_argument("--rounds", type=int, default=0, help="interleaved latency rounds (0: quality only)")
@@ -70,9 +72,10 @@ def main():
 
     log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731
     ratios = [float(r) for r in args.ratios.split(",")]
+    suffix = f"-mw{args.mac_weight:g}" if args.mac_weight else ""
     rows, cands = [], {}
     for r in ratios:
-        out = d / f"pruned-{int(r * 100)}"
+        out = d / f"pruned-{int(r * 100)}{suffix}"
         t0 = time.perf_counter()
         reused = args.reuse and (out / "report.json").is_file()
         if reused:
@@ -81,7 +84,7 @@ def main():
             rep = prune(model=weights, arch=ARCH, inputs=[parse_input(INPUT)], out=out, ratio=r, structured=True,
                         round_to=args.round_to, data=d / "train.csv", eval_data=d / "test.csv", eval_size=100000,
                         task="classify", recover_epochs=args.recover_epochs, limit=args.limit, speed_check=False,
-                        log=log).report
+                        mac_weight=args.mac_weight, log=log).report
         q = rep["quality"]
         row = {"ratio": r, "top1_unpruned": q["before"]["top1"], "top1_pruned": q["after_pruning"]["top1"],
                "top1_recovered": q.get("after_recovery", {}).get("top1"),
@@ -95,15 +98,15 @@ def main():
         log(f"ratio {r}: top-1 {row['top1_unpruned']:.4f} -> pruned {row['top1_pruned']:.4f} -> recovered "
             f"{row['top1_recovered']}; MACs {row['macs_ratio']:.2f}x")
         if args.rounds:
-            exp_dir = d / f"pruned-{int(r * 100)}-export"
+            exp_dir = d / f"pruned-{int(r * 100)}{suffix}-export"
             export(out, exp_dir)
             cands[f"ORT FP32 pruned {r:.0%}"] = ("onnxruntime", str(exp_dir / "model.onnx"), "fp32")
             if r == args.int8_ratio:
                 cands[f"OpenVINO FP32 pruned {r:.0%}"] = ("openvino", str(exp_dir / "openvino" / "model.xml"), "fp32")
     result = {"rows": rows}
     if not args.no_int8 and args.int8_ratio in ratios:
-        src = d / f"pruned-{int(args.int8_ratio * 100)}"
-        int8_dir = d / f"pruned-{int(args.int8_ratio * 100)}-int8"
+        src = d / f"pruned-{int(args.int8_ratio * 100)}{suffix}"
+        int8_dir = d / f"pruned-{int(args.int8_ratio * 100)}{suffix}-int8"
         if args.reuse and (int8_dir / "manifest.json").is_file():
             manifest = json.loads((int8_dir / "manifest.json").read_text())
         else:

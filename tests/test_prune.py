@@ -4,10 +4,12 @@ exported, the speed gate and --target-speedup search (with injected timings), an
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edgeopt.errors import UsageError
 from tests.conftest import ROOT, hf_folder, run_cli
 
 TINY = f"{ROOT / 'tests' / 'tiny_models.py'}:resnet_tiny"
@@ -121,9 +123,13 @@ def test_target_speedup_finds_the_least_pruning_that_reaches_it(images, tmp_path
               latency_fn=lambda m, label: {"p50_ms": 1.0})
 
 
-def test_tiny_bert_loses_heads_and_ffn_neurons_and_reloads_with_its_tokenizer(tiny_bert, tmp_path):
+def test_tiny_bert_loses_heads_and_ffn_neurons_and_stays_a_hugging_face_folder(tiny_bert, tmp_path):
+    """Per-layer widths go into config.json; the loader narrows the layers to them, so the folder
+    loads as the pruned model and exports through the same TorchScript path as the unpruned one."""
+    from edgeopt.export.onnx import export_onnx
     from edgeopt.models import load_model
     from edgeopt.prune import prune
+    from edgeopt.prune.transformer import WIDTHS_KEY, encoder_layers
 
     texts = tmp_path / "titles.txt"
     texts.write_text("\n".join(TITLES) + "\n")
@@ -134,11 +140,55 @@ def test_tiny_bert_loses_heads_and_ffn_neurons_and_reloads_with_its_tokenizer(ti
     assert all(v["after"]["ffn"] % 8 == 0 and v["after"]["ffn"] < 64 for v in w.values())
     assert sum(v["after"]["heads"] for v in w.values()) < sum(v["before"]["heads"] for v in w.values())
     assert all(v["after"]["heads"] >= 1 for v in w.values())
-    loaded = load_model(out)  # model.pt2 + tokenizer: what `edgeopt export OUT` reads
-    assert loaded.tokenizer is not None and (out / "tokenizer").is_dir()
-    assert loaded.io.output_names == ["logits"] and loaded.metadata["task"] == "classify"
+    config = json.loads((out / "config.json").read_text())
+    assert config[WIDTHS_KEY] == [v["after"] for v in w.values()]
+    loaded = load_model(out)
+    assert loaded.family == "hf" and loaded.tokenizer is not None and loaded.metadata["task"] == "classify"
+    assert [{"heads": L.heads, "ffn": L.neurons} for L in encoder_layers(loaded.module)] == config[WIDTHS_KEY]
     feeds = loaded.sample_feeds()[0]
     assert loaded.reference(feeds)["logits"].shape == (len(feeds["input_ids"]), 3)
+    assert export_onnx(loaded, tmp_path / "m.onnx")["exporter"] == "torchscript"
+    # onnxruntime's attention fusion takes one head count for all layers: the INT8 step skips it
+    from edgeopt.export.ort_fused import fused_fp32
+
+    path, why = fused_fp32(loaded, tmp_path / "fused.onnx", [], [])
+    assert path is None and "differ from the config's" in why["reason"]
+
+
+def test_pruned_widths_that_do_not_fit_the_weights_are_a_clear_error(tiny_bert, tmp_path):
+    from edgeopt.models import load_model
+    from edgeopt.prune import prune
+    from edgeopt.prune.transformer import WIDTHS_KEY
+
+    out = tmp_path / "bert"
+    prune(model=tiny_bert, out=out, ratio=0.5, head_ratio=0.5, structured=True, round_to=8, task="classify",
+          speed_check=False, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    config[WIDTHS_KEY][0]["ffn"] += 8
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="do not fit the recorded pruned widths"):
+        load_model(out)
+    config[WIDTHS_KEY] = config[WIDTHS_KEY][:1]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="records pruned widths for 1 layers"):
+        load_model(out)
+
+
+def test_a_folder_that_reloads_differently_is_caught(tiny_bert, tmp_path):
+    """prune reloads what it wrote and compares outputs: here the folder is the unpruned model."""
+    from edgeopt.models import load_model
+    from edgeopt.prune.run import _check_reloads
+
+    m = load_model(tiny_bert)
+    _check_reloads(Path(tiny_bert), m)
+    import torch
+
+    other = load_model(tiny_bert)
+    with torch.no_grad():
+        for prm in other.module.parameters():
+            prm.mul_(0.5)
+    with pytest.raises(RuntimeError, match="does not reload to the same outputs"):
+        _check_reloads(Path(tiny_bert), other)
 
 
 @pytest.mark.slow
@@ -178,6 +228,8 @@ def test_speed_check_on_openvino_times_both_models_there(images, tmp_path):
     (["--ratio", "0.5", "--recover-epochs", "1"], "--recover-epochs needs --data"),
     (["--ratio", "0.5", "--ratio-missing"], "No such option"),
     (["--target-speedup", "0.5"], "--target-speedup needs --structured"),
+    (["--ratio", "0.5", "--structured", "--mac-weight", "2"], "--mac-weight must be in [0, 1]"),
+    (["--ratio", "0.5", "--mac-weight", "0.5"], "--mac-weight ranks the channels of a structured"),
     (["--ratio", "0.5", "--speed-check", "--target", "toaster"], "unknown target 'toaster'"),
     (["--ratio", "0.5", "--data", "{images}/bad_labels.npz"], "labels reach 19"),
     (["--ratio", "0.5", "--data", "{images}/small.npz"], "small.npz"),
@@ -265,3 +317,55 @@ def test_rounded_prune_stays_within_half_a_block_of_the_unrounded_one(images, tm
     assert any(w["after"] % 16 for w in free.values()), free  # something for the rounding to do
     assert all(blocked[k]["after"] % 16 == 0 for k in free if k != "head")
     assert all(abs(d) <= 8 for d in moved.values()), moved
+
+
+def test_channel_macs_count_what_one_channel_costs():
+    import torch
+
+    from edgeopt.prune.structured import channel_macs
+
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                        nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
+    c = channel_macs(net, (torch.zeros(2, 3, 8, 8),))
+    positions = 2 * 4 * 4  # batch x output pixels
+    assert c[net[0]] == (3 * 9 * positions, 8 * 9 * positions)  # per output channel, per input channel
+    assert c[net[1]] == (1 * 9 * positions, 1 * 9 * positions)  # depthwise: one filter per channel
+    assert c[net[3]] == (128 * 2, 5 * 2)
+
+
+def test_mac_weight_removes_more_arithmetic_at_the_same_ratio(images, tmp_path):
+    """--mac-weight 1 ranks by importance per MAC: the same share of channels costs fewer MACs."""
+    from edgeopt.prune import prune
+
+    kw = dict(ratio=0.5, structured=True, round_to=2, data=images / "train.npz", speed_check=False)
+    plain = prune(**cnn(images), out=tmp_path / "plain", **kw).report
+    per_mac = prune(**cnn(images), out=tmp_path / "mac", mac_weight=1.0, **kw).report
+    assert per_mac["importance"].endswith("/ MACs^1")
+    assert per_mac["macs"]["pruned"] < 0.9 * plain["macs"]["pruned"], (plain["widths"], per_mac["widths"])
+
+
+def test_sentence_transformers_structured_stays_a_folder_that_edgeopt_reloads_pruned(minilm_path, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from edgeopt.export.onnx import export_onnx
+    from edgeopt.models import load_model
+    from edgeopt.prune import prune
+    from edgeopt.prune.transformer import encoder_layers
+
+    bert = hf_folder(minilm_path, tmp_path / "bert", "BertModel")
+    st = SentenceTransformer(modules=[Transformer(str(bert), max_seq_length=48), Pooling(32, pooling_mode="mean"),
+                                      Normalize()], device="cpu")
+    st.save(str(tmp_path / "tiny-st"))
+    out = tmp_path / "pruned-st"
+    r = prune(model=tmp_path / "tiny-st", out=out, ratio=0.5, head_ratio=0.5, structured=True, round_to=4,
+              speed_check=False, progress=False).report
+    assert (out / "modules.json").is_file() and not (out / "model.pt2").exists()
+    loaded = load_model(out)
+    assert loaded.family == "sentence-transformers"
+    assert [{"heads": L.heads, "ffn": L.neurons} for L in encoder_layers(loaded.module)] == \
+        [w["after"] for w in r["widths"].values()]
+    assert loaded.reference(loaded.sample_feeds()[0])["sentence_embedding"].shape[1] == 32
+    assert export_onnx(loaded, tmp_path / "m.onnx")["exporter"] == "torchscript"

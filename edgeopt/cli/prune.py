@@ -23,6 +23,9 @@ from edgeopt.cli.options import console, model_options
 @click.option("--round-to", type=int, metavar="N", help="Keep widths in multiples of N [default: 16 on AVX-512 "
               "CPUs, else 8: the float32 block of the runtimes' kernels].")
 @click.option("--head-ratio", type=float, help="Transformers: share of attention heads removed [default: --ratio].")
+@click.option("--mac-weight", type=float, default=0.0, show_default=True, metavar="P",
+              help="CNNs / MLPs: rank channels by importance / (MACs the channel costs)^P, so expensive "
+              "(high-resolution) layers lose more: fewer MACs at the same --ratio (0: importance alone, 1: per MAC).")
 @click.option("--data", metavar="DATA", help="Data for importance, held-out quality and recovery (labels optional).")
 @click.option("--eval", "eval_data", metavar="DATA", help="Held-out data for quality [default: 10 % of --data].")
 @click.option("--task", type=click.Choice(["embed", "classify", "binary", "regress"]),
@@ -43,12 +46,13 @@ from edgeopt.cli.options import console, model_options
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
-def command(model, ratio, target_speedup, structured, round_to, head_ratio, data, eval_data, task, recover_epochs,
-            batch_size, lr, runtime, target, speed_check, limit, seq_len, seed, arch, arch_kwargs, trust_pickle,
-            inputs, out, as_json, verbose):
-    """Prune MODEL and write it to OUT (a model.pt2 folder, or the input's own family when the
-    shapes are unchanged) with OUT/report.json: widths before / after, parameters, MACs, bytes,
-    the latency ratio measured after export, and quality before / after pruning / after recovery.
+def command(model, ratio, target_speedup, structured, round_to, head_ratio, mac_weight, data, eval_data, task,
+            recover_epochs, batch_size, lr, runtime, target, speed_check, limit, seq_len, seed, arch, arch_kwargs,
+            trust_pickle, inputs, out, as_json, verbose):
+    """Prune MODEL and write it to OUT in its input's family (a Hugging Face folder stays a folder,
+    with its per-layer widths in config.json; a plain PyTorch model becomes model.pt2) with
+    OUT/report.json: widths before / after, parameters, MACs, bytes, the latency ratio measured
+    after export, and quality before / after pruning / after recovery.
 
     Exit 0 on success, 1 when a structured prune is not faster on --runtime (or misses
     --target-speedup), 2 on bad input (nothing written).
@@ -65,7 +69,8 @@ def command(model, ratio, target_speedup, structured, round_to, head_ratio, data
             con.print(f"[dim]{time.perf_counter() - t0:6.1f} s[/dim]  {msg}", highlight=False)
 
     result = prune(model=model, out=out, ratio=ratio, target_speedup=target_speedup, structured=structured,
-                   round_to=round_to, head_ratio=head_ratio, data=data, eval_data=eval_data, task=task,
+                   round_to=round_to, head_ratio=head_ratio, mac_weight=mac_weight, data=data, eval_data=eval_data,
+                   task=task,
                    recover_epochs=recover_epochs, batch_size=batch_size, lr=lr, runtime=runtime, target=target,
                    speed_check=speed_check, limit=limit, seq_len=seq_len, seed=seed, arch=arch,
                    arch_kwargs=parse_kwargs(arch_kwargs), trust_pickle=trust_pickle,

@@ -50,6 +50,12 @@ def _eager_graph(model: LoadedModel, exported: Path | None):
     return onnx.load_from_string(buffer.getvalue())
 
 
+def _head_counts(hf_model) -> list[int]:
+    from edgeopt.prune.transformer import encoder_layers
+
+    return [L.heads for L in encoder_layers(hf_model)]
+
+
 def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict],
                exported: Path | None = None) -> tuple[Path | None, dict]:
     """Write the fused graph to ``out``; returns (path or None, a report for the manifest).
@@ -62,6 +68,12 @@ def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict
     kind = OPTIMIZER_TYPES.get(getattr(getattr(hf_model, "config", None), "model_type", None))
     if hf_model is None or kind is None or not hasattr(hf_model, "set_attn_implementation"):
         return None, {"fused": False, "reason": "no onnxruntime fusion for this architecture"}
+    heads = _head_counts(hf_model)
+    if any(h != int(hf_model.config.num_attention_heads) for h in heads):
+        # the eager trace reshapes to (-1, head_size), so the optimizer takes the head count from the
+        # config: one count for all layers, which a head-pruned model does not have
+        return None, {"fused": False, "reason": f"attention heads per layer {heads} differ from the config's "
+                                                f"{hf_model.config.num_attention_heads} (pruned)"}
     import onnx
     from onnxruntime.transformers import optimizer
 

@@ -81,6 +81,56 @@ def _check_inputs(inputs, found, path):
                          f"{', '.join(s.name for s in found)}; drop --input for Hugging Face folders")
 
 
+def _pruned_widths(folder: Path) -> list | None:
+    """Per-layer widths that `edgeopt prune` recorded in folder/config.json, or None."""
+    import json
+
+    from edgeopt.prune.transformer import WIDTHS_KEY
+
+    try:
+        return json.loads((folder / "config.json").read_text()).get(WIDTHS_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _st_transformer_folder(path: Path) -> Path:
+    """The folder of a sentence-transformers model's Transformer module (modules.json), else path."""
+    import json
+
+    try:
+        for entry in json.loads((path / "modules.json").read_text()):
+            if str(entry.get("type", "")).endswith("Transformer"):
+                return path / entry.get("path", "")
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return path
+
+
+def _restore_pruned(hf_model, folder: Path, widths: list) -> None:
+    """Narrow a model loaded at its config's widths to what `edgeopt prune` kept, then load its
+    saved (pruned) weights over it."""
+    from safetensors.torch import load_file
+
+    from edgeopt.prune.transformer import narrow_to
+
+    narrow_to(hf_model, widths, folder.name)
+    files = sorted(folder.glob("model*.safetensors"))
+    if not files:
+        raise UsageError(f"{folder}: a pruned model needs its model.safetensors beside config.json; "
+                         "re-run edgeopt prune")
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    try:
+        _, unexpected = hf_model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise UsageError(f"{folder}: the saved weights do not fit the recorded pruned widths ({first_line(e)}); "
+                         "re-run edgeopt prune") from None
+    if unexpected:
+        raise UsageError(f"{folder}: weights {', '.join(unexpected[:3])} match no parameter of the pruned model; "
+                         "re-run edgeopt prune")
+
+
 def load_sentence_transformers(path: Path, inputs=None) -> LoadedModel:
     _offline()
     import torch
@@ -89,10 +139,17 @@ def load_sentence_transformers(path: Path, inputs=None) -> LoadedModel:
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise UsageError("sentence-transformers folders need: pip install 'edgeopt[hf]'") from None
+    inner = _st_transformer_folder(path)
+    widths = _pruned_widths(inner)
+    kwargs = {"model_kwargs": {"ignore_mismatched_sizes": True}} if widths else {}
     try:
-        st = SentenceTransformer(str(path), device="cpu", trust_remote_code=False).eval()
+        st = SentenceTransformer(str(path), device="cpu", trust_remote_code=False, **kwargs).eval()
     except Exception as e:
         raise UsageError(f"{path} is not a loadable sentence-transformers folder: {first_line(e)}") from None
+    if widths:
+        from edgeopt.export.onnx import pretrained
+
+        _restore_pruned(pretrained(st), inner, widths)
     tokenizer = st.tokenizer
     specs = _input_specs(tokenizer)
     _check_inputs(inputs, specs, path)
@@ -128,9 +185,13 @@ def load_hf(path: Path, inputs=None) -> LoadedModel:
         arch = (config.architectures or [None])[0]
         cls = getattr(transformers, arch, None) if arch else None
         cls = cls or transformers.AutoModel
-        model = cls.from_pretrained(str(path), trust_remote_code=False).eval()
+        widths = _pruned_widths(path)
+        kwargs = {"ignore_mismatched_sizes": True} if widths else {}  # narrowed and loaded just below
+        model = cls.from_pretrained(str(path), trust_remote_code=False, **kwargs).eval()
     except Exception as e:
         raise UsageError(f"{path} is not a loadable Hugging Face model folder: {first_line(e)}") from None
+    if widths:
+        _restore_pruned(model, path, widths)
     kind = modality(model)
     if kind == "vision":
         from edgeopt.models.hf_vision import load_vision

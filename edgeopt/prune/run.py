@@ -89,6 +89,7 @@ def _validate(ratio, target_speedup, structured, round_to, recover_epochs, data,
 
 def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, target_speedup: float | None = None,
           structured: bool = False, round_to: int | None = None, head_ratio: float | None = None,
+          mac_weight: float = 0.0,
           data: str | Path | None = None, eval_data: str | Path | None = None, task: str | None = None,
           recover_epochs: int = 0, batch_size: int = 32, lr: float | None = None, runtime: str = "onnxruntime",
           target: str = "cpu", speed_check: bool = True, limit: int | None = None, eval_size: int = 1000,
@@ -112,6 +113,9 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
 
     out = Path(out)
     _validate(ratio, target_speedup, structured, round_to, recover_epochs, data, head_ratio)
+    if not 0 <= mac_weight <= 1:
+        raise UsageError(f"--mac-weight must be in [0, 1] (0: importance alone, 1: importance per MAC), "
+                         f"got {mac_weight}")
     speed.check_runtime(runtime)
     if speed_check or target_speedup is not None:
         from edgeopt.bench.profiles import resolve_targets
@@ -123,6 +127,9 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
     if m.family not in PRUNABLE or m.module is None:
         raise UsageError(f"{m.name} is {m.family}: prune needs the model's PyTorch code (a state dict with --arch, a "
                          "Hugging Face / sentence-transformers folder, or a pickled module with --trust-pickle)")
+    if mac_weight and (not structured or m.family in TRANSFORMERS):
+        raise UsageError("--mac-weight ranks the channels of a structured CNN / MLP prune; drop it"
+                         + ("" if structured else " or add --structured"))
     rounding, round_reason = (round_to, f"{round_to}: given") if round_to else default_round_to()
     if not structured:
         rounding, round_reason = None, "unstructured: widths unchanged"
@@ -169,7 +176,7 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
             if ds is not None:
                 grads = st.taylor_gradients(p.module, rec.batches(m, ds, importance_samples), rec.taylor_loss(task))
             used = st.prune_channels(p.module, args, ratio=r, round_to=rounding, gradients=grads, name=m.name,
-                                     auto_round=round_to is None)
+                                     auto_round=round_to is None, mac_weight=mac_weight)
             info = {"round_to": used}
         st.check_forward(p.module, args, m.name)
         for prm in p.module.parameters():
@@ -204,7 +211,7 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
                             f"keeps a block at ratio {ratio}")
             rounding = info["round_to"]
         report = _report_base(m, pruned, model, task, ratio, target_speedup, structured, rounding, round_reason,
-                              info, ds, evald, data, eval_data, runtime, target)
+                              info, ds, evald, data, eval_data, runtime, target, mac_weight)
         gate = None
         if speed_check or target_speedup is not None:
             if base_latency is None:
@@ -248,17 +255,16 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
 
         with output_dir(out, marker=REPORT) as stage:
             args = rec.example_args(m, ds, 2)
-            if structured and m.family in TRANSFORMERS:  # per-layer widths no config can express
-                from edgeopt.models.pt2_folder import write_pt2_folder
+            if structured and m.family in TRANSFORMERS:  # per-layer widths: recorded in config.json
+                from edgeopt.export.onnx import pretrained
+                from edgeopt.prune.transformer import WIDTHS_KEY, widths_of
 
-                log("saving the pruned transformer as model.pt2 + its tokenizer")
-                write_pt2_folder(stage, pruned.module, args, m.io.inputs, task=task, tokenizer=m.tokenizer,
-                                 max_length=m.max_length,
-                                 extra={"pruned_from": str(model), "output_names": list(m.io.output_names)})
-            else:
-                example = {n: a.numpy() for n, a in zip(m.io.input_names, args)}
-                save_student(pruned, stage, task=task, example=example,
-                             class_names=m.metadata.get("class_names") or _class_names(data))
+                hf_model = pretrained(pruned.module)
+                setattr(hf_model.config, WIDTHS_KEY, widths_of(hf_model))
+            example = {n: a.numpy() for n, a in zip(m.io.input_names, args)}
+            save_student(pruned, stage, task=task, example=example,
+                         class_names=m.metadata.get("class_names") or _class_names(data))
+            _check_reloads(stage, pruned)
             report["bytes"] = {"unpruned": disk_bytes(m.source), "pruned": disk_bytes(stage)}
             if not structured:
                 from edgeopt.prune.unstructured import compressed_bytes
@@ -272,6 +278,24 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
         work.cleanup()
 
 
+def _check_reloads(folder: Path, pruned: LoadedModel) -> None:
+    """The written folder, loaded as `edgeopt export` will load it, computes what the pruned model
+    computes (a transformer is rebuilt from config.json's recorded widths: a wrong narrowing would
+    load without error and answer differently)."""
+    import numpy as np
+
+    from edgeopt.models import load_model
+
+    feeds = pruned.sample_feeds()[0]
+    want = list(pruned.reference(feeds).values())
+    got = list(load_model(folder).reference(feeds).values())
+    for w, g in zip(want, got):
+        if w.shape != g.shape or not np.allclose(w, g, rtol=1e-3, atol=1e-4):
+            err = float(np.abs(w - g).max()) if w.shape == g.shape else f"shape {g.shape} vs {w.shape}"
+            raise RuntimeError(f"the pruned model written to {folder} does not reload to the same outputs ({err}); "
+                               "please report this")
+
+
 def _class_names(data) -> list[str] | None:
     p = Path(str(data)) if data else None
     if p is not None and p.is_dir():
@@ -280,7 +304,7 @@ def _class_names(data) -> list[str] | None:
 
 
 def _report_base(m, pruned, model, task, ratio, target_speedup, structured, rounding, round_reason, info, ds, evald,
-                 data, eval_data, runtime, target) -> dict:
+                 data, eval_data, runtime, target, mac_weight=0.0) -> dict:
     from edgeopt.prune.recover import example_args
     from edgeopt.prune.structured import count_macs
 
@@ -305,7 +329,7 @@ def _report_base(m, pruned, model, task, ratio, target_speedup, structured, roun
                                 else "weight norms")
     elif structured:
         report["importance"] = ("first-order Taylor (|w x grad|) on --data" if ds is not None
-                                else "L2 weight magnitude")
+                                else "L2 weight magnitude") + (f" / MACs^{mac_weight:g}" if mac_weight else "")
     else:
         report["importance"] = "global weight magnitude (L1)"
         report["sparsity"] = info

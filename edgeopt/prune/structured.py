@@ -77,15 +77,63 @@ def _scalar(out):
     return sum(o.float().sum() for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point())
 
 
+def channel_macs(module, args: tuple) -> dict:
+    """{layer: (MACs per output channel, MACs per input channel)} of every conv / linear layer in one
+    forward pass on ``args``: what removing one of its channels saves there."""
+    import torch
+
+    costs = {}
+
+    def hook(m, inp, out):
+        if isinstance(m, torch.nn.Linear):
+            positions = out.numel() // max(out.shape[-1], 1)  # batch x tokens
+            costs[m] = (m.in_features * positions, m.out_features * positions)
+        else:
+            per_position = m.weight[0].numel()  # in_channels / groups x kernel
+            positions = out[0, 0].numel() * out.shape[0]
+            costs[m] = (per_position * positions, m.out_channels // m.groups * m.weight[0, 0].numel() * positions)
+
+    hooks = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, _roots())]
+    try:
+        with torch.no_grad():
+            module(*args)
+    finally:
+        for h in hooks:
+            h.remove()
+    return costs
+
+
+class PerMac:
+    """An importance divided by the MACs each channel of the group costs (its own output channel
+    plus the input channel it feeds): ranked globally, channels of expensive layers (early,
+    high-resolution convolutions) go first at equal importance, so the same share of channels
+    removes more arithmetic."""
+
+    def __init__(self, base, costs: dict, graph, power: float = 1.0):
+        self.base, self.costs, self.graph, self.power = base, costs, graph, power
+
+    def __call__(self, group):
+        imp = self.base(group)
+        if imp is None:
+            return None
+        cost = 0
+        for dep, _ in group:
+            c = self.costs.get(dep.target.module)
+            if c is not None:
+                cost += c[0] if self.graph.is_out_channel_pruning_fn(dep.handler) else c[1]
+        return imp / max(cost, 1) ** self.power
+
+
 def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
                    gradients: Callable[[], None] | None = None, max_layer_ratio: float | None = None,
-                   name: str = "the model", auto_round: bool = False) -> int | None:
+                   name: str = "the model", auto_round: bool = False, mac_weight: float = 0.0) -> int | None:
     """Remove ``ratio`` of the prunable channels of ``module`` in place.
 
     ``gradients`` (when there is data) runs forward / backward passes on it, so channels are ranked
     by first-order Taylor importance (|weight x gradient|: what the loss would lose); without it
     they are ranked by L2 magnitude. With ``auto_round`` (a default ``round_to``) the block is
-    halved until the narrowest layer can keep one at this ratio. Returns the round_to used.
+    halved until the narrowest layer can keep one at this ratio. With ``mac_weight`` the importance is
+    divided by what each channel costs to the power ``mac_weight`` (:class:`PerMac`). Returns the round_to used.
     """
     import torch
     import torch_pruning as tp
@@ -104,6 +152,8 @@ def prune_channels(module, args: tuple, *, ratio: float, round_to: int | None,
     except Exception as e:  # the tracer's own failure: say which model and why
         raise UsageError(f"torch-pruning cannot trace {name}: {first_line(e)}; "
                          "prune it without --structured") from None
+    if mac_weight:
+        pruner.importance = PerMac(importance, channel_macs(module, args), pruner.DG, mac_weight)
     widths = {}
     for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
                                           root_module_types=pruner.root_module_types):

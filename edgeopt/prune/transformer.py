@@ -8,6 +8,13 @@ head's mean contribution norm through the attention output projection (what remo
 in the residual stream); without data the same products over weight norms. Units are ranked
 globally after dividing by each layer's mean, so a sensitive layer keeps more of its width.
 The slicing is done with torch-pruning's layer pruning functions.
+
+Saving: per-layer widths fit no ``BertConfig`` (one ``intermediate_size``, one
+``num_attention_heads``; transformers 5 dropped ``pruned_heads``), so the pruned model is saved as
+its own family's folder with the widths in ``config.json`` under :data:`WIDTHS_KEY`; edgeopt's
+loader builds the model from that config, narrows each layer to its recorded widths
+(:func:`narrow_to`) and loads the weights. The live module then exports like the unpruned one
+(TorchScript, eager attention), whose graph onnxruntime's transformer fusions match.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from edgeopt.errors import UsageError
+
+WIDTHS_KEY = "edgeopt_pruned_widths"  # config.json: [{"heads": h, "ffn": f}, ...] per encoder layer
 
 
 @dataclass
@@ -155,3 +164,36 @@ def prune_encoder(root, *, ratio: float, head_ratio: float, round_to: int | None
             L.attention.all_head_size = L.query.out_features
     after = [{"heads": L.heads, "ffn": L.neurons} for L in layers]
     return {f"layer.{i}": {"before": b, "after": a} for i, (b, a) in enumerate(zip(before, after))}
+
+
+def widths_of(root) -> list[dict]:
+    """[{"heads": h, "ffn": f}] per encoder layer of ``root``: what :data:`WIDTHS_KEY` records."""
+    return [{"heads": L.heads, "ffn": L.neurons} for L in encoder_layers(root)]
+
+
+def narrow_to(root, widths: list[dict], name: str) -> None:
+    """Narrow ``root``'s encoder layers (built at the config's full widths) to ``widths`` by keeping
+    their first heads / neurons; the pruned weights are loaded over them afterwards."""
+    import torch_pruning as tp
+
+    layers = encoder_layers(root)
+    if len(layers) != len(widths):
+        raise UsageError(f"{name}: config.json records pruned widths for {len(widths)} layers but the model has "
+                         f"{len(layers)}; re-run edgeopt prune")
+    for i, (L, w) in enumerate(zip(layers, widths)):
+        heads, ffn = int(w["heads"]), int(w["ffn"])
+        if not (0 < heads <= L.heads and 0 < ffn <= L.neurons):
+            raise UsageError(f"{name}: recorded widths of layer {i} ({heads} heads, {ffn} FFN neurons) do not fit its "
+                             f"config ({L.heads} heads, {L.neurons} neurons); re-run edgeopt prune")
+        if ffn < L.neurons:
+            drop = list(range(ffn, L.neurons))
+            tp.prune_linear_out_channels(L.ffn_in, drop)
+            tp.prune_linear_in_channels(L.ffn_out, drop)
+        if heads < L.heads:
+            head_size = L.head_size
+            drop = list(range(heads * head_size, L.heads * head_size))
+            for lin in (L.query, L.key, L.value):
+                tp.prune_linear_out_channels(lin, drop)
+            tp.prune_linear_in_channels(L.attn_out, drop)
+            L.attention.num_attention_heads = heads
+            L.attention.all_head_size = heads * head_size
