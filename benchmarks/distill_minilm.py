@@ -2,7 +2,8 @@
 titles, scored as a store search.
 
     python benchmarks/distill_minilm.py [--train-titles 8000] [--epochs 1] [--layers 2,3,4]
-                                        [--queries 1000] [--pool 20000] [--int8] [--work DIR] [--json FILE]
+                                        [--queries 1000] [--pool 20000] [--int8] [--rounds N]
+                                        [--prune-ffn R --prune-epochs N] [--work DIR] [--json FILE]
 
 Data: ../shared/data/homedepot/train.csv.zip (latin-1): 74,067 judged (query, product) pairs.
 Training: --train-titles unique product titles (a seeded sample of the ~53k; the catalogue's own
@@ -19,7 +20,10 @@ scored the same way (one text per call, as served), its gate measured against th
 (`--reference`). With --rounds N (a quiet machine): latency of the 3-layer student (FP32 and
 edgeopt's INT8) against the teacher (FP32 and stock `quantize_dynamic` INT8) in one interleaved run,
 each candidate in its own process, batch 1, 2 threads, a 64-token input and held-out titles one per
-call (benchmarks/int8_minilm.py's protocol; ratios are medians of per-round ratios).
+call (benchmarks/int8_minilm.py's protocol; ratios are medians of per-round ratios), with stock
+`quantize_dynamic` of the student beside them. With --prune-ffn R: the chain distill -> prune, R of
+the 3-layer student's FFN neurons removed (`edgeopt.prune.prune`, --prune-epochs of recovery on the
+training titles), scored, and the one that --int8 exports and times.
 """
 
 from __future__ import annotations
@@ -139,6 +143,10 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("distill-minilm-work"))
     ap.add_argument("--json", type=Path, help="write the results here (default: WORK/results.json)")
     ap.add_argument("--rounds", type=int, default=0, help="with --int8: interleaved latency rounds (0: none)")
+    ap.add_argument("--prune-ffn", type=float, default=0.0, metavar="R",
+                    help="then prune R of the 3-layer student's FFN neurons; --int8 exports that")
+    ap.add_argument("--prune-epochs", type=int, default=1, help="recovery epochs of --prune-ffn (distillation from "
+                    "the unpruned student on the training titles)")
     args = ap.parse_args()
     if not HOMEDEPOT.is_file():
         raise SystemExit(f"shared data missing: {HOMEDEPOT} (see ../shared/data/SOURCES.md)")
@@ -191,10 +199,25 @@ def main():
         row.update(distill_minutes=round(minutes, 1), train_seconds=report["training"]["seconds"],
                    heldout_cosine=report["quality"]["student"]["cosine_mean"])
         results["rows"].append(row)
+    student, label = work / "student-3", "3 layers, distilled"
+    if args.prune_ffn and 3 in layers:  # the chain distill -> prune: half-width FFNs cost less per layer
+        from prune_minilm import edgeopt_encoder
+
+        from edgeopt.prune import prune
+
+        student = work / f"student-3-ffn{round(args.prune_ffn * 100)}"
+        label = f"{label}, {args.prune_ffn:.0%} FFN pruned"
+        if not (student / "report.json").is_file():
+            log(f"edgeopt prune student-3 --structured --ratio {args.prune_ffn} --head-ratio 0 "
+                f"--recover-epochs {args.prune_epochs}")
+            prune(model=work / "student-3", out=student, ratio=args.prune_ffn, head_ratio=0.0, structured=True,
+                  data=train_file, recover_epochs=args.prune_epochs, batch_size=args.batch_size, speed_check=False,
+                  log=log)
+        results["rows"].append(evaluate(label, edgeopt_encoder(student), queries, relevant, pool, titles, log, rows))
     if args.int8 and 3 in layers:
-        export = work / "student-3-export"
-        log("edgeopt export student-3 --int8 --to onnx")
-        cmd = [str(Path(sys.executable).parent / "edgeopt"), "export", str(work / "student-3"), "--int8", "--to",
+        export = work / f"{student.name}-export"
+        log(f"edgeopt export {student.name} --int8 --to onnx")
+        cmd = [str(Path(sys.executable).parent / "edgeopt"), "export", str(student), "--int8", "--to",
                "onnx", "--reference", str(teacher), "-o", str(export), "--json"]
         proc = subprocess.run(cmd, capture_output=True, text=True) if not (export / "manifest.json").is_file() else None
         if proc is None:  # exported by an earlier run
@@ -206,7 +229,7 @@ def main():
             results["int8_export"]["artifact"] = int8["path"]
             results["int8_export"]["gate"] = int8.get("quality")
             encoder = onnx_encoder(export, int8["path"])
-            results["rows"].append(evaluate("3 layers, distilled, INT8 (onnxruntime)", encoder,
+            results["rows"].append(evaluate(f"{label}, INT8 (onnxruntime)", encoder,
                                             queries, relevant, pool, titles, log, rows))
             if args.rounds:
                 results["latency"] = latency(teacher, export, int8["path"], work, args.rounds, log)
@@ -229,14 +252,15 @@ def latency(teacher: Path, export: Path, int8_path: str, work: Path, rounds: int
     stock = work / "teacher-stock-dynamic.onnx"
     if not stock.is_file():
         quantize_dynamic(str(teacher_export / "model.onnx"), str(stock))
-    student_stock = work / "student-3-stock-dynamic.onnx"  # what the same student costs with the stock recipe
+    name = export.name.removesuffix("-export")
+    student_stock = work / f"{name}-stock-dynamic.onnx"  # what the same student costs with the stock recipe
     if not student_stock.is_file():
         quantize_dynamic(str(export / "model.onnx"), str(student_stock))
     cands = {"ORT FP32": ("onnxruntime", str(teacher_export / "model.onnx"), "fp32"),
              "stock ORT quantize_dynamic (teacher)": ("onnxruntime", str(stock), "int8"),
-             "ORT FP32 student-3": ("onnxruntime", str(export / "model.onnx"), "fp32"),
-             "edgeopt INT8 student-3 (ORT)": ("onnxruntime", str(export / int8_path), "int8"),
-             "quantize_dynamic student-3 (ORT, ungated)": ("onnxruntime", str(student_stock), "int8")}
+             f"ORT FP32 {name}": ("onnxruntime", str(export / "model.onnx"), "fp32"),
+             f"edgeopt INT8 {name} (ORT)": ("onnxruntime", str(export / int8_path), "int8"),
+             f"quantize_dynamic {name} (ORT, ungated)": ("onnxruntime", str(student_stock), "int8")}
     env = {**os.environ, "EDGEOPT_BENCH_OUT": str(export)}  # the student's tokenizer is the teacher's
     script = str(ROOT / "benchmarks" / "int8_minilm.py")
     out = {}
