@@ -73,6 +73,26 @@ def search_setup(titles, judged, n_queries: int, pool_size: int, seed: int = 0):
     return queries, relevant, pool
 
 
+def start(work_arg: Path):
+    """(log, WORK) for a Home Depot benchmark: the shared data must be there; edgeopt importable."""
+    if not HOMEDEPOT.is_file():
+        raise SystemExit(f"shared data missing: {HOMEDEPOT} (see ../shared/data/SOURCES.md)")
+    sys.path.insert(0, str(ROOT))
+    work = work_arg.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    return (lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)), work
+
+
+def write_train_titles(titles: dict, n: int, work: Path) -> tuple[Path, int, int]:
+    """WORK/train_titles.txt: a seeded sample of ``n`` unique product titles (the catalogue's own
+    text, no labels); returns (path, titles written, unique titles)."""
+    unique = sorted(set(titles.values()))
+    train = [unique[i] for i in np.random.default_rng(1).permutation(len(unique))[:n]]
+    path = work / "train_titles.txt"
+    path.write_text("\n".join(t.replace("\n", " ") for t in train) + "\n", encoding="utf-8")
+    return path, len(train), len(unique)
+
+
 def score(query_emb, pool_emb, queries, relevant, pool, k: int = 10) -> dict:
     """Recall@k / NDCG@k as `edgeopt distill --judgments` computes them (edgeopt/distill/search.py)."""
     from edgeopt.distill.search import scores
@@ -148,30 +168,21 @@ def main():
     ap.add_argument("--prune-epochs", type=int, default=1, help="recovery epochs of --prune-ffn (distillation from "
                     "the unpruned student on the training titles)")
     args = ap.parse_args()
-    if not HOMEDEPOT.is_file():
-        raise SystemExit(f"shared data missing: {HOMEDEPOT} (see ../shared/data/SOURCES.md)")
-    sys.path.insert(0, str(ROOT))
+    log, work = start(args.work)
     from edgeopt.demo import embedded_model_path
     from edgeopt.distill import distill
     from edgeopt.distill.students import save_layer_dropped
     from edgeopt.models import load_model
 
-    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731
-    work = args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
     rows = work / "rows"
     teacher = embedded_model_path()
     titles, judged = read_homedepot()
     queries, relevant, pool = search_setup(titles, judged, args.queries, args.pool)
-    unique = sorted(set(titles.values()))
-    rng = np.random.default_rng(1)
-    train = [unique[i] for i in rng.permutation(len(unique))[:args.train_titles]]
-    train_file = work / "train_titles.txt"
-    train_file.write_text("\n".join(t.replace("\n", " ") for t in train) + "\n", encoding="utf-8")
+    train_file, n_train, n_unique = write_train_titles(titles, args.train_titles, work)
     log(f"{len(queries)} queries ({sum(map(len, relevant.values()))} relevant judgments), pool {len(pool)}, "
-        f"training on {len(train)} of {len(unique)} unique titles, {args.epochs} epoch(s)")
-    results = {"setup": {"queries": len(queries), "pool": len(pool), "train_titles": len(train),
-                         "unique_titles": len(unique), "epochs": args.epochs, "batch_size": args.batch_size,
+        f"training on {n_train} of {n_unique} unique titles, {args.epochs} epoch(s)")
+    results = {"setup": {"queries": len(queries), "pool": len(pool), "train_titles": n_train,
+                         "unique_titles": n_unique, "epochs": args.epochs, "batch_size": args.batch_size,
                          "lr": args.lr, "relevant_if": f"relevance >= {RELEVANT}", "loss": "mse"},
                "rows": []}
     results["rows"].append(evaluate("teacher (6 layers)", st_encoder(teacher), queries, relevant, pool, titles, log,

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distill_minilm import (HOMEDEPOT, evaluate, read_homedepot, search_setup, st_encoder,  # noqa: E402
-                            write_results)
+from distill_minilm import (evaluate, read_homedepot, search_setup, st_encoder, start,  # noqa: E402
+                            write_results, write_train_titles)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,15 +70,10 @@ def main():
     ap.add_argument("--latency-only", action="store_true", help="with --reuse --rounds: time the models an earlier "
                     "run wrote, without scoring them again")
     args = ap.parse_args()
-    if not HOMEDEPOT.is_file():
-        raise SystemExit(f"shared data missing: {HOMEDEPOT} (see ../shared/data/SOURCES.md)")
-    sys.path.insert(0, str(ROOT))
+    log, work = start(args.work)
     from edgeopt.demo import embedded_model_path
     from edgeopt.prune import prune
 
-    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731
-    work = args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
     model = embedded_model_path()
     if args.latency_only:
         import json
@@ -91,12 +86,8 @@ def main():
         return
     titles, judged = read_homedepot()
     queries, relevant, pool = search_setup(titles, judged, args.queries, args.pool)
-    unique = sorted(set(titles.values()))
-    rng = np.random.default_rng(1)
-    train = [unique[i] for i in rng.permutation(len(unique))[:args.train_titles]]
-    train_file = work / "train_titles.txt"
-    train_file.write_text("\n".join(t.replace("\n", " ") for t in train) + "\n", encoding="utf-8")
-    results = {"setup": {"queries": len(queries), "pool": len(pool), "train_titles": len(train),
+    train_file, n_train, _ = write_train_titles(titles, args.train_titles, work)
+    results = {"setup": {"queries": len(queries), "pool": len(pool), "train_titles": n_train,
                          "ratio": args.ratio, "head_ratio": args.head_ratio, "recover_epochs": args.recover_epochs},
                "rows": []}
     results["rows"].append(evaluate("unpruned", st_encoder(model), queries, relevant, pool, titles, log))

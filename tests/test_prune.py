@@ -263,20 +263,27 @@ def test_gate_verdict_logic():
     assert not failed["passed"] and "could not be timed" in failed["reason"]
 
 
-def test_sentence_transformers_unstructured_stays_a_sentence_transformers_folder(minilm_path, tmp_path):
+def _tiny_sentence_transformer(minilm_path, tmp_path) -> Path:
+    """A sentence-transformers folder (mean pooling, normalized) around the tiny MiniLM-shaped BERT."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from edgeopt.models import load_model
-    from edgeopt.prune import prune
 
     bert = hf_folder(minilm_path, tmp_path / "bert", "BertModel")
     st = SentenceTransformer(modules=[Transformer(str(bert), max_seq_length=48), Pooling(32, pooling_mode="mean"),
                                       Normalize()], device="cpu")
     st.save(str(tmp_path / "tiny-st"))
+    return tmp_path / "tiny-st"
+
+
+def test_sentence_transformers_unstructured_stays_a_sentence_transformers_folder(minilm_path, tmp_path):
+    from edgeopt.models import load_model
+    from edgeopt.prune import prune
+
     out = tmp_path / "sparse-st"
-    r = prune(model=tmp_path / "tiny-st", out=out, ratio=0.3, speed_check=False, progress=False).report
+    r = prune(model=_tiny_sentence_transformer(minilm_path, tmp_path), out=out, ratio=0.3, speed_check=False,
+              progress=False).report
     assert r["method"] == "unstructured" and (out / "modules.json").is_file()
     assert load_model(out).family == "sentence-transformers"
 
@@ -346,21 +353,13 @@ def test_mac_weight_removes_more_arithmetic_at_the_same_ratio(images, tmp_path):
 
 
 def test_sentence_transformers_structured_stays_a_folder_that_edgeopt_reloads_pruned(minilm_path, tmp_path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from edgeopt.export.onnx import export_onnx
     from edgeopt.models import load_model
     from edgeopt.prune import prune
     from edgeopt.prune.transformer import encoder_layers
 
-    bert = hf_folder(minilm_path, tmp_path / "bert", "BertModel")
-    st = SentenceTransformer(modules=[Transformer(str(bert), max_seq_length=48), Pooling(32, pooling_mode="mean"),
-                                      Normalize()], device="cpu")
-    st.save(str(tmp_path / "tiny-st"))
     out = tmp_path / "pruned-st"
-    r = prune(model=tmp_path / "tiny-st", out=out, ratio=0.5, head_ratio=0.5, structured=True, round_to=4,
+    r = prune(model=_tiny_sentence_transformer(minilm_path, tmp_path), out=out, ratio=0.5, head_ratio=0.5, structured=True, round_to=4,
               speed_check=False, progress=False).report
     assert (out / "modules.json").is_file() and not (out / "model.pt2").exists()
     loaded = load_model(out)
