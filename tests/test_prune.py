@@ -359,8 +359,8 @@ def test_sentence_transformers_structured_stays_a_folder_that_edgeopt_reloads_pr
     from edgeopt.prune.transformer import encoder_layers
 
     out = tmp_path / "pruned-st"
-    r = prune(model=_tiny_sentence_transformer(minilm_path, tmp_path), out=out, ratio=0.5, head_ratio=0.5, structured=True, round_to=4,
-              speed_check=False, progress=False).report
+    r = prune(model=_tiny_sentence_transformer(minilm_path, tmp_path), out=out, ratio=0.5, head_ratio=0.5,
+              structured=True, round_to=4, speed_check=False, progress=False).report
     assert (out / "modules.json").is_file() and not (out / "model.pt2").exists()
     loaded = load_model(out)
     assert loaded.family == "sentence-transformers"

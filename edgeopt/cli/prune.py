@@ -70,9 +70,8 @@ def command(model, ratio, target_speedup, structured, round_to, head_ratio, mac_
 
     result = prune(model=model, out=out, ratio=ratio, target_speedup=target_speedup, structured=structured,
                    round_to=round_to, head_ratio=head_ratio, mac_weight=mac_weight, data=data, eval_data=eval_data,
-                   task=task,
-                   recover_epochs=recover_epochs, batch_size=batch_size, lr=lr, runtime=runtime, target=target,
-                   speed_check=speed_check, limit=limit, seq_len=seq_len, seed=seed, arch=arch,
+                   task=task, recover_epochs=recover_epochs, batch_size=batch_size, lr=lr, runtime=runtime,
+                   target=target, speed_check=speed_check, limit=limit, seq_len=seq_len, seed=seed, arch=arch,
                    arch_kwargs=parse_kwargs(arch_kwargs), trust_pickle=trust_pickle,
                    inputs=[parse_input(s) for s in inputs] or None, progress=not as_json, log=log)
     if as_json:

@@ -104,10 +104,10 @@ def channel_macs(module, args: tuple) -> dict:
 
 
 class PerMac:
-    """An importance divided by the MACs each channel of the group costs (its own output channel
-    plus the input channel it feeds): ranked globally, channels of expensive layers (early,
-    high-resolution convolutions) go first at equal importance, so the same share of channels
-    removes more arithmetic."""
+    """An importance divided by ``power`` of the MACs each channel of the group costs (its own
+    output channel plus the input channel it feeds): ranked globally, channels of expensive layers
+    (early, high-resolution convolutions) go first at equal importance, so the same share of
+    channels removes more arithmetic."""
 
     def __init__(self, base, costs: dict, graph, power: float = 1.0):
         self.base, self.costs, self.graph, self.power = base, costs, graph, power
