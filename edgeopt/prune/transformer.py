@@ -12,8 +12,8 @@ The slicing is done with torch-pruning's layer pruning functions.
 Saving: per-layer widths fit no ``BertConfig`` (one ``intermediate_size``, one
 ``num_attention_heads``; transformers 5 dropped ``pruned_heads``), so the pruned model is saved as
 its own family's folder with the widths in ``config.json`` under :data:`WIDTHS_KEY`; edgeopt's
-loader builds the model from that config, narrows each layer to its recorded widths
-(:func:`narrow_to`) and loads the weights. The live module then exports like the unpruned one
+loader (models/hf.py) loads the model at the config's widths, narrows each layer to its recorded
+widths (:func:`narrow_to`) and loads the pruned weights over it. The live module then exports like the unpruned one
 (TorchScript, eager attention), whose graph onnxruntime's transformer fusions match.
 """
 
