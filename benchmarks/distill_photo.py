@@ -1,4 +1,4 @@
-"""Product photos: the trained photo CNN (teacher) -> a student of about a third of its cost,
+"""Product photos: the trained photo CNN (teacher) -> a student of about a quarter of its cost,
 distilled once with the labels and once with the teacher's labels only; top-1 on myntra/images-test.
 
     python benchmarks/distill_photo.py [--teacher-dir DIR] [--epochs 12] [--patience 4] [--work DIR]

@@ -31,8 +31,7 @@ class PhotoResNet(nn.Module):
         for i, (w, n) in enumerate(zip(widths, blocks)):
             layers += [Residual(cin, w, 1 if i == 0 else 2)] + [Residual(w, w, 1) for _ in range(n - 1)]
             cin = w
-        blocks = layers
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.Sequential(*layers)
         self.head = nn.Linear(cin, num_classes)
 
     def forward(self, x):

@@ -82,7 +82,8 @@ def _check_inputs(inputs, found, path):
 
 
 def _pruned_widths(folder: Path) -> list | None:
-    """Per-layer widths that `edgeopt prune` recorded in folder/config.json, or None."""
+    """Per-layer widths that `edgeopt prune` recorded in folder/config.json, or None (read before
+    sentence-transformers loads the folder, which would refuse the pruned shapes)."""
     import json
 
     from edgeopt.prune.transformer import WIDTHS_KEY
@@ -180,12 +181,14 @@ def load_hf(path: Path, inputs=None) -> LoadedModel:
         import transformers
     except ImportError:
         raise UsageError("Hugging Face folders need: pip install 'edgeopt[hf]'") from None
+    from edgeopt.prune.transformer import WIDTHS_KEY  # widths a pruned folder records
+
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), trust_remote_code=False)
         arch = (config.architectures or [None])[0]
         cls = getattr(transformers, arch, None) if arch else None
         cls = cls or transformers.AutoModel
-        widths = _pruned_widths(path)
+        widths = getattr(config, WIDTHS_KEY, None)
         kwargs = {"ignore_mismatched_sizes": True} if widths else {}  # narrowed and loaded just below
         model = cls.from_pretrained(str(path), trust_remote_code=False, **kwargs).eval()
     except Exception as e:

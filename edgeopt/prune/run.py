@@ -65,7 +65,7 @@ def _widths(model: LoadedModel) -> dict:
     return {k.removeprefix("inner."): v for k, v in layer_widths(model.module).items()}
 
 
-def _validate(ratio, target_speedup, structured, round_to, recover_epochs, data, head_ratio):
+def _validate(ratio, target_speedup, structured, round_to, recover_epochs, data, head_ratio, mac_weight=0.0):
     if (ratio is None) == (target_speedup is None):
         raise UsageError("give exactly one of --ratio or --target-speedup")
     if ratio is not None and not 0 < ratio < 1:
@@ -79,6 +79,9 @@ def _validate(ratio, target_speedup, structured, round_to, recover_epochs, data,
         if not structured:
             raise UsageError("--target-speedup needs --structured: unstructured sparsity does not change the "
                              "latency of dense runtimes")
+    if not 0 <= mac_weight <= 1:
+        raise UsageError(f"--mac-weight must be in [0, 1] (0: importance alone, 1: importance per MAC), "
+                         f"got {mac_weight}")
     if round_to is not None and round_to < 1:
         raise UsageError(f"--round-to must be >= 1, got {round_to}")
     if recover_epochs and not data:
@@ -112,10 +115,7 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
     from edgeopt.prune import speed
 
     out = Path(out)
-    _validate(ratio, target_speedup, structured, round_to, recover_epochs, data, head_ratio)
-    if not 0 <= mac_weight <= 1:
-        raise UsageError(f"--mac-weight must be in [0, 1] (0: importance alone, 1: importance per MAC), "
-                         f"got {mac_weight}")
+    _validate(ratio, target_speedup, structured, round_to, recover_epochs, data, head_ratio, mac_weight)
     speed.check_runtime(runtime)
     if speed_check or target_speedup is not None:
         from edgeopt.bench.profiles import resolve_targets

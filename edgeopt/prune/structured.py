@@ -35,20 +35,27 @@ def round_kept(n_pruned: int, channels: int, round_to: int) -> int:
     return max(channels - min(kept, channels), 0)
 
 
+def _run_hooked(module, args: tuple, hook):
+    """One no-grad forward pass on ``args`` with ``hook(layer, inputs, output)`` on every conv /
+    linear layer; returns the module's output."""
+    import torch
+
+    hooks = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, _roots())]
+    try:
+        with torch.no_grad():
+            return module(*args)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def output_layers(module, args: tuple) -> list:
     """The conv / linear layers whose result is (one of) the module's outputs: the last such layer
     called whose output width equals an output's width (a classifier head, an embedding projection)."""
     import torch
 
     calls = []
-    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, o)))
-             for m in module.modules() if isinstance(m, _roots())]
-    try:
-        with torch.no_grad():
-            out = module(*args)
-    finally:
-        for h in hooks:
-            h.remove()
+    out = _run_hooked(module, args, lambda m, i, o: calls.append((m, o)))
     outs = out if isinstance(out, (tuple, list)) else (out,)
     found = []
     for y in outs:
@@ -93,13 +100,7 @@ def channel_macs(module, args: tuple) -> dict:
             positions = out[0, 0].numel() * out.shape[0]
             costs[m] = (per_position * positions, m.out_channels // m.groups * m.weight[0, 0].numel() * positions)
 
-    hooks = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, _roots())]
-    try:
-        with torch.no_grad():
-            module(*args)
-    finally:
-        for h in hooks:
-            h.remove()
+    _run_hooked(module, args, hook)
     return costs
 
 
