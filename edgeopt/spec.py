@@ -66,8 +66,10 @@ def parse_input(text: str) -> TensorSpec:
     """Parse ``NAME:SHAPE:DTYPE`` from ``--input``.
 
     SHAPE items are separated by ``x`` or ``,``; an item is a size or an axis name.
-    Axis 0 is the dynamic ``batch`` axis unless named otherwise; for integer inputs
-    of rank 2 (token ids), axis 1 is the dynamic ``sequence`` axis.
+    The shape a user gives is kept: a number is a fixed size and an axis is dynamic only where
+    it is named (``ids:batchxseq:int64``); axis 0 is the dynamic ``batch`` axis unless named
+    otherwise. (A CTR ranker's ``cats:1x8:int64`` is 8 categorical fields, not a sequence;
+    Hugging Face text models get their dynamic sequence axis from their family, models/hf.py.)
     """
     m = _INPUT_RE.match(text.strip())
     if not m:
@@ -90,6 +92,4 @@ def parse_input(text: str) -> TensorSpec:
             raise UsageError(f"--input {text!r}: {item!r} is neither a size nor an axis name")
     if isinstance(shape[0], int):
         shape[0] = "batch"
-    if dtype.startswith("int") and len(shape) == 2 and isinstance(shape[1], int):
-        shape[1] = "sequence"
     return TensorSpec(m["name"], dtype, tuple(shape))

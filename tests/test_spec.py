@@ -9,8 +9,11 @@ def test_image_input_gets_dynamic_batch():
     assert s.name == "image" and s.shape == ("batch", 3, 224, 224) and s.dtype == "float32"
 
 
-def test_token_ids_get_dynamic_sequence():
-    assert parse_input("input_ids:1,128:int64").shape == ("batch", "sequence")
+def test_the_shape_a_user_gives_is_kept():
+    """8 categorical fields of a CTR ranker stay 8: a number is a fixed size (issue 30)."""
+    assert parse_input("cats:1x8:int64").shape == ("batch", 8)
+    assert parse_input("input_ids:1,128:int64").shape == ("batch", 128)
+    assert parse_input("ids:batchxseq:int64").shape == ("batch", "seq")
 
 
 def test_named_axes_are_kept():

@@ -55,7 +55,8 @@ from edgeopt.cli.options import console
 @click.option("--student-arch-kwargs", metavar="JSON", help="Keyword arguments for --student-arch.")
 @click.option("--trust-pickle", is_flag=True, help="Allow whole pickled modules (only files you trust).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE:DTYPE", help="Input spec, repeatable; "
-              "applies to both models.")
+              "applies to both models. Numbers are fixed sizes; an axis is dynamic only where named "
+              "(ids:batchxseq:int64).")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")

@@ -14,7 +14,9 @@ def model_options(f):
         click.option("--trust-pickle", is_flag=True,
                      help="Allow unpickling a whole pickled module. Only for files you trust: pickles can run code."),
         click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE:DTYPE",
-                     help="Input spec, repeatable (image:1x3x224x224:float32). Axis 0 is a dynamic batch axis."),
+                     help="Input spec, repeatable (image:1x3x224x224:float32). Axis 0 is a dynamic batch axis; "
+                          "every number is a fixed size, and an axis is dynamic only where you name it "
+                          "(ids:batchxseq:int64)."),
     ]):
         f = decorator(f)
     return f
