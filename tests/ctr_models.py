@@ -78,3 +78,37 @@ def dict_ranker(vocab=50):
 
 DEEPFM_INPUTS = ["cats:1x8:int64", "dense:1x6:float32"]
 DICT_INPUTS = ["user_id:1:int64", "item_id:1:int64", "cate_id:1:int64", "dense:1x4:float32"]
+
+
+def click_rows(n, seed=0, fields=8, vocab=100, dense=6, shift=0):
+    """Synthetic click rows: a hidden per-id weight plus a dense term decides the click probability;
+    ``shift`` moves the ids to another part of each table (new items for an update)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    weights = np.random.default_rng(1234).normal(0, 1.0, (fields, vocab))
+    lo = shift % vocab
+    cats = (lo + rng.integers(0, vocab // 2, (n, fields))) % vocab
+    x = rng.standard_normal((n, dense)).astype("float32")
+    logit = weights[np.arange(fields), cats].sum(1) / np.sqrt(fields) * 2 + x[:, 0] - 0.5
+    labels = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64")
+    return {"cats": cats.astype("int64"), "dense": x, "labels": labels}
+
+
+def train(model, rows, epochs=5, lr=3e-3, probs=False):
+    """A few epochs of BCE on ``rows`` (as click_rows gives them)."""
+    import torch.nn.functional as F
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    cats, dense = torch.from_numpy(rows["cats"]), torch.from_numpy(rows["dense"])
+    y = torch.from_numpy(rows["labels"]).float()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), generator=g).split(64):
+            out = model(cats[idx], dense[idx]).reshape(-1)
+            loss = (F.binary_cross_entropy(out.clamp(1e-7, 1 - 1e-7), y[idx]) if probs
+                    else F.binary_cross_entropy_with_logits(out, y[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()

@@ -40,7 +40,8 @@ def test_retrieval_metrics_with_labels():
 def test_metric_parsing_and_ranges():
     assert parse_metric("ndcg@10") == ("ndcg", 10)
     with pytest.raises(UsageError):
-        parse_metric("auc")
+        parse_metric("auroc")
+    assert parse_metric("auc") == ("auc", None)  # click models (issue 30)
     with pytest.raises(UsageError):
         check_max_drop("cosine", 1.5)
     with pytest.raises(UsageError):

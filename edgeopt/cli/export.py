@@ -16,7 +16,7 @@ from edgeopt.cli.options import console, model_options
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Output folder (default: MODEL name + '-edgeopt').")
 @click.option("--to", "targets", default="onnx,openvino", show_default=True,
-              help="Comma-separated targets: onnx, openvino, tensorrt.")
+              help="Comma-separated targets: onnx, openvino, tensorrt, mobile (ORT-format files for ONNX Runtime Mobile).")
 @click.option("--fp16", is_flag=True, help="Also write OpenVINO IR with FP16-compressed weights.")
 @click.option("--int8", is_flag=True, help="Add accuracy-gated INT8 artifacts (model.int8.onnx, openvino/model.int8.xml).")
 @click.option("--int8-mode", type=click.Choice(["auto", "static", "dynamic", "blockwise"]), default="auto",
@@ -28,7 +28,8 @@ from edgeopt.cli.options import console, model_options
               "Text models default to edgeopt's built-in product titles.")
 @click.option("--eval", "eval_data", metavar="DATA", help="Evaluation data for the gate (default: held out from --calib).")
 @click.option("--metric", help="Gate metric: cosine, nn (nearest-neighbour agreement on the eval set), top1, mse, "
-              "ndcg@K, recall@K (default: by model kind).")
+              "auc, logloss (click models: one column, 0/1 labels), ndcg@K, recall@K (default: by model kind; "
+              "auc for one-column outputs with 0/1 labels).")
 @click.option("--max-drop", type=float, help="Largest allowed quality drop in the metric's units "
               "(cosine: 1 - mean cosine, default 0.005; nn: 1 - agreement, default 0.03; top1: 0.005 = 0.5 points).")
 @click.option("--min-cosine", type=float, default=0.98, show_default=True,
@@ -57,12 +58,14 @@ from edgeopt.cli.options import console, model_options
               help="OpenVINO IRs of text models: sequence lengths that also run as static shapes, inputs padded "
               "up to the next one (checked against the source / the INT8 gate first). auto: powers of two up to "
               "the model's maximum length, kept where the check reached them.")
+@click.option("--mobile-shapes", metavar="AXIS=N,...", help="--to mobile: sizes of the dynamic axes in the "
+              "static-shape .ort (e.g. batch=1,sequence=128) [default: 1 for the first axis, else the sample's].")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, reference,
-            calib_method, speed_check, calib_size, eval_size, eval_batch, exporter, atol, rtol, threads, shape_buckets, arch,
-            arch_kwargs, trust_pickle, inputs, as_json, verbose):
+            calib_method, speed_check, calib_size, eval_size, eval_batch, exporter, atol, rtol, threads, shape_buckets, mobile_shapes,
+            arch, arch_kwargs, trust_pickle, inputs, as_json, verbose):
     """Export MODEL, verify every artifact against it, and write OUT/manifest.json.
 
     With --int8, calibrate, measure the INT8 model against the FP32 source on held-out data and
@@ -89,7 +92,7 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
                         eval_data=eval_data, metric=metric, max_drop=max_drop, min_cosine=min_cosine,
                         calib_method=calib_method, speed_check=speed_check, calib_size=calib_size,
                         eval_size=eval_size, eval_batch=eval_batch, exporter=exporter, atol=atol, rtol=rtol,
-                        threads=threads, shape_buckets=shape_buckets, reference=reference, arch=arch, arch_kwargs=arch_kwargs,
+                        threads=threads, shape_buckets=shape_buckets, mobile_shapes=mobile_shapes, reference=reference, arch=arch, arch_kwargs=arch_kwargs,
                         trust_pickle=trust_pickle, inputs=inputs, log=log)
     if as_json:
         click.echo(json.dumps(result.manifest.to_json(), indent=2))

@@ -28,8 +28,11 @@ from edgeopt.cli.options import console, model_options
               "drops by more than X (metric units: 0.02 = 2 points). Needs --old-data.")
 @click.option("--task", type=click.Choice(["classify", "binary", "regress"]),
               help="What the model does [default: from the model, classify for class outputs].")
-@click.option("--metric", help="top1, recall@K, mrr@K (classify), accuracy (binary), mse (regress) "
-              "[default: recall@20 above 100 outputs, else top1].")
+@click.option("--metric", help="top1, recall@K, mrr@K (classify), auc, logloss, accuracy (binary), mse (regress) "
+              "[default: recall@20 above 100 outputs, else top1; auc for binary].")
+@click.option("--output-kind", type=click.Choice(["logits", "probs"]), help="--task binary: the model outputs "
+              "logits or probabilities (it ends in a sigmoid); picks the loss and the accuracy threshold "
+              "[default: probs when every output on the new data lies in [0, 1]].")
 @click.option("--eval", "eval_data", metavar="DATA", help="Held-out new data [default: 10 % of --data].")
 @click.option("--old-eval", metavar="DATA", help="Held-out old data [default: 10 % of --old-data].")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Most epochs (early stopping may end sooner).")
@@ -46,7 +49,7 @@ from edgeopt.cli.options import console, model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, data, old_data, method, strength, tune, max_forgetting, task, metric, eval_data, old_eval, epochs,
-            batch_size, lr, replay_limit, eval_size, seed, compact_delta, arch, arch_kwargs, trust_pickle, inputs, out, as_json,
+            batch_size, lr, replay_limit, eval_size, seed, compact_delta, output_kind, arch, arch_kwargs, trust_pickle, inputs, out, as_json,
             verbose):
     """Update MODEL on new --data without forgetting what it learnt from --old-data, and write it to
     OUT in its own family (a Hugging Face folder, else OUT/model.pt2) with OUT/report.json: old- and
@@ -71,7 +74,7 @@ def command(model, data, old_data, method, strength, tune, max_forgetting, task,
     result = update(model=model, data=data, out=out, old_data=old_data, method=method, task=task, metric=metric,
                     epochs=epochs, batch_size=batch_size, lr=lr, strength=strength, replay_limit=replay_limit,
                     max_forgetting=max_forgetting, tune=tune, eval_data=eval_data, old_eval=old_eval,
-                    eval_size=eval_size, seed=seed, compact_delta=compact_delta, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
+                    eval_size=eval_size, seed=seed, compact_delta=compact_delta, output_kind=output_kind, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
                     trust_pickle=trust_pickle, inputs=[parse_input(s) for s in inputs] or None, log=log)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))

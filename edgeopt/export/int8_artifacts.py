@@ -29,8 +29,12 @@ def _metric_for(model: LoadedModel, evald: Dataset, requested: str | None) -> st
         if name in ("ndcg", "recall") and evald.labels is None:
             raise UsageError(f"--metric {requested} needs labels in the evaluation data")
         return requested
+    from edgeopt.optimize.metrics import binary_labels
+
     task = model.metadata.get("task")
     out = model.io.outputs[0]
+    if len(out.shape) == 2 and out.shape[1] == 1 and task in (None, "binary") and binary_labels(evald.labels):
+        return "auc"  # a click model: argmax over its one column would always be 0
     if task is None and evald.labels is not None and len(out.shape) == 2:
         task = "classify"
     if task in (None, "embed") and model.is_text and len(out.shape) == 3:

@@ -13,8 +13,9 @@ import numpy as np
 
 from edgeopt.errors import UsageError
 
-METRICS = ("cosine", "nn", "top1", "mse", "ndcg@k", "recall@k")
-DEFAULT_MAX_DROP = {"cosine": 0.005, "nn": 0.03, "top1": 0.005, "mse": 1e-3, "ndcg": 0.01, "recall": 0.01}
+METRICS = ("cosine", "nn", "top1", "mse", "auc", "logloss", "ndcg@k", "recall@k")
+DEFAULT_MAX_DROP = {"cosine": 0.005, "nn": 0.03, "top1": 0.005, "mse": 1e-3, "auc": 0.003, "logloss": 0.005,
+                    "ndcg": 0.01, "recall": 0.01}
 
 
 @dataclass
@@ -32,9 +33,9 @@ class Quality:
 
 
 def parse_metric(text: str) -> tuple[str, int | None]:
-    m = re.fullmatch(r"(cosine|nn|top1|mse)|(ndcg|recall)@(\d+)", text.strip().lower())
+    m = re.fullmatch(r"(cosine|nn|top1|mse|auc|logloss)|(ndcg|recall)@(\d+)", text.strip().lower())
     if not m:
-        raise UsageError(f"unknown --metric {text!r}; choose cosine, nn, top1, mse, ndcg@K or recall@K")
+        raise UsageError(f"unknown --metric {text!r}; choose cosine, nn, top1, mse, auc, logloss, ndcg@K or recall@K")
     return (m[1], None) if m[1] else (m[2], int(m[3]))
 
 
@@ -123,7 +124,12 @@ def evaluate(metric: str, ref: np.ndarray, out: np.ndarray, labels: np.ndarray |
     if name == "mse":
         mse = float(((_rows(ref) - _rows(out)) ** 2).mean())
         return Quality("mse", mse, 0.0, mse, {})
+    if name in ("auc", "logloss"):
+        return _click_metric(name, ref, out, labels)
     if name == "top1":
+        if _rows(ref).shape[1] == 1:
+            raise UsageError("--metric top1 on a one-column output: argmax over one column is always 0; "
+                             "use --metric auc or logloss (click models, 0/1 labels)")
         pred_ref, pred = _rows(ref).argmax(1), _rows(out).argmax(1)
         agreement = float((pred_ref == pred).mean())
         if labels is None:  # no labels: agreement with the FP32 model's decisions
@@ -134,6 +140,52 @@ def evaluate(metric: str, ref: np.ndarray, out: np.ndarray, labels: np.ndarray |
         raise UsageError(f"--metric {metric} needs labelled --eval data (a 'labels' array or label column)")
     ref_v, v = _retrieval(ref, labels, k, name), _retrieval(out, labels, k, name)
     return Quality(f"{name}@{k}", v, ref_v, ref_v - v, {})
+
+
+def binary_labels(labels: np.ndarray | None) -> bool:
+    """Labels of a click model: 0/1 values, both present."""
+    return labels is not None and labels.size > 0 and set(np.unique(labels).tolist()) == {0, 1}
+
+
+def click_probabilities(scores: np.ndarray) -> np.ndarray:
+    """One score per row as a click probability: kept when every score is in [0, 1] (a model that
+    ends in a sigmoid, as torch-rechub's and DeepCTR's do), else read as logits."""
+    s = _rows(scores)[:, 0]
+    return s if s.size and s.min() >= 0 and s.max() <= 1 else 1 / (1 + np.exp(-s))
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
+    y = np.asarray(labels).reshape(-1).astype(bool)
+    pos, neg = int(y.sum()), int((~y).sum())
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = np.argsort(s, kind="mergesort")
+    _, first, counts = np.unique(s[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(s))
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)  # 1-based, ties share their mean rank
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    y = np.asarray(labels).reshape(-1).astype(np.float64)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+
+def _click_metric(name: str, ref: np.ndarray, out: np.ndarray, labels: np.ndarray | None) -> Quality:
+    """AUC (higher is better) or log loss (lower is better) of one click score per row against 0/1
+    labels; the drop is how much worse the candidate is than the reference."""
+    if _rows(ref).shape[1] != 1:
+        raise UsageError(f"--metric {name} needs one score per row (a click model); this output has "
+                         f"{_rows(ref).shape[1]} columns")
+    if not binary_labels(labels):
+        raise UsageError(f"--metric {name} needs 0/1 labels in the evaluation data, both clicks and non-clicks")
+    p_ref, p = click_probabilities(ref), click_probabilities(out)
+    if name == "auc":
+        v_ref, v = roc_auc(labels, p_ref), roc_auc(labels, p)
+        return Quality("auc", v, v_ref, v_ref - v, {"labels": True, "samples": len(p)})
+    v_ref, v = log_loss(labels, p_ref), log_loss(labels, p)
+    return Quality("logloss", v, v_ref, v - v_ref, {"labels": True, "samples": len(p)})
 
 
 def default_metric(task: str | None, output_shape) -> str:

@@ -34,20 +34,29 @@ def check(method: str, strength: float | None, has_old: bool) -> None:
             raise UsageError(f"--strength must be {'> 0' if method == 'replay' else '>= 0'}, got {strength}")
 
 
-def hard_loss(task: str, out, labels):
+def hard_loss(task: str, out, labels, output_kind: str = "logits"):
+    """The plain loss on labels; a binary model that outputs probabilities (it ends in a sigmoid)
+    trains with BCE on them, one that outputs logits with BCE-with-logits."""
     import torch.nn.functional as F
 
     if task == "classify":
         return F.cross_entropy(out, labels.long())
+    if task == "binary" and output_kind == "probs":
+        return F.binary_cross_entropy(out.reshape(-1).clamp(1e-7, 1 - 1e-7), labels.float().reshape(-1))
     if task == "binary":
         return F.binary_cross_entropy_with_logits(out.reshape(-1), labels.float().reshape(-1))
     return F.mse_loss(out.reshape(labels.shape), labels.float())
 
 
-def lwf_loss(task: str, out, teacher, temperature: float = 2.0):
-    """Distillation from the previous model on its own output columns only (new classes are free)."""
+def lwf_loss(task: str, out, teacher, temperature: float = 2.0, output_kind: str = "logits"):
+    """Distillation from the previous model on its own output columns only (new classes are free);
+    probabilities are distilled as the logits they came from."""
+    import torch
+
     from edgeopt.distill import objectives
 
+    if task == "binary" and output_kind == "probs":
+        out, teacher = torch.logit(out, eps=1e-6), torch.logit(teacher, eps=1e-6)
     width = teacher.shape[-1]
     return objectives.loss(task, out[..., :width], teacher, None, temperature=temperature)
 

@@ -80,10 +80,12 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
            eval_data: str | Path | None = None, old_eval: str | Path | None = None, eval_size: int = 2000,
            fisher_samples: int = 512, temperature: float = 2.0, patience: int = 2, seed: int = 0,
            arch: str | None = None, arch_kwargs: dict | None = None, trust_pickle: bool = False, inputs=None,
-           compact_delta: bool = False, progress: bool = True,
+           compact_delta: bool = False, output_kind: str | None = None, progress: bool = True,
            log: Callable[[str], None] = lambda m: None) -> UpdateResult:
     """Update ``model`` on ``data`` with ``method``; see the module docstring. ``compact_delta``:
-    changed weights keep the previous version's low 16 bits (update/compact.py), measured after."""
+    changed weights keep the previous version's low 16 bits (update/compact.py), measured after.
+    ``output_kind``: 'logits' or 'probs' for a binary model (None: detected from its outputs on the
+    new data), which picks the loss and the accuracy threshold."""
     import torch
 
     from edgeopt.data import load_data
@@ -108,6 +110,8 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
         raise UsageError("--eval-size must be >= 2 and --fisher-samples >= 1")
     if not temperature > 0:
         raise UsageError(f"--temperature must be > 0, got {temperature}")
+    if output_kind is not None and output_kind not in mt.OUTPUT_KINDS:
+        raise UsageError(f"--output-kind {output_kind!r}: choose {' or '.join(mt.OUTPUT_KINDS)}")
     TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr or 1e-3, patience=patience)  # checks the numbers
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT).exists())):
         raise UsageError(f"-o {out} exists and is not an earlier edgeopt output; choose another folder or empty it")
@@ -116,7 +120,7 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     if loaded.module is None:
         raise UsageError(f"{loaded.name} is {loaded.family}: updating needs the PyTorch model it came from")
     if metric is not None and task is None:
-        task = {"accuracy": "binary", "mse": "regress"}.get(metric.strip().lower(), task)
+        task = {"accuracy": "binary", "auc": "binary", "logloss": "binary", "mse": "regress"}.get(metric.strip().lower(), task)
 
     def read(spec, what):
         ds = load_data(spec, io=loaded.io, tokenizer=loaded.tokenizer, max_length=loaded.max_length, seed=seed)
@@ -179,17 +183,24 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     set_mode(teacher, False)
     for p in teacher.parameters():
         p.requires_grad_(False)
+    if task != "binary":
+        output_kind = None
+    elif output_kind is None:
+        output_kind = mt.detect_output_kind(_outputs(teacher, new_train.subsample(min(256, len(new_train)), seed=seed),
+                                                     names))
+        log(f"binary outputs read as {output_kind} (pass --output-kind to say otherwise)")
+    kind = output_kind or "logits"
 
     def scores(m, ds, columns=None):
         if ds is None:
             return None
-        return mt.all_values(metric, task, _outputs(m, ds, names)[..., :columns], ds.labels)
+        return mt.all_values(metric, task, _outputs(m, ds, names)[..., :columns], ds.labels, kind)
 
     # before: the previous model's own output columns (it cannot name new classes / items); its grown
     # rows only let it read ids it never saw, which the previous model could not run at all
     log("measuring before the update")
     before = {"old": scores(teacher, old_test, old_width), "new": scores(teacher, new_eval, old_width)}
-    base_val_old = (mt.value(metric, task, _outputs(teacher, old_val, names)[..., :old_width], old_val.labels)
+    base_val_old = (mt.value(metric, task, _outputs(teacher, old_val, names)[..., :old_width], old_val.labels, kind)
                     if old_val else None)
 
     transformer = loaded.family in ("hf", "sentence-transformers")
@@ -205,7 +216,7 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
         one = ((tensors(collate(sample, [i]), names), torch.from_numpy(sample.labels[i:i + 1]))
                for i in range(len(sample)))
         fisher_diag = methods.fisher(fmod, one, lambda m, item: methods.hard_loss(
-            task, forward(m, dict(zip(names, [a.numpy() for a in item[0]])), names), item[1]))
+            task, forward(m, dict(zip(names, [a.numpy() for a in item[0]])), names), item[1], kind))
         anchor = {n: p.detach().clone() for n, p in frozen.named_parameters()}
         extra_forward += len(sample)
         del fmod
@@ -215,9 +226,9 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     def evaluate(m):
         row = {}
         if new_val is not None:
-            row["new_val"] = mt.value(metric, task, _outputs(m, new_val, names), new_val.labels)
+            row["new_val"] = mt.value(metric, task, _outputs(m, new_val, names), new_val.labels, kind)
         if old_val is not None:
-            row["old_val"] = mt.value(metric, task, _outputs(m, old_val, names), old_val.labels)
+            row["old_val"] = mt.value(metric, task, _outputs(m, old_val, names), old_val.labels, kind)
         if row:  # early stopping follows the new data (what is being learnt); the gate watches the old
             row["score"] = sign * row.get("new_val", row.get("old_val"))
         return row
@@ -241,9 +252,9 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
 
         def loss_fn(m, idx, gen, _train=train, _t=t_out, _labels=labels_t, _c=cand):
             o = forward(m, collate(_train, idx), names)
-            loss = methods.hard_loss(task, o, _labels[idx])
+            loss = methods.hard_loss(task, o, _labels[idx], kind)
             if method == "lwf":
-                loss = loss + _c * methods.lwf_loss(task, o, torch.from_numpy(_t[idx]), temperature)
+                loss = loss + _c * methods.lwf_loss(task, o, torch.from_numpy(_t[idx]), temperature, kind)
             elif method == "ewc":
                 loss = loss + 0.5 * _c * methods.ewc_penalty(module, fisher_diag, anchor)
             return loss
@@ -284,7 +295,7 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     forgetting = mt.drop(metric, before["old"][metric], after["old"][metric]) if old_test is not None else None
     seconds = time.perf_counter() - t0
     report = {
-        "method": method, "task": task, "metric": metric, "strength": chosen,
+        "method": method, "task": task, "metric": metric, "strength": chosen, "output_kind": output_kind,
         "model": {"source": str(model), "family": loaded.family, "grew": grew},
         "data": {"new": str(data), "new_train_samples": len(new_fit), "new_eval_samples": len(new_eval),
                  "old": str(old_data) if old_data else None,

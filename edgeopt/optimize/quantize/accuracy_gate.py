@@ -161,7 +161,7 @@ class Scorer:
         base = self.baseline
         if base is None:
             return q
-        lower_better = q.metric == "mse"
+        lower_better = q.metric in ("mse", "logloss")
         drop = (q.value - base.value) if lower_better else (base.value - q.value)
         return Quality(q.metric, q.value, base.value, drop, {**q.details, "reference_model_score": q.reference,
                                                              "fp32_details": base.details}, vs=self.vs)
