@@ -34,8 +34,14 @@ COMMANDS = {
     "verify": ("edgeopt.cli.verify", "Verify a bundle's signature and contents."),
     "install": ("edgeopt.cli.install", "Install a bundle atomically, keeping the previous version."),
     "rollback": ("edgeopt.cli.rollback", "Switch an installed model back to its previous version."),
+    "repo": ("edgeopt.cli.repo", "A TUF repository of bundles: init, rotate a role key, refresh the timestamp."),
+    "publish": ("edgeopt.cli.publish", "Publish a bundle to a TUF repository with a channel and rollout percentage."),
+    "agent": ("edgeopt.cli.agent", "Keep a device up to date from a TUF repository (python-tuf client)."),
+    "fleet": ("edgeopt.cli.fleet", "Rollout status per version; promote a rollout or halt it on failures."),
+    "verify-target": ("edgeopt.cli.verify_target", "Run an export's artifacts on aarch64 under qemu; compare outputs."),
     "predict": ("edgeopt.cli.predict", "Run a bundle on text or an .npz input."),
-    "run": ("edgeopt.cli.planned", "Run the whole chain from a recipe file."),
+    "serve": ("edgeopt.cli.serve", "Serve installed models (Open Inference Protocol v2), hot-swapping verified versions."),
+    "run": ("edgeopt.cli.run", "Run the whole chain from a recipe file: cached, resumable, with a report."),
     "demo": ("edgeopt.cli.demo", "The whole chain on the embedded all-MiniLM-L6-v2, ending in a report."),
 }
 
