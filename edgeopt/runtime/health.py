@@ -56,19 +56,33 @@ def prepare(folder: Path) -> str:
     return f"{name}: {target}"
 
 
-def check(folder: Path) -> dict:
-    model = load(folder, check_hashes=False)
+def golden(model) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+    """(golden inputs, the golden outputs of the artifact ``model`` runs, their tolerance)."""
     health = model.manifest.get("health") or {}
-    golden = (health.get("outputs") or {}).get(model.artifact["path"])
-    if not health.get("inputs") or not golden:
-        return {"passed": False, "error": f"no golden outputs for {model.artifact['path']} in the manifest",
-                **model.describe()}
-    with np.load(folder / health["inputs"], allow_pickle=False) as f:
-        feeds = {k: f[k] for k in f.files}
-    with np.load(folder / golden["file"], allow_pickle=False) as f:
-        expected = {k: f[k] for k in f.files}
-    result = compare(expected, model.run(feeds), golden.get("tolerance") or {})
-    return {**result, **model.describe()}
+    entry = (health.get("outputs") or {}).get(model.artifact["path"])
+    if not health.get("inputs") or not entry:
+        raise BundleError(f"no golden outputs for {model.artifact['path']} in the manifest")
+    try:
+        with np.load(model.folder / health["inputs"], allow_pickle=False) as f:
+            feeds = {k: f[k] for k in f.files}
+        with np.load(model.folder / entry["file"], allow_pickle=False) as f:
+            expected = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise BundleError(f"cannot read the golden files of {model.folder}: {e}") from None
+    return feeds, expected, entry.get("tolerance") or {}
+
+
+def check_model(model) -> dict:
+    """Run a loaded model on its golden inputs and compare (what install and serve both call)."""
+    try:
+        feeds, expected, tol = golden(model)
+    except BundleError as e:
+        return {"passed": False, "error": str(e), **model.describe()}
+    return {**compare(expected, model.run(feeds), tol), **model.describe()}
+
+
+def check(folder: Path) -> dict:
+    return check_model(load(folder, check_hashes=False))
 
 
 def main(argv: list[str]) -> int:
