@@ -65,15 +65,13 @@ class Agent:
     def poll(self) -> list[Report]:
         """One attempt for every model on the channel; never raises for the repository, the network,
         a bad bundle or a full disk (each becomes a report with an error)."""
-        from tuf.api.exceptions import DownloadError, RepositoryError
-
         self.transient_error = False
         try:
             self.state.mkdir(parents=True, exist_ok=True)
             updater = self._updater()
             updater.refresh()
             releases = self._releases(updater)
-        except (RepositoryError, DownloadError, OSError, ValueError) as e:
+        except (*_transport_errors(), ValueError) as e:
             why, self.transient_error = _describe(e), True
             return [Report(self.cfg.device_id, m, cur, UNCHANGED, f"repository: {why}; keeping {cur}", cur)
                     for m, cur in self._installed().items()] or [
@@ -137,8 +135,6 @@ class Agent:
         return self._install(updater, model, desired, current, attempts, allow_downgrade=halted)
 
     def _install(self, updater, model, version, current, attempts, *, allow_downgrade=False) -> Report:
-        from tuf.api.exceptions import DownloadError, RepositoryError
-
         from edgeopt.bundle.installation import install
 
         device, fetched = self.cfg.device_id, 0
@@ -166,7 +162,7 @@ class Agent:
                     self._remember_failed(path, info)
                     return Report(device, model, version, FAILED, first_line(e, 400), current, None, kind, fetched)
                 self.log(f"{kind} bundle refused ({first_line(e)}); trying the full bundle")
-            except (RepositoryError, DownloadError, OSError) as e:  # transport, a tampered file, the disk
+            except _transport_errors() as e:  # the network, a tampered or cut file, the disk
                 self.transient_error = True
                 return Report(device, model, version, UNCHANGED,
                               f"{path}: {_describe(e)}; keeping {current}", current, None, kind, fetched)
@@ -237,6 +233,15 @@ class Agent:
                                                                 MIN_BACKOFF_S * 2 ** (failures - 1))
             if stop.wait(wait * random.uniform(0.9, 1.1)):
                 return reports
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a repository, the network or the disk raise through python-tuf: its own errors, OSError,
+    and urllib3's (python-tuf 7.0.1 lets a body cut short escape as urllib3's ProtocolError)."""
+    import urllib3.exceptions
+    from tuf.api.exceptions import DownloadError, RepositoryError
+
+    return RepositoryError, DownloadError, OSError, urllib3.exceptions.HTTPError
 
 
 def _describe(e: BaseException) -> str:
