@@ -68,7 +68,6 @@ def test_install_then_delta_then_status(fleet_bundles, keys, tmp_path):  # noqa:
 
 
 def test_cohort_channel_and_halt_rolls_back(fleet_bundles, keys, tmp_path):  # noqa: F811
-    from edgeopt.fleet import repository
     from edgeopt.fleet.publishing import promote
 
     repo, keys_dir = new_repo(tmp_path)
@@ -87,13 +86,13 @@ def test_cohort_channel_and_halt_rolls_back(fleet_bundles, keys, tmp_path):  # n
         r = promote(repo=repo, keys=keys_dir, reports=reports_dir, version="2.0", to=100, max_failures=0)
         assert (r.rollout_before, r.rollout, r.tried, r.failed) == (10, 100, 1, 0)
         assert [r.current for r in a_out.run(once=True)] == ["2.0"]
-        # a halted version sends its devices back to the previous one
-        with repository.locked(keys_dir):
-            state = repository.load(repo, keys_dir)
-            from dataclasses import replace
-            repository.update_releases(state, {p: replace(rel, state="halted", reason="by hand")
-                                               for p, rel in state.releases().items() if rel.version == "2.0"})
+        # a halted (withdrawn) version sends its devices back to the previous one
+        h = run_cli("fleet", "halt", "2.0", "--repo", repo, "--keys", keys_dir, "--reason", "returns stale items")
+        assert h.returncode == 0 and "halted" in h.stdout, h.stderr
         [r] = a_in.run(once=True)
+        assert (r.status, r.kind, r.current) == ("installed", "rollback", "1.0"), r
+        assert "returns stale items" in r.error
+        [r] = a_out.run(once=True)
         assert (r.status, r.kind, r.current) == ("installed", "rollback", "1.0"), r
         assert not (tmp_path / "in" / "other-model").exists()
 

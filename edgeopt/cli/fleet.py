@@ -13,7 +13,7 @@ _reports = click.option("--reports", required=True, type=click.Path(path_type=Pa
 
 @click.group()
 def command():
-    """Staged rollouts: how many devices run, failed or wait for each version; promote or halt."""
+    """Staged rollouts: how many devices run, failed or wait for each version; promote, or halt."""
 
 
 @command.command("status")
@@ -60,3 +60,22 @@ def promote_command(version, to, repo, keys, reports, max_failures, model, as_js
         return
     click.echo(f"promoted {r.model} {r.version} from {r.rollout_before:g} % to {r.rollout:g} % "
                f"({r.failed} of {r.tried} devices that tried it failed)")
+
+
+@command.command("halt")
+@click.argument("version")
+@click.option("--repo", required=True, type=click.Path(path_type=Path), metavar="DIR", help="The repository folder.")
+@click.option("--keys", required=True, type=click.Path(path_type=Path), metavar="DIR", help="Its role keys.")
+@click.option("--reason", required=True, help="Why, signed into the release and shown in the devices' reports.")
+@click.option("--model", metavar="NAME", help="The model, when VERSION is published for several.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def halt_command(version, repo, keys, reason, model, as_json):
+    """Withdraw VERSION: agents stop taking it, and devices running it roll back to their previous
+    version at their next poll. Exit 0 halted, 2 bad input."""
+    from edgeopt.fleet.publishing import halt
+
+    r = halt(repo=repo, keys=keys, version=version, reason=reason, model=model)
+    if as_json:
+        click.echo(json.dumps(r.to_json()))
+        return
+    click.echo(f"halted {r.model} {r.version} at {r.rollout:g} % ({r.reason}); devices running it roll back")

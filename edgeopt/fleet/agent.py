@@ -41,7 +41,7 @@ class AgentConfig:
     interval: float = 300.0
 
     def __post_init__(self):
-        if not self.repo_url.startswith(("http://", "https://", "file://")):
+        if not self.repo_url.startswith(("http://", "https://")):
             raise UsageError(f"--repo {self.repo_url!r} is not a URL; give http(s)://HOST/PATH")
         for what, path in (("--root", self.root), ("--public-key", self.public_key)):
             if not Path(path).is_file():

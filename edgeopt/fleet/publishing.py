@@ -98,16 +98,9 @@ def promote(*, repo: str | os.PathLike, keys: str | os.PathLike, reports: str | 
         raise UsageError(f"--max-failures {max_failures} is not a percentage; give 0 to 100")
     with repository.locked(keys):
         state = repository.load(repo, keys)
-        matches = {p: r for p, r in state.releases().items()
-                   if r.version == version and (model is None or r.model == model)}
-        models = sorted({r.model for r in matches.values()})
-        if not matches:
-            raise UsageError(f"version {version} is not published in {repo}" + (f" for {model}" if model else ""))
-        if len(models) > 1:
-            raise UsageError(f"version {version} is published for several models ({', '.join(models)}); "
-                             "pass --model")
-        name = models[0]
+        matches = _matches(state, repo, version, model)
         current = next(r for r in matches.values() if r.kind == FULL)
+        name = current.model
         if current.state == HALTED:
             raise UsageError(f"{name} {version} was halted ({current.reason}); publish a fixed version instead")
         if to < current.rollout:
@@ -125,6 +118,30 @@ def promote(*, repo: str | os.PathLike, keys: str | os.PathLike, reports: str | 
                             "roll back to their previous version")
         repository.update_releases(state, {p: _with(r, rollout=float(to)) for p, r in matches.items()})
         return PromoteResult(name, version, current.rollout, float(to), ACTIVE, tried, failed)
+
+
+def halt(*, repo: str | os.PathLike, keys: str | os.PathLike, version: str, reason: str,
+         model: str | None = None) -> PromoteResult:
+    """Withdraw ``version`` by hand: agents stop taking it and devices running it roll back."""
+    with repository.locked(keys):
+        state = repository.load(repo, keys)
+        matches = _matches(state, repo, version, model)
+        current = next(r for r in matches.values() if r.kind == FULL)
+        if current.state == HALTED:
+            raise UsageError(f"{current.model} {version} is already halted ({current.reason})")
+        repository.update_releases(state, {p: _with(r, state=HALTED, reason=reason) for p, r in matches.items()})
+        return PromoteResult(current.model, version, current.rollout, current.rollout, HALTED, 0, 0, reason)
+
+
+def _matches(state, repo, version: str, model: str | None) -> dict[str, Release]:
+    """The targets (full and delta) of ``version``, of one model."""
+    matches = {p: r for p, r in state.releases().items() if r.version == version and (model is None or r.model == model)}
+    models = sorted({r.model for r in matches.values()})
+    if not matches:
+        raise UsageError(f"version {version} is not published in {repo}" + (f" for {model}" if model else ""))
+    if len(models) > 1:
+        raise UsageError(f"version {version} is published for several models ({', '.join(models)}); pass --model")
+    return matches
 
 
 def _with(release: Release, **changes) -> Release:

@@ -96,6 +96,7 @@ def init(*, repo: str | os.PathLike, keys: str | os.PathLike, expiry: dict[str, 
 
 def load(repo: str | os.PathLike, keys: str | os.PathLike) -> RepoState:
     """The repository's current release: the newest root, the timestamp, and what it points at."""
+    from tuf.api.exceptions import RepositoryError
     from tuf.api.metadata import Metadata
 
     repo, meta = Path(repo), _meta_dir(Path(repo))
@@ -111,7 +112,7 @@ def load(repo: str | os.PathLike, keys: str | os.PathLike) -> RepoState:
         timestamp = Metadata.from_file(str(meta / "timestamp.json"))
         snapshot = Metadata.from_file(str(meta / f"{timestamp.signed.snapshot_meta.version}.snapshot.json"))
         targets = Metadata.from_file(str(meta / f"{snapshot.signed.meta['targets.json'].version}.targets.json"))
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, RepositoryError) as e:
         raise UsageError(f"{repo}: cannot read its metadata ({e}); restore the folder from a backup") from None
     return RepoState(repo, KeyStore(Path(keys)), root, targets, snapshot, timestamp)
 
