@@ -15,9 +15,10 @@ from edgeopt.errors import UsageError
 from edgeopt.manifest import MANIFEST, companions, read_manifest
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
-FORMAT_OF_SUFFIX = {".onnx": "onnx", ".xml": "openvino", ".plan": "tensorrt", ".engine": "tensorrt"}
-DEFAULT_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
-CAN_LOAD = {"onnxruntime": ("onnx",), "openvino": ("openvino", "onnx"), "tensorrt": ("tensorrt",),
+FORMAT_OF_SUFFIX = {".onnx": "onnx", ".xml": "openvino", ".plan": "tensorrt", ".engine": "tensorrt", ".ort": "ort"}
+DEFAULT_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch",
+                   "ort": "onnxruntime"}
+CAN_LOAD = {"onnxruntime": ("onnx", "ort"), "openvino": ("openvino", "onnx"), "tensorrt": ("tensorrt",),
             "torch": ("torch",)}
 TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".safetensors", ".bin", ".ckpt")
 

@@ -197,7 +197,7 @@ def run_jobs(jobs: list[Job], *, cold_runs: int, cache_modes: bool, drop_caches:
                     failed.add(job.key)
                     continue
                 res.cold.append(out["cold"])
-                if cache_modes and job.candidate.runtime in CACHEABLE:
+                if cache_modes and job.candidate.runtime in CACHEABLE and job.candidate.format != "ort":  # optimized offline
                     cache = workdir / f"cache-{len(os.listdir(workdir))}"
                     cache.mkdir()
                     for bucket in (res.cold_cache, res.warm_cache):  # empty cache, then the one it just filled

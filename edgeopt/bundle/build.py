@@ -26,6 +26,7 @@ from edgeopt.manifest import MANIFEST, companions, file_digest, read_manifest_da
 from edgeopt.runtime.manifest import SIGNATURE
 
 SUFFIX = ".edgepkg"
+TARGETS = {"mobile": "ort"}  # --target -> the one artifact format it ships (ORT Mobile: .ort, export --to mobile)
 
 
 @dataclass
@@ -44,8 +45,14 @@ class PackageResult:
     delta: dict | None = None  # with --base: the base version, full vs delta bytes, how each file ships
 
 
-def _select(out: Path, manifest: dict, wanted: list[str] | None) -> tuple[list[dict], list[str]]:
+def _select(out: Path, manifest: dict, wanted: list[str] | None,
+            target: str | None = None) -> tuple[list[dict], list[str]]:
     arts = manifest.get("artifacts", [])
+    if target is not None:
+        arts = [a for a in arts if a.get("format") == TARGETS[target]]
+        if not arts:
+            raise UsageError(f"--target {target}: {out / MANIFEST} lists no .{TARGETS[target]} artifact; "
+                             f"export with --to onnx,{target}")
     if wanted:
         unknown = [w for w in wanted if w not in {a["path"] for a in arts}]
         if unknown:
@@ -54,6 +61,12 @@ def _select(out: Path, manifest: dict, wanted: list[str] | None) -> tuple[list[d
     chosen, skipped = [], []
     for art in arts:
         if wanted and art["path"] not in wanted:
+            continue
+        if not wanted and target is None and art.get("format") in TARGETS.values():
+            skipped.append(f"{art['path']}: for ORT Mobile (package --target mobile ships it)")
+            continue
+        if art.get("static_shapes"):  # the golden check feeds every length; an NNAPI / CoreML app takes it from OUT
+            skipped.append(f"{art['path']}: fixed input shapes {art['static_shapes']}, not packaged")
             continue
         if (art.get("verification") or {}).get("passed") is False:
             skipped.append(f"{art['path']}: failed verification or its gate at export")
@@ -72,7 +85,8 @@ def _select(out: Path, manifest: dict, wanted: list[str] | None) -> tuple[list[d
 def _copy_payload(out: Path, stage: Path, arts: list[dict], manifest: dict) -> None:
     for art in arts:
         src = out / art["path"]
-        for f in (src, *companions(src)):
+        needs = [out / art["operator_config"]] if art.get("operator_config") else []  # a reduced ORT build's ops
+        for f in (src, *companions(src), *needs):
             dst = stage / f.relative_to(out)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, dst)
@@ -124,9 +138,11 @@ def _write_tar(stage: Path, target: Path) -> None:
 def package(*, out: str | os.PathLike, bundle: str | os.PathLike, sign_key: str | os.PathLike | None = None,
             version: str | None = None, artifacts: list[str] | None = None, golden: str | None = None,
             bench: str | None = None, expires: str | None = None, base: str | None = None,
-            log: Callable[[str], None] = lambda msg: None) -> PackageResult:
+            target: str | None = None, log: Callable[[str], None] = lambda msg: None) -> PackageResult:
     """Build ``bundle`` from the export folder ``out``; see the module docstring."""
     out, bundle = Path(out), Path(bundle)
+    if target is not None and target not in TARGETS:
+        raise UsageError(f"--target {target}: unknown; choose from {', '.join(TARGETS)}")
     if bundle.suffix != SUFFIX:
         raise UsageError(f"-o {bundle}: a bundle's name ends in {SUFFIX}")
     if bundle.is_dir():
@@ -148,7 +164,7 @@ def package(*, out: str | os.PathLike, bundle: str | os.PathLike, sign_key: str 
         load_private_key(sign_key)  # a bad key fails before any work
     if base is not None and not Path(base).is_file():
         raise UsageError(f"--base {base}: no such bundle (give the full bundle of the installed version)")
-    arts, skipped = _select(out, manifest, artifacts)
+    arts, skipped = _select(out, manifest, artifacts, target)
     bundle.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{bundle.name}.stage-", dir=bundle.parent))
     tmp = bundle.with_name(f".{bundle.name}.tmp-{os.getpid()}")

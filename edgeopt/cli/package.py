@@ -26,8 +26,11 @@ from edgeopt.cli.options import console
               "devices refuse to install it after.")
 @click.option("--base", metavar="OLD_BUNDLE", help="Ship a delta against this older full bundle of the same model: only changed files, and for "
               "ONNX weights only the changed tensors; install rebuilds and verifies the full version.")
+@click.option("--target", type=click.Choice(["mobile"]), help="mobile: ship the ORT-format artifacts (.ort, from "
+              "export --to mobile) and their operator config for a reduced ORT build, nothing else "
+              "[default: every verified artifact but the .ort files].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-def command(out, bundle, sign_key, version, artifacts, golden, bench, expires, base, as_json):
+def command(out, bundle, sign_key, version, artifacts, golden, bench, expires, base, target, as_json):
     """Package the export folder OUT (written by `edgeopt export`) into BUNDLE: the verified artifacts,
     tokenizer, golden inputs/outputs for the device's health check, the evidence, and an OpenSSF
     model-signing signature over every file. Exit 0 written, 1 nothing verified to ship, 2 bad input."""
@@ -36,7 +39,7 @@ def command(out, bundle, sign_key, version, artifacts, golden, bench, expires, b
     con = console()
     with con.status("packaging") as status:
         r = package(out=out, bundle=bundle, sign_key=sign_key, version=version, artifacts=list(artifacts) or None,
-                    golden=golden, bench=bench, expires=expires, base=base, log=lambda m: status.update(m))
+                    golden=golden, bench=bench, expires=expires, base=base, target=target, log=lambda m: status.update(m))
     data = {"bundle": str(r.bundle), "name": r.name, "version": r.version, "artifacts": r.artifacts, "files": r.files,
             "bytes": r.bytes, "signed": r.signed, "key_id": r.key_id, "expires": r.expires, "skipped": r.skipped, "delta": r.delta}
     if as_json:

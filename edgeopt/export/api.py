@@ -26,7 +26,7 @@ def export(model: "str | os.PathLike | LoadedModel", out: str | os.PathLike | No
            atol: float | None = None, rtol: float | None = None, threads: int | None = None,
            shape_buckets: str = "auto", arch: str | None = None, arch_kwargs: dict | str | None = None,
            trust_pickle: bool = False, inputs: "Sequence[str | TensorSpec]" = (),
-           reference: "str | os.PathLike | LoadedModel | None" = None,
+           reference: "str | os.PathLike | LoadedModel | None" = None, mobile_shapes: "str | dict | None" = None,
            log: Callable[[str], None] = lambda m: None) -> "ExportResult":
     """Export ``model`` (a path, as ``edgeopt export`` takes, or a model from
     ``edgeopt.models.load_model``) to ``out`` (default: the model's name + '-edgeopt'), verify every
@@ -55,7 +55,7 @@ def export(model: "str | os.PathLike | LoadedModel", out: str | os.PathLike | No
     opts = ExportOptions(targets=targets, fp16=fp16, exporter=exporter, threads=threads, int8=int8_cfg,
                          calib=None if calib is None else str(calib),
                          eval_data=None if eval_data is None else str(eval_data), atol=atol, rtol=rtol,
-                         shape_buckets=shape_buckets)
+                         shape_buckets=shape_buckets, mobile_shapes=_mobile_shapes(mobile_shapes, targets))
     if reference is not None:
         from edgeopt.models import load_model
 
@@ -67,6 +67,15 @@ def export(model: "str | os.PathLike | LoadedModel", out: str | os.PathLike | No
                                                                             inputs)
     log(f"loaded {loaded.name} ({loaded.family})")
     return export_model(loaded, out if out is not None else default_out(loaded.source), opts, log=log)
+
+
+def _mobile_shapes(value: "str | dict | None", targets: tuple[str, ...]) -> dict[str, int] | None:
+    from edgeopt.errors import UsageError
+    from edgeopt.export.mobile import parse_mobile_shapes
+
+    if value and "mobile" not in targets:
+        raise UsageError("--mobile-shapes applies to --to mobile; add mobile to --to")
+    return parse_mobile_shapes(value) if isinstance(value, str) or value is None else dict(value)
 
 
 def _load(path, arch, arch_kwargs, trust_pickle, inputs) -> "LoadedModel":

@@ -20,7 +20,7 @@ from edgeopt.backends.base import dist_version
 if TYPE_CHECKING:
     from edgeopt.optimize.quantize.config import Int8Config
 
-TARGETS = ("onnx", "openvino", "tensorrt")
+TARGETS = ("onnx", "openvino", "tensorrt", "mobile")
 ENV_PACKAGES = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "transformers", "tensorrt")
 
 
@@ -37,6 +37,7 @@ class ExportOptions:
     rtol: float | None = None
     shape_buckets: str = "auto"  # OpenVINO text IRs: auto, off or lengths "8,16,32" (export/bucket_checks.py)
     reference: "LoadedModel | None" = None  # the INT8 gate scores against this model (a teacher), not FP32
+    mobile_shapes: dict[str, int] | None = None  # --to mobile: axis sizes of the static-shape .ort (export/mobile.py)
 
     def __post_init__(self):
         if not self.targets:
@@ -104,7 +105,7 @@ def _check_targets(opts: ExportOptions):
     from edgeopt.backends import get_runtime
 
     for target in opts.targets:
-        runtime = {"onnx": "onnxruntime"}.get(target, target)
+        runtime = {"onnx": "onnxruntime", "mobile": "onnxruntime"}.get(target, target)
         avail = get_runtime(runtime).availability()
         if not avail.ok:
             raise UnavailableError(f"--to {target}: {runtime} unavailable ({avail.reason}); {avail.hint}")
@@ -214,6 +215,10 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions, *,
         from edgeopt.export.bucket_checks import plan
 
         buckets = plan(model, opts.shape_buckets)  # a bad --shape-buckets fails before anything is written
+    if opts.mobile_shapes:
+        from edgeopt.export.mobile import check_axes
+
+        check_axes(opts.mobile_shapes, model.io.inputs)
     feeds = model.sample_feeds()
     if not feeds:
         raise UsageError(f"{model.name}: no sample inputs to verify with; pass --input")
@@ -237,6 +242,10 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions, *,
                                       buckets=buckets, eager_onnx=onnx_path if how.get("attention") == "eager" else None)
         if buckets is not None:  # after INT8: an IR made from model.xml must not inherit its buckets
             _add_buckets(model, stage, artifacts, buckets, opts, log)
+        if "mobile" in opts.targets:  # .ort files of the ONNX artifacts kept, FP32 and INT8
+            from edgeopt.export.mobile import add_mobile_artifacts
+
+            add_mobile_artifacts(model, stage, artifacts, feeds, refs, opts, log, not_built)
         if "tensorrt" in opts.targets:  # availability was checked up front: this runs on GPU machines only
             from edgeopt.export.tensorrt import add_tensorrt_artifacts
 

@@ -13,7 +13,7 @@ from edgeopt.runtime.errors import BundleError
 
 ENGINES = {"tensorrt": trt_engine, "openvino": ov_engine, "onnxruntime": ort_engine}
 PREFERENCE = ("tensorrt", "openvino", "onnxruntime")  # the best runtime present wins
-RUNTIME_OF_FORMAT = {"tensorrt": "tensorrt", "openvino": "openvino", "onnx": "onnxruntime"}
+RUNTIME_OF_FORMAT = {"tensorrt": "tensorrt", "openvino": "openvino", "onnx": "onnxruntime", "ort": "onnxruntime"}
 PRECISION_RANK = {"int8": 0, "fp16": 1, "bf16": 1, "fp32": 2}  # shipped INT8 passed its accuracy gate
 _CLASSES = {"onnxruntime": "OrtEngine", "openvino": "OvEngine", "tensorrt": "TrtEngine"}
 
