@@ -49,6 +49,18 @@ def manifest_digest(folder: Path) -> str:
         return "unreadable"
 
 
+def release_memory() -> None:
+    """Free a replaced session now (unless a request still holds it) and hand glibc's free pages back
+    to the system, so RSS stays flat over many swaps instead of keeping each version's peak."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): the allocator keeps its pages
+        pass
+
+
 class Registry:
     def __init__(self, dest: Path, options: RegistryOptions, metrics: Metrics, log=lambda msg: None):
         self.dest, self.options, self.metrics, self.log = Path(dest), options, metrics, log
@@ -59,6 +71,7 @@ class Registry:
         self.wake = threading.Event()  # set to make the maintenance thread rescan now
         self._lock = threading.Lock()
         self._pending_rollbacks: queue.SimpleQueue = queue.SimpleQueue()
+        self._retired: list[Served] = []  # replaced versions to free on the maintenance thread
 
     # --- request side ---------------------------------------------------------------------------
     def get(self, name: str, version: str | None = None) -> Served:
@@ -87,7 +100,8 @@ class Registry:
             why = f"a request failed: {error}" if error else probation.verdict()
             if why is None and len(probation.latencies_ms) >= probation.size:
                 served.probation = None  # passed: the replaced version can go
-                self.fallback.pop(served.name, None)
+                self._retired.append(self.fallback.pop(served.name, None))
+                self.wake.set()
                 self.log(f"{served.name} {served.version} passed its probation")
                 return
             if why is None:
@@ -107,8 +121,12 @@ class Registry:
     # --- maintenance side (one thread) ----------------------------------------------------------
     def scan(self, changed: set[Path] = frozenset()) -> None:
         """Bring ``live`` in line with DEST: new ``current`` links, removed models, changed files."""
-        while not self._pending_rollbacks.empty():
-            self._roll_back_disk(*self._pending_rollbacks.get())
+        if self._retired or not self._pending_rollbacks.empty():
+            with self._lock:
+                self._retired.clear()
+            while not self._pending_rollbacks.empty():
+                self._roll_back_disk(*self._pending_rollbacks.get())
+            release_memory()
         names = set()
         for model_dir in sorted(self.dest.iterdir()) if self.dest.is_dir() else []:
             if model_dir.name.startswith(".") or model_dir.is_symlink() or not model_dir.is_dir():
@@ -160,7 +178,8 @@ class Registry:
         self.log(f"{name} {served.version} is live" + (f" (was {old.version})" if old else "") +
                  f" on {served.model.runtime} with {served.model.artifact['path']}")
         del old
-        gc.collect()  # the old session goes now, unless a request still holds it
+        release_memory()
+
 
     def _prepare(self, name: str, version: str, folder: Path, digest: str) -> Served:
         """Load, check against the golden outputs, warm: raises on any failure."""
