@@ -213,3 +213,13 @@ def test_kill_and_restart_is_ready_again(dest_v1, servers):
     again = server.start()
     assert server.infer_json(golden(dest_v1 / NAME / "current")[0])[0] == 200
     assert again < max(3 * first, 10), (first, again)  # the 1.5x target is measured in benchmarks/serve_minilm.py
+
+
+def test_timeout_is_a_504_and_the_server_keeps_serving(dest_v1, servers):
+    server = servers(dest_v1, "--timeout", "0.001", "--rollback-after", "0")
+    big = np.random.default_rng(0).standard_normal((256, 3, 32, 32)).astype(np.float32)
+    status, doc = server.infer_json({"x": big})
+    assert status == 504 and doc == {"error": "no answer within 0.001 s"}
+    assert server.get("/v2/health/ready")[0] == 200
+    body = server.get("/metrics")[2].decode()
+    assert 'edgeopt_serve_errors_total{model="resnet",reason="timeout"} 1.0' in body

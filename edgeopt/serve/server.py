@@ -99,5 +99,6 @@ def serve(*, dest: str | os.PathLike, options: ServeOptions = ServeOptions(), lo
     where = f"unix:{options.uds}" if options.uds else f"http://{options.host}:{options.port}"
     log(f"serving {dest} on {where} (ready once each model's current version passed its golden check)")
     config = uvicorn.Config(app, host=options.host, port=options.port, uds=str(options.uds) if options.uds else None,
-                            log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30)
+                            log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30,
+                            proxy_headers=False)  # no proxy in front: the peer address is the client's
     uvicorn.Server(config).run()
