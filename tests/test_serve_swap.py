@@ -132,3 +132,15 @@ def test_rollback_after_a_slow_probation(versions, keys, servers, tmp_path):
     assert "p99" in server.text_log() and "rolled back to 1.0" in server.text_log()
     time.sleep(1.5)  # a rescan does not bring the rejected 2.0 back
     assert server.infer_json({"x": x})[1]["model_version"] == "1.0"
+
+
+def test_a_broken_current_at_start_is_never_served(versions, keys, servers, tmp_path):
+    dest = tmp_path / "dest"
+    install(versions["1.0"], dest, keys)
+    break_version(dest / NAME, "1.0", "1.5")
+    server = servers(dest)  # ready: 1.5 rejected, current back on 1.0, which is then served
+    x = bundle_inputs(versions["1.0"])
+    status, doc = server.infer_json({"x": x})
+    assert status == 200 and doc["model_version"] == "1.0"
+    assert os.readlink(dest / NAME / "current") == "1.0" and os.readlink(dest / NAME / "previous") == "1.5"
+    assert metric(server, "edgeopt_serve_swaps_total", result="rejected") == 1
