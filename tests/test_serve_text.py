@@ -74,6 +74,10 @@ def test_text_input_through_the_packaged_tokenizer(text_dest, servers, tmp_path)
     body["inputs"][0]["data"] = []
     status, _, raw = server.request("POST", f"/v2/models/{name}/infer", json.dumps(body).encode())
     assert status == 400 and "1 to 256 texts" in json.loads(raw)["error"]
+    tensors = {"inputs": [{"name": n, "shape": [1, 6 if n == "attention_mask" else 5], "datatype": "INT64",
+                           "data": [1] * (6 if n == "attention_mask" else 5)} for n in model.engine.input_names]}
+    status, _, raw = server.request("POST", f"/v2/models/{name}/infer", json.dumps(tensors).encode())
+    assert status == 400 and "disagree on axis" in json.loads(raw)["error"]  # caught before the runtime
     server.stop()
 
     sock = tmp_path / "serve.sock"  # the same server on a Unix socket

@@ -38,6 +38,8 @@ class Served:
     def __init__(self, name: str, version: str, model, digest: str):
         self.name, self.version, self.model, self.digest = name, version, model, digest
         self.inputs = [spec_of(i) for i in model.inputs]
+        # named dynamic axes (batch, sequence): inputs that share a name must agree on its size
+        self.axes = {i["name"]: list(i.get("shape", [])) for i in model.inputs}
         self.outputs = [spec_of(o) for o in model.outputs]
         self.text = bool((model.manifest.get("preprocessing") or {}).get("tokenizer"))
         files = model.manifest.get("files") or {}
@@ -78,6 +80,14 @@ class Served:
                                         f"{list(spec.shape)} (-1: any size)")
             if 0 in arr.shape:
                 raise RequestError(400, f"input {name!r} is empty (shape {list(arr.shape)})")
+        sizes: dict[str, tuple[str, int]] = {}
+        for name, arr in request.tensors.items():
+            for axis, size in zip(self.axes.get(name, []), arr.shape):
+                if isinstance(axis, str):
+                    first = sizes.setdefault(axis, (name, size))
+                    if first[1] != size:
+                        raise RequestError(400, f"inputs {first[0]!r} and {name!r} disagree on axis {axis!r} "
+                                                f"({first[1]} vs {size})")
         return request.tensors
 
     def output_names(self, request: InferRequest) -> list[str]:
