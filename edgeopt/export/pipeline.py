@@ -256,7 +256,8 @@ def export_model(model: LoadedModel, out: str | Path, opts: ExportOptions, *,
     verified = all(a.verification.get("passed") for a in artifacts)
     failure = None if verified else "an artifact does not match the source model within tolerance (see the table)"
     if failure is None and not_built:
-        failure = f"{not_built[0]['error']}; the other artifacts are written (--to onnx skips OpenVINO)"
+        hint = " (--to onnx skips OpenVINO)" if not_built[0]["path"].startswith("openvino") else ""
+        failure = f"{not_built[0]['error']}; the other artifacts are written{hint}"
     if failure is None and int8 is not None:
         failure = int8.failure
     return ExportResult(Path(out), manifest, verified and not not_built,
