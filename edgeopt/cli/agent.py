@@ -16,7 +16,7 @@ def _line(r) -> str:
         text = f"{r.model}: {r.version} failed; current {r.current}"
     else:
         text = f"{r.model or '-'}: unchanged; current {r.current}"
-    return f"{r.device_id}: {text}" + (f" ({r.error})" if r.error else "")
+    return f"{r.device_id}: {text.replace('current None', 'nothing installed')}" + (f" ({r.error})" if r.error else "")
 
 
 @click.command()
@@ -30,7 +30,8 @@ def _line(r) -> str:
 @click.option("--device-id", required=True, metavar="ID", help="This device's stable id; its hash picks its rollout cohort.")
 @click.option("--channel", default="stable", show_default=True, help="The channel to follow.")
 @click.option("--interval", type=float, default=300.0, show_default=True, metavar="S", help="Seconds between polls.")
-@click.option("--once", is_flag=True, help="Poll once and exit: 0 when nothing went wrong, 1 otherwise.")
+@click.option("--once", is_flag=True, help="Poll once and exit: 1 when an install failed or the repository, the "
+              "network or the disk did, else 0.")
 @click.option("--report-url", metavar="URL", help="POST each attempt's report to this http(s) URL, or write it into this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print each report as one JSON line.")
 def command(repo_url, root, public_key, dest, device_id, channel, interval, once, report_url, as_json):
@@ -44,5 +45,5 @@ def command(repo_url, root, public_key, dest, device_id, channel, interval, once
     agent = Agent(config, log=lambda m: click.echo(f"{device_id}: {m}", err=True))
     show = (lambda r: click.echo(json.dumps(r.to_json()), nl=True)) if as_json else (lambda r: click.echo(_line(r)))
     reports = agent.run(once=once, on_report=show)
-    if once and any(r.error for r in reports):
+    if once and (agent.transient_error or any(r.status == "failed" for r in reports)):
         raise click.exceptions.Exit(1)

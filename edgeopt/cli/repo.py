@@ -48,7 +48,7 @@ def init_command(repo, keys, expiry, as_json):
 
 
 @command.command("rotate-key")
-@click.argument("role", type=click.Choice(["root", "targets", "snapshot", "timestamp"]))
+@click.argument("role", metavar="ROLE", type=click.Choice(["root", "targets", "snapshot", "timestamp"]))
 @_repo
 @_keys
 @_json

@@ -77,6 +77,9 @@ class Agent:
                     for m, cur in self._installed().items()] or [
                 Report(self.cfg.device_id, "", None, UNCHANGED, f"repository: {why}; nothing installed")]
         models = sorted({r.model for _, r, _ in releases})
+        if not models:
+            return [Report(self.cfg.device_id, m, cur, UNCHANGED, current=cur) for m, cur in self._installed().items()] \
+                or [Report(self.cfg.device_id, "", None, UNCHANGED, f"nothing is published on channel {self.cfg.channel}")]
         return [self._update_model(updater, m, [(p, r, i) for p, r, i in releases if r.model == m])
                 for m in models]
 
@@ -245,9 +248,16 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 
 def _describe(e: BaseException) -> str:
-    """One line for a python-tuf or OS error: its type (which says what failed) and its message."""
-    cause = e.__cause__ or e.__context__
-    text = first_line(e) if str(e) else type(e).__name__
-    if cause is not None and type(e).__name__ in ("DownloadError",):
-        text += f" ({type(cause).__name__}: {first_line(cause, 120)})"
-    return f"{type(e).__name__}: {text}" if type(e).__name__ not in text else text
+    """One line for a python-tuf, urllib3 or OS error: its type (which says what failed), its message,
+    and the root cause when it wraps one (python-tuf reports a refused connection as a slow retrieval)."""
+    text = f"{type(e).__name__}: {first_line(e, 160)}" if str(e) else type(e).__name__
+    cause, seen = e.__cause__ or e.__context__, 0
+    while cause is not None and seen < 5:
+        inner = getattr(cause, "reason", None)  # urllib3's MaxRetryError keeps the real error here
+        cause = inner if isinstance(inner, BaseException) else cause
+        if not (cause.__cause__ or cause.__context__):
+            break
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    if cause is not None and cause is not e:
+        text += f" ({type(cause).__name__}: {first_line(cause, 160)})"
+    return text
