@@ -30,6 +30,11 @@ class Release:
     reason: str = ""  # why it was halted
 
     def __post_init__(self):
+        from edgeopt.bundle.versions import safe_name
+
+        for what, text in (("model", self.model), ("version", self.version), ("channel", self.channel)):
+            if not safe_name(text) or (self.base is not None and not safe_name(self.base)):
+                raise UsageError(f"release {what} {text!r} (base {self.base!r}) cannot name a folder")
         check_rollout(self.rollout)
         if self.kind not in (FULL, DELTA) or (self.kind == DELTA) != bool(self.base):
             raise UsageError(f"release {self.model} {self.version}: kind {self.kind!r} with base {self.base!r}")

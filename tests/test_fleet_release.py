@@ -1,0 +1,47 @@
+"""Release metadata, cohorts and report counting (no network, no tuf)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeopt.errors import UsageError
+from edgeopt.fleet.release import Release, cohort
+from edgeopt.fleet.reports import FAILED, INSTALLED, UNCHANGED, Report, read_reports, version_counts, write
+
+
+def test_cohorts_are_stable_uniform_and_nested():
+    ids = [f"store-{i}" for i in range(20_000)]
+    c = [cohort(d) for d in ids]
+    assert c == [cohort(d) for d in ids] and all(0 <= x < 100 for x in c)
+    for pct in (5, 15, 50, 80):  # within 6 standard deviations of a uniform draw
+        share = sum(x < pct for x in c) / len(c)
+        assert abs(share - pct / 100) < 6 * (pct / 100 * (1 - pct / 100) / len(c)) ** 0.5, (pct, share)
+    canary = Release("m", "2.0", rollout=5)
+    wider = Release("m", "2.0", rollout=50)
+    assert all(wider.covers(d) for d in ids if canary.covers(d))  # the first 5 % stay in every later stage
+    assert not any(Release("m", "2.0", rollout=100, state="halted").covers(d) for d in ids[:100])
+
+
+def test_custom_metadata_round_trip_and_refusals():
+    r = Release("recsys", "1.1", "beta", 12.5, "delta", "1.0")
+    custom = r.to_custom()
+    assert custom["edgeopt"]["rollout"] == 1250  # canonical JSON: no floats
+    assert Release.from_custom(custom) == r
+    assert Release.from_custom({"other": 1}) is None
+    assert Release.from_custom({"edgeopt": {**custom["edgeopt"], "model": "../etc"}}) is None
+    with pytest.raises(UsageError, match="not a percentage"):
+        Release("m", "1.0", rollout=101)
+    with pytest.raises(UsageError):
+        Release("m", "1.0", kind="delta")  # a delta names its base
+
+
+def test_version_counts(tmp_path):
+    reports = [Report("a", "m", "1.0", INSTALLED, current="1.0"), Report("b", "m", "1.0", INSTALLED, current="1.0"),
+               Report("c", "m", "1.0", INSTALLED, current="1.0"),
+               Report("a", "m", "2.0", INSTALLED, current="2.0"), Report("b", "m", "2.0", FAILED, "health", "1.0"),
+               Report("c", "m", "1.0", UNCHANGED, "repository: down", "1.0")]
+    for r in reports:
+        write(r, tmp_path)
+    counts = version_counts(read_reports(tmp_path))["m"]
+    assert (counts["2.0"].running, counts["2.0"].failed, counts["2.0"].waiting, counts["2.0"].tried) == (1, 1, 1, 2)
+    assert (counts["1.0"].running, counts["1.0"].failed, counts["1.0"].waiting) == (2, 0, 1)
