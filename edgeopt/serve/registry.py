@@ -167,6 +167,8 @@ class Registry:
             return
         with self._lock:
             old = self.live.get(name)
+            if old is not None:
+                old.probation = None  # replaced while on probation: its requests no longer decide anything
             if old is not None and self.options.rollback_after:
                 served.probation = Probation(self.options.rollback_after, self.options.rollback_p99_ms)
                 self.fallback[name] = old
