@@ -9,21 +9,22 @@ from torch import nn
 
 
 class DeepFM(nn.Module):
-    """DeepFM-style: one embedding table per field, an FM term over the field embeddings and an
-    MLP over their flattened concatenation plus the dense features."""
+    """DeepFM-style: the fields' ids embedded in one table, an FM term over the field embeddings and
+    an MLP over their flattened concatenation plus the dense features (so the MLP's width fixes
+    the number of fields)."""
 
     def __init__(self, fields=8, vocab=100, dim=16, dense=6, hidden=128, probs=False):
         super().__init__()
-        self.tables = nn.ModuleList(nn.Embedding(vocab, dim) for _ in range(fields))
-        self.linear = nn.ModuleList(nn.Embedding(vocab, 1) for _ in range(fields))
+        self.emb = nn.Embedding(vocab, dim)
+        self.linear = nn.Embedding(vocab, 1)
         self.mlp = nn.Sequential(nn.Linear(fields * dim + dense, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.dense = nn.Linear(dense, 1)
         self.probs = probs
 
     def forward(self, cats, dense):
-        e = torch.stack([t(cats[:, i]) for i, t in enumerate(self.tables)], dim=1)  # (batch, fields, dim)
+        e = self.emb(cats)  # (batch, fields, dim)
         fm = 0.5 * (e.sum(1).pow(2) - e.pow(2).sum(1)).sum(1, keepdim=True)
-        first = sum(t(cats[:, i]) for i, t in enumerate(self.linear)) + self.dense(dense)
+        first = self.linear(cats).sum(1) + self.dense(dense)
         logit = first + fm + self.mlp(torch.cat([e.flatten(1), dense], dim=1))
         return torch.sigmoid(logit) if self.probs else logit
 
@@ -64,6 +65,23 @@ class DictRanker(nn.Module):
         return torch.sigmoid(self.mlp(e))
 
 
+class FloatIds(nn.Module):
+    """Ids kept in a float tensor (as some pipelines hand over one float feature matrix), cast to
+    long inside: normal-float sample inputs are not ids it can embed."""
+
+    def __init__(self, fields=4, vocab=20, dim=4):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.head = nn.Linear(fields * dim, 1)
+
+    def forward(self, x):
+        return self.head(self.emb(x.long()).flatten(1))
+
+
+def float_ids():
+    return FloatIds()
+
+
 def deepfm(fields=8, vocab=100, dim=16, dense=6, hidden=128, probs=False):
     return DeepFM(fields, vocab, dim, dense, hidden, probs)
 
@@ -86,16 +104,16 @@ def click_rows(n, seed=0, fields=8, vocab=100, dense=6, shift=0):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    weights = np.random.default_rng(1234).normal(0, 1.0, (fields, vocab))
+    weights = np.random.default_rng(1234).normal(0, 1.0, vocab)
     lo = shift % vocab
     cats = (lo + rng.integers(0, vocab // 2, (n, fields))) % vocab
     x = rng.standard_normal((n, dense)).astype("float32")
-    logit = weights[np.arange(fields), cats].sum(1) / np.sqrt(fields) * 2 + x[:, 0] - 0.5
+    logit = weights[cats].sum(1) / np.sqrt(fields) * 2 + x[:, 0] - 0.5
     labels = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64")
     return {"cats": cats.astype("int64"), "dense": x, "labels": labels}
 
 
-def train(model, rows, epochs=5, lr=3e-3, probs=False):
+def train(model, rows, epochs=6, lr=1e-2, probs=False):
     """A few epochs of BCE on ``rows`` (as click_rows gives them)."""
     import torch.nn.functional as F
 

@@ -21,7 +21,7 @@ CASES = {
     "pickle that would run code": (["{evil}", "--arch", TINY_ARCH, "--input", "x:1x3x32x32:float32"],
                                    "pickled Python objects"),
     "whole module without trust": (["{resnet_whole}", "--input", "x:1x3x32x32:float32"], "--trust-pickle"),
-    "input contradicts model": (["{resnet_ts}", "--input", "x:1x5x32x32:float32"], "rejected the inputs"),
+    "input contradicts model": (["{resnet_ts}", "--input", "x:1x5x32x32:float32"], "x is 5, the model needs 3"),
     "input contradicts pt2": (["{resnet_pt2}", "--input", "x:1x3x32:float32"], "contradicts"),
     "torchscript without input": (["{resnet_ts}"], "pass --input"),
     "malformed input spec": (["{resnet_ts}", "--input", "x:1x3:float99"], "unknown dtype"),

@@ -32,7 +32,7 @@ def clicks(tmp_path_factory):
     np.savez(folder / "new.npz", **new)
     for kind in ("logits", "probs"):
         torch.manual_seed(0)
-        model = ctr_models.train(ctr_models.deepfm(probs=kind == "probs"), old, probs=kind == "probs", epochs=3)
+        model = ctr_models.train(ctr_models.deepfm(probs=kind == "probs"), old, probs=kind == "probs")
         torch.save(model.state_dict(), folder / f"deepfm_{kind}.pt")
     return folder
 
@@ -131,3 +131,170 @@ def test_update_binary_reads_the_output_kind_and_its_gate_can_trip(clicks, tmp_p
     with pytest.raises(GateError, match="forgot too much"):
         update(out=tmp_path / "out2", method="finetune", lr=0.05, epochs=3, max_forgetting=0.001, **common)
     assert not (tmp_path / "out2").exists()
+
+
+# --- ids stay in range; bad input -------------------------------------------------------------------
+
+def _save(tmp_path, model, name):
+    import torch
+
+    torch.save(model.state_dict(), tmp_path / name)
+    return tmp_path / name
+
+
+def test_ids_drawn_below_the_table_a_small_vocabulary_exports(tmp_path):
+    """A 5-row table: the trace example, probe and verification samples draw ids 0..4 (not 0..9)."""
+    from edgeopt.models import load_model
+    from edgeopt.spec import parse_input
+
+    path = _save(tmp_path, ctr_models.deepfm(vocab=5), "v5.pt")
+    model = load_model(path, arch=f"{ARCH}:deepfm", arch_kwargs={"vocab": 5},
+                       inputs=[parse_input(s) for s in ctr_models.DEEPFM_INPUTS])
+    assert model.metadata["id_limits"].exact == {"cats": 5}
+    assert all(f["cats"].max() < 5 for f in model.sample_feeds())
+    r = run_cli("export", path, "--arch", f"{ARCH}:deepfm", "--arch-kwargs", '{"vocab": 5}', *RANKER_INPUTS,
+                "--to", "onnx", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+
+
+def test_shared_table_with_offsets_keeps_the_small_default_range(tmp_path):
+    from edgeopt.models import load_model
+    from edgeopt.spec import parse_input
+
+    path = _save(tmp_path, ctr_models.dcn(), "dcn.pt")
+    model = load_model(path, arch=f"{ARCH}:dcn", inputs=[parse_input(s) for s in ctr_models.DEEPFM_INPUTS])
+    limits = model.metadata["id_limits"]
+    assert limits.exact == {} and limits.ranges == {"cats": 10}  # ids + offsets: not read as one table
+
+
+def test_ids_in_a_float_tensor_load_with_whole_number_samples(tmp_path):
+    path = _save(tmp_path, ctr_models.float_ids(), "fid.pt")
+    r = run_cli("export", path, "--arch", f"{ARCH}:float_ids", "--input", "x:1x4:float32", "--to", "onnx",
+                "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_size_that_disagrees_with_the_model_names_input_size_and_need(clicks, tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("export", clicks / "deepfm_logits.pt", "--arch", f"{ARCH}:deepfm", "--input", "cats:1x9:int64",
+                "--input", "dense:1x6:float32", "-o", out)
+    assert r.returncode == 2 and not out.exists()
+    line = r.stderr.strip().splitlines()[-1]
+    assert "cats" in line and "is 9, the model needs 8" in line and "Traceback" not in r.stderr
+
+
+def test_ids_past_a_table_in_calibration_data_are_one_line(clicks, tmp_path):
+    rows = dict(np.load(clicks / "old.npz"))
+    rows["cats"][::3, 3] = 150
+    np.savez(tmp_path / "bad.npz", **rows)
+    out = tmp_path / "out"
+    r = run_cli("export", clicks / "deepfm_logits.pt", *_arch_args(), "--to", "onnx", "-o", out, "--int8",
+                "--calib", tmp_path / "bad.npz")
+    assert r.returncode == 2 and not out.exists()
+    line = r.stderr.strip().splitlines()[-1]
+    assert "input cats holds id 150" in line and "100 rows" in line
+
+
+# --- dict inputs -------------------------------------------------------------------------------------
+
+DICT_ARGS = [a for spec in ctr_models.DICT_INPUTS for a in ("--input", spec)]
+
+
+def _dict_rows(n, seed, lo=0):
+    rng = np.random.default_rng(seed)
+    w = np.random.default_rng(7).normal(0, 1, 50)
+    rows = {k: (lo + rng.integers(0, 25, n)).astype("int64") for k in ("user_id", "item_id", "cate_id")}
+    rows["dense"] = rng.standard_normal((n, 4)).astype("float32")
+    logit = w[rows["user_id"]] + w[rows["item_id"]] + rows["dense"][:, 0]
+    rows["labels"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def dict_model(tmp_path_factory):
+    import torch
+
+    folder = tmp_path_factory.mktemp("dict")
+    torch.manual_seed(0)
+    torch.save(ctr_models.dict_ranker().state_dict(), folder / "dict.pt")
+    np.savez(folder / "old.npz", **_dict_rows(600, 1))
+    np.savez(folder / "new.npz", **_dict_rows(300, 2, lo=25))
+    return folder
+
+
+def test_dict_input_model_exports_and_matches_torch(dict_model, tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    out = tmp_path / "out"
+    r = run_cli("export", dict_model / "dict.pt", "--arch", f"{ARCH}:dict_ranker", *DICT_ARGS, "--to", "onnx", "-o", out)
+    assert r.returncode == 0, r.stderr
+    rows = _dict_rows(16, 3)
+    feeds = {k: v for k, v in rows.items() if k != "labels"}
+    model = ctr_models.dict_ranker()
+    model.load_state_dict(torch.load(dict_model / "dict.pt"))
+    with torch.no_grad():
+        ref = model.eval()({k: torch.from_numpy(v) for k, v in feeds.items()}).numpy()
+    got = ort.InferenceSession(str(out / "model.onnx")).run(None, feeds)[0]
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, expect", [
+    ([*DICT_ARGS, "--input", "extra:1:int64"], "never reads x['extra']"),
+    ([a for s in ctr_models.DICT_INPUTS if not s.startswith("cate_id") for a in ("--input", s)],
+     "reads x['cate_id'], which no --input names"),
+])
+def test_dict_input_names_that_do_not_match_the_forward(dict_model, tmp_path, args, expect):
+    out = tmp_path / "out"
+    r = run_cli("export", dict_model / "dict.pt", "--arch", f"{ARCH}:dict_ranker", *args, "-o", out)
+    assert r.returncode == 2 and not out.exists(), r.stderr
+    assert expect in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_pt2_of_a_dict_input_model_loads_with_its_keys(dict_model, tmp_path):
+    import torch
+
+    from edgeopt.models import load_model
+
+    model = ctr_models.dict_ranker().eval()
+    x = {k: torch.from_numpy(v) for k, v in _dict_rows(4, 0).items() if k != "labels"}
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    ep = torch.export.export(model, (x,), dynamic_shapes=({k: {0: batch} for k in x},))
+    torch.export.save(ep, str(tmp_path / "dict.pt2"))
+    loaded = load_model(tmp_path / "dict.pt2")
+    assert loaded.io.input_names == ["user_id", "item_id", "cate_id", "dense"]
+    feeds = {k: v.numpy() for k, v in x.items()}
+    np.testing.assert_allclose(loaded.reference(feeds)["output"], model(x).detach().numpy(), atol=1e-6)
+
+
+def test_dict_input_model_updates_prunes_and_distills(dict_model, tmp_path):
+    from edgeopt.distill import distill
+    from edgeopt.prune import prune
+    from edgeopt.spec import parse_input
+    from edgeopt.update import update
+
+    common = dict(arch=f"{ARCH}:dict_ranker", inputs=[parse_input(s) for s in ctr_models.DICT_INPUTS])
+    r = update(model=dict_model / "dict.pt", data=dict_model / "new.npz", old_data=dict_model / "old.npz",
+               task="binary", epochs=1, out=tmp_path / "up", progress=False, **common)
+    assert (tmp_path / "up" / "model.pt2").is_file() and r.report["output_kind"] == "probs"
+    p = prune(model=dict_model / "dict.pt", ratio=0.5, structured=True, data=dict_model / "old.npz",
+              recover_epochs=1, task="binary", speed_check=False, out=tmp_path / "pr", progress=False, **common)
+    assert (tmp_path / "pr" / "model.pt2").is_file(), p
+    d = distill(teacher=dict_model / "dict.pt", student=dict_model / "dict.pt", teacher_arch=common["arch"],
+                student_arch=common["arch"], inputs=common["inputs"], data=dict_model / "old.npz", task="binary",
+                epochs=1, latency=False, out=tmp_path / "ds", progress=False)
+    assert (tmp_path / "ds" / "model.pt2").is_file(), d
+    r = run_cli("export", tmp_path / "up", "--to", "onnx", "-o", tmp_path / "upx")
+    assert r.returncode == 0, r.stderr
+
+
+# --- also found ----------------------------------------------------------------------------------------
+
+def test_ctrl_c_before_the_first_epoch_says_start_again(tmp_path):
+    from edgeopt.train.checkpoint import LAST, interrupted_message
+
+    out = tmp_path / "student"
+    assert "Start again" in interrupted_message(out) and "--resume" not in interrupted_message(out)
+    (tmp_path / "student.checkpoint").mkdir()
+    (tmp_path / "student.checkpoint" / LAST).write_bytes(b"x")
+    assert "plus --resume" in interrupted_message(out)

@@ -1,7 +1,8 @@
 """Golden inputs and outputs for the install-time health check, recorded at package time.
 
 Inputs: the user's ``--golden FILE.npz``, else the packaged tokenizer on fixed product titles (text
-models: the device's own preprocessing path), else seeded random tensors from the input specs.
+models: the device's own preprocessing path), else seeded random tensors from the input specs
+(integer ids below the rows of the table each indexes in model.onnx, bench/feeds.py).
 Outputs: each shipped artifact run through the device runtime (``edgeopt.runtime``) on this
 machine. An artifact whose runtime is not here (a TensorRT engine packaged on a CPU machine) gets
 the FP32 ONNX outputs instead, with its precision's tolerance.
@@ -47,6 +48,11 @@ def make_inputs(folder: Path, manifest: dict, golden: str | None) -> dict[str, n
         return TextEncoder(folder / pre["tokenizer"], int(pre.get("max_length") or 128), names)(TEXTS)
     rng = np.random.default_rng(0)
     feeds = {}
+    limits = {}
+    if (folder / "model.onnx").is_file():  # ids below the rows of the table each integer input indexes
+        from edgeopt.bench.feeds import index_limits
+
+        limits = index_limits(folder / "model.onnx", "onnx")
     for spec in manifest.get("inputs", []):
         shape = tuple(d if isinstance(d, int) else DIM.get(d, 4) for d in spec["shape"])
         if spec["dtype"].startswith(("float", "bfloat")):
@@ -54,7 +60,7 @@ def make_inputs(folder: Path, manifest: dict, golden: str | None) -> dict[str, n
         elif spec["dtype"] == "bool":
             feeds[spec["name"]] = np.ones(shape, bool)
         else:
-            feeds[spec["name"]] = rng.integers(0, 2, shape).astype(spec["dtype"])
+            feeds[spec["name"]] = rng.integers(0, min(limits.get(spec["name"], 2), 100), shape).astype(spec["dtype"])
     return feeds
 
 

@@ -108,8 +108,9 @@ def command(teacher, student, student_layers, latency_budget, data, eval_data, j
         raise
     except KeyboardInterrupt:
         if not quiet:
-            click.echo(f"edgeopt: interrupted; nothing written to {out}. Continue with the same command plus "
-                       f"--resume (checkpoint: {out.parent / (out.name + '.checkpoint')})", err=True)
+            from edgeopt.train.checkpoint import interrupted_message
+
+            click.echo(interrupted_message(Path(out)), err=True)
         sys.exit(130)
     finally:
         distributed.shutdown()

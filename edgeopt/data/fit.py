@@ -27,7 +27,13 @@ def _extremes(ds: Dataset) -> list[int]:
 
 
 def check_fits(model, ds: Dataset, what: str) -> None:
-    """Run the source model on the extreme samples of ``ds``; a rejection is the data's fault."""
+    """Run the source model on the extreme samples of ``ds``; a rejection is the data's fault. Ids
+    past a table the model reads them from (models/ids.py) are named with the table's size first."""
+    limits = model.metadata.get("id_limits")
+    if limits is not None:
+        from edgeopt.models.ids import check_ids
+
+        check_ids(ds.samples, limits.exact, f"{what} does not fit {model.name}")
     if model.reference is None:
         return
     for i in _extremes(ds):

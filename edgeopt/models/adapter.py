@@ -24,14 +24,59 @@ def _torch():
 
 
 def call_style(module, names: list[str]) -> str:
-    """'kwargs' when forward names every input as a parameter (or takes **kwargs), else 'args'."""
+    """'kwargs' when forward names every input as a parameter (or takes **kwargs); 'dict' when it
+    takes one dict of named tensors (torch-rechub style ``forward(x)``: the parameter is annotated
+    as a dict, or several inputs meet one parameter); else 'args'."""
     try:
         params = inspect.signature(module.forward).parameters
     except (TypeError, ValueError):
         return "args"
     if all(n in params for n in names):
         return "kwargs"
+    positional = [p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) == 1 and len(params) == 1:
+        note = positional[0].annotation
+        text = note if isinstance(note, str) else getattr(note, "__name__", str(note))
+        if text.split("[")[0].split(".")[-1] in ("dict", "Dict", "Mapping", "MutableMapping") or len(names) > 1:
+            return "dict"
     return "args"
+
+
+class MissingInput(LookupError):
+    """A dict-input model read a key that no ``--input`` names."""
+
+
+class ReadKeys(dict):
+    """The dict a dict-input model gets while edgeopt probes it: records the keys its forward reads."""
+
+    def __init__(self, *args, reads: set):
+        super().__init__(*args)
+        self.reads = reads
+
+    def __getitem__(self, key):
+        if key not in self:
+            raise MissingInput(f"its forward reads x[{key!r}], which no --input names "
+                               f"(given: {', '.join(dict.keys(self))})")
+        self.reads.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def _all(self):
+        self.reads.update(dict.keys(self))
+
+    def __iter__(self):
+        self._all()
+        return super().__iter__()
+
+    def items(self):
+        self._all()
+        return super().items()
+
+    def values(self):
+        self._all()
+        return super().values()
 
 
 def flatten_outputs(out) -> list[tuple[str, object]]:
@@ -55,10 +100,14 @@ def make_adapter(module, input_names: list[str], output_keys: list[str] | None =
             self.inner = module
             self.style = style or call_style(module, input_names)
             self.output_keys = output_keys
+            self.reads = None  # a set while probing a dict-input model: the keys its forward read
 
         def forward(self, *args):
             if self.style == "kwargs":
                 out = self.inner(**dict(zip(input_names, args)))
+            elif self.style == "dict":
+                x = dict(zip(input_names, args))
+                out = self.inner(x if self.reads is None else ReadKeys(x, reads=self.reads))
             else:
                 out = self.inner(*args)
             flat = dict(flatten_outputs(out))
@@ -71,13 +120,19 @@ def make_adapter(module, input_names: list[str], output_keys: list[str] | None =
     return adapter
 
 
-def random_feeds(inputs: tuple[TensorSpec, ...], *, batch: int, seed: int) -> dict[str, np.ndarray]:
-    """Seeded sample inputs from specs: normal floats, small non-negative ints, random bools."""
+def random_feeds(inputs: tuple[TensorSpec, ...], *, batch: int, seed: int, id_ranges: dict[str, int] | None = None,
+                 float_ids: int | None = None) -> dict[str, np.ndarray]:
+    """Seeded sample inputs from specs: normal floats, non-negative ints below ``id_ranges[name]``
+    (the rows of the table they index, models/ids.py; else 0..9), random bools. ``float_ids``: the
+    model keeps ids in float tensors, so floats are whole numbers below it too."""
     rng = np.random.default_rng(seed)
+    id_ranges = id_ranges or {}
     feeds = {}
     for spec in inputs:
         shape = spec.example_shape({"batch": batch})
-        if spec.dtype.startswith("float") or spec.dtype == "bfloat16":
+        if float_ids and (spec.dtype.startswith("float") or spec.dtype == "bfloat16"):
+            arr = rng.integers(0, float_ids, size=shape).astype("float32" if spec.dtype == "bfloat16" else spec.dtype)
+        elif spec.dtype.startswith("float") or spec.dtype == "bfloat16":
             arr = rng.standard_normal(shape).astype("float32" if spec.dtype == "bfloat16" else spec.dtype)
         elif spec.dtype == "bool":
             arr = rng.random(shape) > 0.5
@@ -86,7 +141,7 @@ def random_feeds(inputs: tuple[TensorSpec, ...], *, batch: int, seed: int) -> di
         elif spec.name == "token_type_ids":  # segment ids: one segment
             arr = np.zeros(shape, dtype=spec.dtype)
         else:
-            arr = rng.integers(0, 10, size=shape).astype(spec.dtype)
+            arr = rng.integers(0, max(1, id_ranges.get(spec.name, 10)), size=shape).astype(spec.dtype)
         feeds[spec.name] = arr
     return feeds
 

@@ -41,14 +41,77 @@ def _need_inputs(path: Path, what: str, inputs) -> tuple[TensorSpec, ...]:
     return tuple(inputs)
 
 
+def _probe(adapter, inputs, name, ranges, float_ids):
+    """probe_outputs on every sample edgeopt will feed (a lucky draw must not hide a rejection)."""
+    feeds = [random_feeds(inputs, batch=b, seed=seed, id_ranges=ranges, float_ids=float_ids)
+             for b, seed in ((2, 0), (1, 1), (3, 3))]
+    outputs = [probe_outputs(adapter, inputs, name, feeds=f) for f in feeds]
+    return outputs[0]
+
+
+def _check_reads(reads: set, inputs, name) -> None:
+    """A dict-input model given a name its forward never reads: that --input is a mistake."""
+    unread = [s.name for s in inputs if s.name not in reads]
+    if unread:
+        raise UsageError(f"--input {unread[0]}: {name} takes one dict of inputs and its forward never reads "
+                         f"x[{unread[0]!r}] (it reads {', '.join(sorted(reads)) or 'none of them'}); drop that "
+                         "--input or fix its name")
+
+
 def _finish(path, family, module, inputs, style=None, **extra) -> LoadedModel:
+    import torch
+
+    from edgeopt.models.ids import DEFAULT_ID_RANGE, id_limits
+
     adapter = make_adapter(module, [s.name for s in inputs], style=style)
-    outputs = probe_outputs(adapter, inputs, path.name)
+    zeros = random_feeds(inputs, batch=2, seed=0, id_ranges={s.name: 1 for s in inputs})
+    limits = id_limits(module if isinstance(module, torch.fx.GraphModule) else adapter, inputs, zeros)
+    float_ids = None
+    # the keys a dict-input forward reads (a torch.export program's keys are its own: not checked)
+    track = adapter.style == "dict" and not isinstance(module, torch.fx.GraphModule)
+    reads: set = set()
+    adapter.reads = reads if track else None
+    try:
+        outputs = _probe(adapter, inputs, path.name, limits.ranges, None)
+    except UsageError as e:  # ids kept in a float tensor reject normal floats: try whole numbers before failing
+        if "no --input names" in str(e):  # a dict-input model missing a key: no size will fix that
+            raise
+        float_ids = min([DEFAULT_ID_RANGE, *limits.ranges.values()])
+        try:
+            outputs = _probe(adapter, inputs, path.name, limits.ranges, float_ids)
+        except UsageError:
+            float_ids = None
+        if float_ids is None:
+            from edgeopt.models.shapes import explain_rejection
+
+            explain_rejection(adapter, inputs, path.name, limits.ranges)
+            raise
+    finally:
+        adapter.reads = None
+    if track:
+        _check_reads(reads, inputs, path.name)
     io = IOSpec(inputs, outputs)
-    return LoadedModel(name=path.stem, source=path, family=family, io=io, module=adapter,
-                       reference=torch_reference(adapter, io),
-                       sample_feeds=lambda: [random_feeds(inputs, batch=b, seed=b) for b in (1, 3)],
-                       **extra)
+    model = LoadedModel(name=path.stem, source=path, family=family, io=io, module=adapter,
+                        reference=torch_reference(adapter, io),
+                        sample_feeds=lambda: [random_feeds(inputs, batch=b, seed=b, id_ranges=limits.ranges,
+                                                           float_ids=float_ids) for b in (1, 3)],
+                        **extra)
+    model.metadata["id_limits"] = limits
+    return model
+
+
+def _dict_keys(ep) -> list[str] | None:
+    """The keys when the program was exported from ``forward(x)`` with one dict of tensors."""
+    try:
+        args_spec, kwargs_spec = ep.call_spec.in_spec.children()
+        if args_spec.num_children != 1 or kwargs_spec.num_children:
+            return None
+        spec = args_spec.child(0)
+    except Exception:  # noqa: BLE001 - older torch.export layouts: treated as positional inputs
+        return None
+    if spec.type is not dict or any(c.num_children for c in spec.children()):
+        return None
+    return [str(k) for k in spec.context]
 
 
 def load_pt2(path: Path, inputs) -> LoadedModel:
@@ -69,6 +132,9 @@ def load_pt2(path: Path, inputs) -> LoadedModel:
                                                    else f"{node.name}_dim{i}"))
                           for i, d in enumerate(val.shape))
             found.append(TensorSpec(node.name, str(val.dtype).replace("torch.", ""), shape))
+    keys = _dict_keys(ep)
+    if keys is not None and len(keys) == len(found):  # forward(x: dict): its inputs are the dict's keys
+        found = [TensorSpec(k, f.dtype, f.shape) for k, f in zip(keys, found)]
     if inputs:
         if len(inputs) != len(found) or any(len(a.shape) != len(b.shape) or a.dtype != b.dtype
                                             for a, b in zip(inputs, found)):
@@ -76,7 +142,7 @@ def load_pt2(path: Path, inputs) -> LoadedModel:
             raise UsageError(f"--input contradicts {path.name}, which takes {want}; fix or drop --input")
         found = [TensorSpec(a.name, b.dtype, b.shape) for a, b in zip(inputs, found)]
     module = ep.module()
-    model = _finish(path, "pt2", module, tuple(found), style="args")
+    model = _finish(path, "pt2", module, tuple(found), style="args" if keys is None else "dict")
     model.metadata["exported_program"] = ep
     return model
 

@@ -36,6 +36,17 @@ def load(folder: Path, fingerprint: dict) -> dict:
     return state
 
 
+def interrupted_message(out: Path) -> str:
+    """What to tell a user who pressed Ctrl-C: resume only when an epoch finished and left a
+    checkpoint (OUT.checkpoint/last.pt); before that there is nothing to resume from."""
+    folder = out.parent / (out.name + ".checkpoint")
+    if (folder / LAST).is_file():
+        return (f"edgeopt: interrupted; nothing written to {out}. Continue with the same command plus --resume "
+                f"(checkpoint: {folder})")
+    return (f"edgeopt: interrupted before the first epoch ended; nothing written to {out} and no checkpoint to "
+            "resume from. Start again with the same command")
+
+
 def fingerprint(**items) -> dict:
     """A JSON-comparable record of what a run trains on."""
     return json.loads(json.dumps(items, sort_keys=True, default=str))
