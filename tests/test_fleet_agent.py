@@ -180,6 +180,7 @@ def test_agent_bad_inputs(fleet_bundles, keys, tmp_path, monkeypatch):  # noqa: 
                                   Release(name, "5.0"))
         [r] = agent.run(once=True)
         assert r.status == "failed" and "other-model" in r.error and r.current == "1.0", r
+        assert (dest / name / "current").readlink().name == "1.0" and not (dest / "other-model").exists()
         # corrupt metadata: the newest timestamp.json is garbage
         _publish(fleet_bundles["2.0"], repo)
         ts = repo / "metadata" / "timestamp.json"
@@ -187,6 +188,7 @@ def test_agent_bad_inputs(fleet_bundles, keys, tmp_path, monkeypatch):  # noqa: 
         ts.write_bytes(b"{not json")
         [r] = agent.run(once=True)
         assert r.status == "unchanged" and r.current == "1.0" and "repository:" in r.error, r
+        assert (dest / name / "current").readlink().name == "1.0"
         ts.write_bytes(good)
         # a full disk while downloading
         def full(*a, **k):
@@ -196,6 +198,7 @@ def test_agent_bad_inputs(fleet_bundles, keys, tmp_path, monkeypatch):  # noqa: 
         monkeypatch.setattr(tuf.ngclient.Updater, "download_target", full)
         [r] = agent.run(once=True)
         assert r.status == "unchanged" and "No space left" in r.error and r.current == "1.0", r
+        assert (dest / name / "current").readlink().name == "1.0"
         monkeypatch.undo()
         [r] = agent.run(once=True)  # the disk has room again: it converges
         assert r.current == "2.0", r

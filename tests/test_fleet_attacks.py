@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 import types
 
@@ -48,6 +49,7 @@ def fleet(fleet_bundles, keys, tmp_path):  # noqa: F811
 def _refused(agent, *words):
     [r] = agent.run(once=True)
     assert r.status == "unchanged" and r.current == "1.0", r
+    assert os.readlink(agent.cfg.dest / r.model / "current") == "1.0"  # on disk, not just in the report
     assert all(w in r.error for w in words) and "\n" not in r.error, r.error
     return r
 
@@ -100,11 +102,11 @@ def test_freeze_by_expired_timestamp_then_refresh(fleet, fleet_bundles):  # noqa
     path covers a device offline past the timestamp's expiry."""
     from tests.conftest import run_cli
 
-    f = fleet(timestamp="3s")
+    f = fleet(timestamp="5s")
     _publish(fleet_bundles["2.0"], f.repo, rollout=0)
     f.server.faults["down"] = True  # offline
     _refused(f.agent, "repository:")
-    time.sleep(3.2)
+    time.sleep(5.2)
     f.server.faults["down"] = False  # back, but serving the expired timestamp
     _refused(f.agent, "ExpiredMetadataError")
     r = run_cli("repo", "refresh", "--repo", f.repo, "--keys", f.keys, "--json")
