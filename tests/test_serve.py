@@ -160,7 +160,7 @@ def test_load_shedding_503_with_retry_after(dest_v1, servers):
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    server = servers(dest_v1, "--workers", "1", "--max-queue", "2")
+    server = servers(dest_v1, "--workers", "1", "--max-queue", "1")
     big = np.random.default_rng(0).standard_normal((512, 3, 32, 32)).astype(np.float32)
     head = json.dumps({"inputs": [{"name": "x", "shape": list(big.shape), "datatype": "FP32",
                                    "parameters": {"binary_data_size": big.nbytes}}],
