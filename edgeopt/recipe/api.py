@@ -97,7 +97,7 @@ def run(recipe: str | os.PathLike, *, out: str | os.PathLike | None = None, plan
     if r.out.exists() and not r.out.is_dir():
         raise UsageError(f"-o {r.out} is a file; give a folder")
     if r.out.is_dir() and any(r.out.iterdir()) and not (r.out / "report.json").exists() \
-            and not (r.out / ".edgeopt-run.lock").exists():
+            and not (r.out / ".edgeopt-run.lock").exists() and r.out.resolve() not in r.path.resolve().parents:
         raise UsageError(f"-o {r.out} exists and is not an earlier `edgeopt run` output; choose another folder")
     with cache_mod.out_lock(r.out):
         runner = Runner(r, cache_dir=Path(cache) if cache else None, no_cache=no_cache, log=log)

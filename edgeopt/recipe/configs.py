@@ -51,7 +51,7 @@ STEPS: dict[str, StepKind] = {k.name: k for k in (
     StepKind("bench", "edgeopt.bench.api:bench", "artifact", None, "bench", (),
              ("arch", "arch_kwargs", "trust_pickle", "inputs"), consumes=("export",)),
     StepKind("package", "edgeopt.bundle.build:package", "out", "bundle", "bundle", (), consumes=("export",)),
-    StepKind("install", "edgeopt.bundle.installation:install", "bundle", "dest", "install", (), consumes=("bundle",)),
+    StepKind("install", "edgeopt.bundle.installation:install", "bundle", None, "install", (), consumes=("bundle",)),
 )}
 
 # key -> (minimum, maximum, whether the bounds are exclusive), where the function's own checks come
@@ -188,7 +188,7 @@ def make_config(step: str, keys: dict) -> StepConfig:
                                        "folder); drop it")
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else f"; {step} takes: {', '.join(sorted(names))}"
-            raise ConfigError(key, f"unknown key {key!r} for step {step}{hint}")
+            raise ConfigError(key, f"unknown key {key!r}{hint}")
     return cls(**keys)
 
 

@@ -91,7 +91,7 @@ def _path(src: Source, value, *keys) -> Path:
 
 
 def embedded_model() -> Path:
-    from edgeopt.demo import embedded_model_path
+    from edgeopt.models.embedded import embedded_model_path
 
     return embedded_model_path()
 
@@ -127,7 +127,11 @@ def _resolve_paths(src: Source, keys: dict, step_path: tuple) -> dict:
     out = dict(keys)
     for key in PATH_KEYS & set(keys):
         if isinstance(keys[key], str):
-            out[key] = str(_path(src, keys[key], *step_path, key))
+            p = _path(src, keys[key], *step_path, key)
+            if key != "dest" and not p.exists() and ":" not in keys[key]:
+                raise UsageError(f"{src.path}{src.line(*step_path, key)}: {step_path[-1]}: {key} {keys[key]}: no "
+                                 "such file or folder (paths are relative to the recipe's folder)")
+            out[key] = str(p)
     for key in ("arch", "student_arch", "teacher_arch"):  # file.py:factory
         value = keys.get(key)
         if isinstance(value, str) and ".py:" in value and not Path(value.split(":")[0]).is_absolute():

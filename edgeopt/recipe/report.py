@@ -109,6 +109,14 @@ def render_html(doc: dict) -> str:
                      + _table(["variant", "precision", "size", html.escape(m["metric"]), "p50 ms", "vs teacher FP32",
                                "vs teacher stock INT8"], rows, "variants")
                      + _plot(m["variants"], m["metric"]))
+    q = doc.get("device_query")
+    if q:
+        rows = [[html.escape(r["query"]), "<br>".join(f"{html.escape(x['title'])} ({x['score']:.3f})"
+                                                      for x in r["results"])] for r in q["queries"]]
+        parts.append(f"<h2>The installed bundle, queried through the device runtime</h2><p><code>"
+                     f"{html.escape(q['installed'])}</code>: version {html.escape(str(q.get('version')))}, "
+                     f"{html.escape(str(q.get('artifact')))} on {html.escape(str(q.get('runtime')))}.</p>"
+                     + _table(["query", "top held-out titles (cosine)"], rows, "device-query"))
     cold = doc.get("cold_start") or []
     if cold:
         rows = [[html.escape(c["artifact"]), html.escape(c["runtime"]), _fmt(c.get("import_ms"), 3),

@@ -295,6 +295,12 @@ class Runner:
         name, version = manifest["model"]["name"], str(manifest["version"])
         dest = Path(kw["dest"])
         if (dest / name).is_dir() and _installed_version(dest / name) == version:
+            import json
+
+            installed = json.loads((dest / name / "current" / "manifest.json").read_text())
+            if installed.get("files") != manifest.get("files"):
+                raise UsageError(f"step {step.name}: a different {name} {version} is installed in {dest}; give the "
+                                 "package step a new version")
             return {"installed": {"name": name, "version": version, "current": str(dest / name / "current")}}, "hit"
         result = step.kind.load()(bundle=str(bundle), **kw, log=lambda m: self.log(f"  {step.name}: {m}"))
         return {"installed": result.to_json()}, "miss"
