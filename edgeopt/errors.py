@@ -26,6 +26,11 @@ class GateError(EdgeoptError):
     exit_code = 1
 
 
+class VerificationError(GateError):
+    """A bundle failed verification: tampered, truncated, unsigned where a key was given, wrong key,
+    expired (exit 1, the same for `verify` and `install`)."""
+
+
 def first_line(exc: BaseException | str, limit: int = 200) -> str:
     """The first non-empty line of ``exc``'s message (or of a string), at most ``limit``
     characters, for a one-line error; the exception's type name when the message is empty (never

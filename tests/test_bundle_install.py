@@ -88,7 +88,9 @@ def test_no_downgrade_unless_asked(bundles, keys, dest):
 
 def test_unsigned_only_when_allowed(bundles, keys, dest):
     r = run_cli("install", bundles["unsigned"], "--dest", dest, "--public-key", keys["good"].public_key)
-    assert r.returncode == 2 and "not signed" in r.stderr
+    assert r.returncode == 1 and "not signed" in r.stderr  # as `edgeopt verify --public-key` exits
+    v = run_cli("verify", bundles["unsigned"], "--public-key", keys["good"].public_key)
+    assert v.returncode == r.returncode
     r = run_cli("install", bundles["unsigned"], "--dest", dest, "--allow-unsigned", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["signature"] == "absent"
@@ -161,7 +163,7 @@ def test_bad_bundle_leaves_current_untouched(case, bundles, keys, dest, tmp_path
     bad = retar(folder, tmp_path / "bad.edgepkg", extra=extra)
     before = tree_digest(dest)
     r = run_cli("install", bad, "--dest", dest, "--public-key", keys["good"].public_key)
-    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.returncode == 1, (r.returncode, r.stderr)  # a failed verification, as `edgeopt verify` exits
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert tree_digest(dest) == before  # current, previous, versions, caches: all untouched, nothing left over
     assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
@@ -170,7 +172,9 @@ def test_bad_bundle_leaves_current_untouched(case, bundles, keys, dest, tmp_path
 def test_wrong_key(bundles, keys, dest):
     before = tree_digest(dest)
     r = run_cli("install", bundles["v2"], "--dest", dest, "--public-key", keys["other"].public_key)
-    assert r.returncode == 2 and "signature" in r.stderr and tree_digest(dest) == before
+    assert r.returncode == 1 and "signature" in r.stderr and tree_digest(dest) == before
+    v = run_cli("verify", bundles["v2"], "--public-key", keys["other"].public_key)
+    assert v.returncode == r.returncode  # install and verify agree on a failed verification
 
 
 def test_truncated_archive(bundles, keys, dest, tmp_path):
@@ -184,7 +188,7 @@ def test_truncated_archive(bundles, keys, dest, tmp_path):
         bad.write_bytes(data[:cut])
         before = tree_digest(dest)
         r = run_cli("install", bad, "--dest", dest, "--public-key", keys["good"].public_key)
-        assert r.returncode == 2, r.stderr
+        assert r.returncode == 1, r.stderr
         assert ("truncated" in r.stderr or "not a readable bundle" in r.stderr), r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and tree_digest(dest) == before
 
@@ -212,7 +216,7 @@ def test_expired_bundle(tiny_export, keys, dest, tmp_path):
     before = tree_digest(dest)
     r = run_cli("install", retar(folder, tmp_path / "old.edgepkg"), "--dest", dest,
                 "--public-key", keys["good"].public_key)
-    assert r.returncode == 2 and "expired" in r.stderr and tree_digest(dest) == before
+    assert r.returncode == 1 and "expired" in r.stderr and tree_digest(dest) == before
 
 
 def test_no_space_left_mid_write(bundles, keys, dest):

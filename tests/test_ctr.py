@@ -298,3 +298,26 @@ def test_ctrl_c_before_the_first_epoch_says_start_again(tmp_path):
     (tmp_path / "student.checkpoint").mkdir()
     (tmp_path / "student.checkpoint" / LAST).write_bytes(b"x")
     assert "plus --resume" in interrupted_message(out)
+
+
+def test_update_keeps_a_pt2s_batch_constraint(clicks, tmp_path):
+    """A .pt2 saved with Dim("batch", max=1024) updates and saves (it used to exit 3 while saving,
+    after training); a --batch-size past its maximum is refused before training."""
+    import torch
+
+    from edgeopt.update import update
+
+    model = ctr_models.deepfm()
+    model.load_state_dict(torch.load(clicks / "deepfm_logits.pt"))
+    rows = ctr_models.click_rows(4, seed=0)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    ep = torch.export.export(model.eval(), (torch.from_numpy(rows["cats"]), torch.from_numpy(rows["dense"])),
+                             dynamic_shapes=({0: batch}, {0: batch}))
+    torch.export.save(ep, str(tmp_path / "ranker.pt2"))
+    common = dict(model=tmp_path / "ranker.pt2", data=clicks / "new.npz", task="binary", epochs=1, progress=False)
+    with pytest.raises(UsageError, match="up to 1024"):
+        update(out=tmp_path / "big", batch_size=2048, **common)
+    r = update(out=tmp_path / "out", **common)
+    assert (r.out / "model.pt2").is_file()
+    saved = torch.export.load(str(r.out / "model.pt2"))
+    assert 1024 in {int(v.upper) for v in saved.range_constraints.values()}

@@ -20,9 +20,9 @@ from pathlib import Path
 from edgeopt.bundle import delta, layout
 from edgeopt.bundle.verification import check_bundle_path, unpack_checked
 from edgeopt.bundle.versions import expired, parse_version, safe_name
-from edgeopt.errors import GateError, UsageError
+from edgeopt.errors import GateError, UsageError, VerificationError
 from edgeopt.runtime import manifest as manifest_io
-from edgeopt.runtime.archive import DEFAULT_MAX_BYTES
+from edgeopt.runtime.archive import DEFAULT_MAX_BYTES, NoSpaceError
 from edgeopt.runtime.errors import BundleError
 
 HEALTH_TIMEOUT_S = 600
@@ -85,7 +85,8 @@ def _check_policy(manifest: dict, bundle: Path, current: str | None, allow_downg
         raise UsageError(f"{bundle.name}: model name {name!r} or version {version!r} cannot name a folder")
     info = manifest.get("bundle") or {}
     if expired(info.get("expires")):
-        raise UsageError(f"{bundle.name} expired on {info['expires']} (its signed expiry); package a fresh bundle")
+        raise VerificationError(f"verification failed: {bundle.name} expired on {info['expires']} (its signed "
+                                "expiry); package a fresh bundle")
     new = parse_version(version, "bundle version")
     if current is not None:
         old = parse_version(current, "installed version")
@@ -123,8 +124,10 @@ def install(*, bundle: str | os.PathLike, dest: str | os.PathLike, public_key: s
                                                         max_bytes=max_bytes)
                 else:
                     manifest, signature = unpack_checked(bundle, stage, public_key, durable=True, max_bytes=max_bytes)
-            except BundleError as e:
+            except NoSpaceError as e:  # this device, not the bundle
                 raise UsageError(str(e)) from None
+            except BundleError as e:  # exit 1, as `edgeopt verify` says for the same bundle
+                raise VerificationError(f"verification failed: {e}") from None
             if signature == "absent" and not allow_unsigned:
                 raise UsageError(f"{bundle.name} is not signed; install it only with --allow-unsigned")
             raw_name = str((manifest.get("model") or {}).get("name") or "")

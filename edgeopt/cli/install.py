@@ -22,8 +22,9 @@ from edgeopt.cli.options import console
 def command(bundle, dest, public_key, allow_downgrade, allow_unsigned, as_json):
     """Unpack BUNDLE safely, check every file and the signature, refuse downgrades and expired bundles,
     run its golden inputs through the device runtime in a fresh process, then switch DIR/<name>/current
-    atomically (the previous version stays for `edgeopt rollback`). Exit 0 installed, 1 health check
-    failed (current unchanged), 2 bad input (current unchanged)."""
+    atomically (the previous version stays for `edgeopt rollback`). Exit 0 installed, 1 verification (tampered,
+    truncated, wrong key, expired) or health check failed (current unchanged; the same exit as `edgeopt
+    verify` for the same bundle), 2 bad input (current unchanged)."""
     from edgeopt.bundle.installation import install
 
     con = console()

@@ -33,7 +33,8 @@ def save_student(student: LoadedModel, folder: Path, *, task: str, example: dict
     args = tuple(tensors(example, student.io.input_names))
     with torch.no_grad():
         write_pt2_folder(folder, student.module, args, student.io.inputs, task=task, class_names=class_names,
-                         tokenizer=student.tokenizer, max_length=student.max_length)
+                         tokenizer=student.tokenizer, max_length=student.max_length,
+                         max_batch=student.metadata.get("max_batch"))
 
 
 def parameters(model: LoadedModel) -> int:

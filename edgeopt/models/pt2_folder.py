@@ -16,15 +16,18 @@ from edgeopt.models.base import LoadedModel
 from edgeopt.spec import TensorSpec
 
 META = "model.json"
+DEFAULT_MAX_BATCH = 4096
 
 
 def write_pt2_folder(folder: Path, module, example: tuple, inputs, *, task: str | None = None,
                      class_names: list[str] | None = None, tokenizer=None, max_length: int | None = None,
-                     extra: dict | None = None) -> Path:
-    """torch.export ``module`` (positional inputs, dynamic batch axis) into folder/model.pt2 + model.json."""
+                     extra: dict | None = None, max_batch: int | None = None) -> Path:
+    """torch.export ``module`` (positional inputs, dynamic batch axis) into folder/model.pt2 + model.json.
+    ``max_batch``: the largest batch the source program allowed (a .pt2 saved with
+    ``Dim("batch", max=1024)`` keeps 1024; exporting with more violates its constraints)."""
     import torch
 
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    batch = torch.export.Dim("batch", min=1, max=max_batch or DEFAULT_MAX_BATCH)
     dynamic = tuple({i: (batch if d == "batch" else torch.export.Dim.AUTO)
                      for i, d in enumerate(spec.shape) if isinstance(d, str)} or None for spec in inputs)
     params = inspect.signature(module.forward).parameters.values()

@@ -100,6 +100,22 @@ def _finish(path, family, module, inputs, style=None, **extra) -> LoadedModel:
     return model
 
 
+def _max_batch(ep, user_inputs) -> int | None:
+    """The upper bound the program puts on the batch axis (axis 0 of its first input), when finite."""
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            val = node.meta.get("val")
+            dim = val.shape[0] if val is not None and len(val.shape) else None
+            expr = getattr(getattr(dim, "node", None), "expr", None)
+            bounds = ep.range_constraints.get(expr) if expr is not None else None
+            upper = getattr(bounds, "upper", None)
+            try:
+                return int(upper) if upper is not None and int(upper) < 2 ** 62 else None
+            except (TypeError, ValueError, OverflowError):  # unbounded (sympy oo)
+                return None
+    return None
+
+
 def _dict_keys(ep) -> list[str] | None:
     """The keys when the program was exported from ``forward(x)`` with one dict of tensors."""
     try:
@@ -141,9 +157,12 @@ def load_pt2(path: Path, inputs) -> LoadedModel:
             want = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in found)
             raise UsageError(f"--input contradicts {path.name}, which takes {want}; fix or drop --input")
         found = [TensorSpec(a.name, b.dtype, b.shape) for a, b in zip(inputs, found)]
+    max_batch = _max_batch(ep, user_inputs)
     module = ep.module()
     model = _finish(path, "pt2", module, tuple(found), style="args" if keys is None else "dict")
     model.metadata["exported_program"] = ep
+    if max_batch is not None:
+        model.metadata["max_batch"] = max_batch
     return model
 
 

@@ -119,6 +119,10 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     loaded = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs)
     if loaded.module is None:
         raise UsageError(f"{loaded.name} is {loaded.family}: updating needs the PyTorch model it came from")
+    max_batch = loaded.metadata.get("max_batch")  # the .pt2's own constraint, kept when writing it back
+    if max_batch is not None and batch_size > max_batch:
+        raise UsageError(f"--batch-size {batch_size} is more than {loaded.name} allows (its batch axis goes up to "
+                         f"{max_batch}); use --batch-size {max_batch} or less")
     if metric is not None and task is None:
         task = {"accuracy": "binary", "auc": "binary", "logloss": "binary", "mse": "regress"}.get(metric.strip().lower(), task)
 

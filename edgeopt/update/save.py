@@ -32,4 +32,4 @@ def save(loaded, module, folder: Path, *, task: str, example: dict, width: int, 
         warnings.filterwarnings("ignore", message="The tensor attributes")  # nn.GRU's flat weights, harmless
         write_pt2_folder(folder, module, tuple(tensors(example, loaded.io.input_names)), loaded.io.inputs, task=task,
                          class_names=names or None, tokenizer=loaded.tokenizer, max_length=loaded.max_length,
-                         extra=extra)
+                         extra=extra, max_batch=loaded.metadata.get("max_batch"))
