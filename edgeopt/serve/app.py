@@ -68,9 +68,10 @@ def _header_length(request) -> int | None:
     return int(raw)
 
 
-def _infer_sync(served, body: bytes, header_length: int | None) -> tuple[bytes, dict]:
+def _infer_sync(served, body: bytes, header_length: int | None, started: list) -> tuple[bytes, dict]:
     from edgeopt.runtime.errors import BundleError
 
+    started.append(True)  # out of the queue: a timeout from now on is the model's, not the load's
     request, datatypes = protocol.parse(body, header_length)
     feeds = served.feeds(request, datatypes)
     names = served.output_names(request)
@@ -148,16 +149,17 @@ def create_app(registry: Registry, options: AppOptions, metrics: Metrics, *, tok
         try:
             body = await _read_body(request, options.max_body_bytes)
             served = registry.get(name, version)
+            started: list = []
             job = asyncio.get_running_loop().run_in_executor(
-                executor, partial(_infer_sync, served, body, _header_length(request)))
+                executor, partial(_infer_sync, served, body, _header_length(request), started))
             content, headers = await asyncio.wait_for(job, options.timeout_s)  # on timeout the run is abandoned
             status = 200
             return Response(content, headers=headers)
         except RequestError as e:
             status = e.status
             return _error(e.status, str(e))
-        except asyncio.TimeoutError:
-            status, failure = 504, "timeout"
+        except asyncio.TimeoutError:  # counts against a version on probation only if it was running
+            status, failure = 504, "timeout" if started else None
             return _error(504, f"no answer within {options.timeout_s:g} s")
         except Exception as e:  # noqa: BLE001 - a model that fails: 500, counted, probation decides
             from edgeopt.errors import first_line
@@ -171,7 +173,8 @@ def create_app(registry: Registry, options: AppOptions, metrics: Metrics, *, tok
             label = name if name in registry.live else "unknown"  # a client's made-up names are not labels
             metrics.requests.labels(label, served.version if served else "", str(status)).inc()
             if status >= 400:
-                metrics.errors.labels(label, failure.split(":")[0] if failure else f"http_{status}").inc()
+                reason = "timeout" if status == 504 else failure.split(":")[0] if failure else f"http_{status}"
+                metrics.errors.labels(label, reason).inc()
             if served is not None:
                 if status == 200:
                     metrics.latency.labels(served.name).observe(seconds)
