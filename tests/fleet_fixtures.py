@@ -40,19 +40,13 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.server.served.append(self.path)
         super().do_GET()
 
-    def do_POST(self):  # noqa: N802 - a report collector: each POSTed report becomes a file
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.posted.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
 
 @contextlib.contextmanager
 def serve(folder: Path):
     """A ThreadingHTTPServer on 127.0.0.1 (a free port) serving ``folder``; yields the server (its
-    ``url``, ``faults`` to switch on failures, ``served`` paths and ``posted`` reports)."""
+    ``url``, ``faults`` to switch on failures and the ``served`` paths)."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(folder)))
-    server.faults, server.served, server.posted = {}, [], []
+    server.faults, server.served = {}, []
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

@@ -121,14 +121,34 @@ def test_failed_health_reported_not_retried_and_promote_halts(fleet_bundles, key
     assert again.returncode == 2 and "was halted" in again.stderr
 
 
-def test_report_url_posts_json(fleet_bundles, keys, tmp_path):  # noqa: F811
+def test_reports_posted_to_the_collector(fleet_bundles, keys, tmp_path):  # noqa: F811
+    """Agents POST to `fleet collect`'s server (here in a thread, on 127.0.0.1), which writes the folder
+    that `fleet status` reads; a body that is not a report is refused with 400."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from edgeopt.fleet.collector import collector
+
     repo, _ = new_repo(tmp_path)
     _publish(fleet_bundles["1.0"], repo)
-    with serve(repo) as server:
-        agent = _agent(server, repo, keys, tmp_path / "dest", report_url=f"{server.url}/reports")
-        agent.run(once=True)
-        [posted] = server.posted
-    assert posted["device_id"] == "store-1" and posted["status"] == "installed" and posted["version"] == "1.0"
+    server = collector(reports=tmp_path / "reports", port=0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        with serve(repo) as repo_server:
+            _agent(repo_server, repo, keys, tmp_path / "dest", report_url=url).run(once=True)
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"[1, 2]"), timeout=10)
+        assert e.value.code == 400
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    name = model_name(fleet_bundles["1.0"])
+    s = run_cli("fleet", "status", "--reports", tmp_path / "reports", "--json")
+    assert json.loads(s.stdout) == {name: {"1.0": {"running": 1, "failed": 0, "waiting": 0}}}, s.stderr
 
 
 # bad input: one line, the installed version stays current, the agent keeps running ----------------------
@@ -173,6 +193,15 @@ def test_agent_bad_inputs(fleet_bundles, keys, tmp_path, monkeypatch):  # noqa: 
         agent = _agent(server, repo, keys, dest)
         agent.run(once=True)
         name = model_name(fleet_bundles["1.0"])
+        # a second agent on the same DEST skips its poll instead of racing the first
+        import fcntl
+        import os
+
+        fd = os.open(dest / ".edgeopt-agent" / "agent.lock", os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        [r] = _agent(server, repo, keys, dest).run(once=True)
+        os.close(fd)
+        assert r.status == "unchanged" and "another agent" in r.error and r.current == "1.0", r
         # a target that claims to be this model but holds another model's bundle
         with repository.locked(keys_dir):
             state = repository.load(repo, keys_dir)

@@ -79,3 +79,20 @@ def halt_command(version, repo, keys, reason, model, as_json):
         click.echo(json.dumps(r.to_json()))
         return
     click.echo(f"halted {r.model} {r.version} at {r.rollout:g} % ({r.reason}); devices running it roll back")
+
+
+@command.command("collect")
+@_reports
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8780, show_default=True, help="Port to listen on.")
+def collect_command(reports, host, port):
+    """Receive the agents' reports (their --report-url http://HOST:PORT/) and write each into
+    --reports for `fleet status` and `fleet promote`. Runs until stopped (Ctrl-C)."""
+    from edgeopt.fleet.collector import collector
+
+    server = collector(reports=reports, host=host, port=port)
+    click.echo(f"collecting reports on http://{host}:{server.server_address[1]}/ into {reports}", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

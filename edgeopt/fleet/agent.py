@@ -12,6 +12,8 @@ tried again (same bytes, same result), a repository or network failure is retrie
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import random
@@ -68,6 +70,18 @@ class Agent:
         self.transient_error = False
         try:
             self.state.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self.transient_error = True
+            return [Report(self.cfg.device_id, "", None, UNCHANGED, f"cannot write {self.state}: {e.strerror}")]
+        with _exclusive(self.state / "agent.lock") as mine:
+            if not mine:
+                return [Report(self.cfg.device_id, m, cur, UNCHANGED, "another agent is polling this DEST", cur)
+                        for m, cur in self._installed().items()] or [
+                    Report(self.cfg.device_id, "", None, UNCHANGED, "another agent is polling this DEST")]
+            return self._poll()
+
+    def _poll(self) -> list[Report]:
+        try:
             updater = self._updater()
             updater.refresh()
             releases = self._releases(updater)
@@ -236,6 +250,21 @@ class Agent:
                                                                 MIN_BACKOFF_S * 2 ** (failures - 1))
             if stop.wait(wait * random.uniform(0.9, 1.1)):
                 return reports
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Yields whether this process got the lock (not waiting: a second agent on one DEST skips its poll)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
