@@ -45,3 +45,18 @@ def test_version_counts(tmp_path):
     counts = version_counts(read_reports(tmp_path))["m"]
     assert (counts["2.0"].running, counts["2.0"].failed, counts["2.0"].waiting, counts["2.0"].tried) == (1, 1, 1, 2)
     assert (counts["1.0"].running, counts["1.0"].failed, counts["1.0"].waiting) == (2, 0, 1)
+
+
+def test_refresh_renews_what_would_lapse(tmp_path):
+    """A cron `repo refresh` at the timestamp's pace re-signs snapshot and targets before they expire."""
+    from tests.fleet_fixtures import new_repo
+
+    from edgeopt.fleet.repository import refresh_repo
+
+    repo, keys_dir = new_repo(tmp_path, timestamp="1h", snapshot="90m", targets="30d")
+    r = refresh_repo(repo=repo, keys=keys_dir)
+    assert r.signed == ["snapshot", "timestamp"]  # snapshot would expire within two timestamp periods
+    (keys_dir / "targets.pem").unlink()  # not needed while targets is far from expiry
+    assert refresh_repo(repo=repo, keys=keys_dir).signed == ["snapshot", "timestamp"]
+    repo2, keys2 = new_repo(tmp_path / "b", timestamp="1d", snapshot="30d", targets="1d")
+    assert refresh_repo(repo=repo2, keys=keys2).signed == ["targets", "snapshot", "timestamp"]

@@ -177,12 +177,14 @@ def update_releases(state: RepoState, changes: dict[str, Release]) -> None:
 
 
 def refresh(state: RepoState) -> list[str]:
-    """A new timestamp (and snapshot, when it would expire before the new timestamp); returns the
-    roles re-signed. Warns nothing itself: the caller shows the expiry of every role."""
-    now_ts = _expires(state.keys.expiry()["timestamp"])
-    start = "snapshot" if state.snapshot.signed.expires <= now_ts else "timestamp"
+    """A new timestamp, and a new snapshot or targets version too when one would expire within two
+    timestamp periods (so a cron job at the timestamp's pace never lets them lapse; their keys are
+    needed only then). Returns the roles re-signed; root is renewed only by `rotate-key`."""
+    horizon = _expires(2 * state.keys.expiry()["timestamp"])
+    chain = ("targets", "snapshot", "timestamp")
+    start = next(r for r in chain if r == "timestamp" or getattr(state, r).signed.expires <= horizon)
     _save(state, start)
-    return ["snapshot", "timestamp"] if start == "snapshot" else ["timestamp"]
+    return list(chain[chain.index(start):])
 
 
 def rotate_key(state: RepoState, role: str) -> tuple[str, str]:
