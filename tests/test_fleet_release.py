@@ -1,4 +1,4 @@
-"""Release metadata, cohorts and report counting (no network, no tuf)."""
+"""Release metadata, cohorts, report counting and the schedule of repo refresh (no network)."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ def test_version_counts(tmp_path):
 
 def test_refresh_renews_what_would_lapse(tmp_path):
     """A cron `repo refresh` at the timestamp's pace re-signs snapshot and targets before they expire."""
-    from tests.fleet_fixtures import new_repo
-
+    pytest.importorskip("tuf")
     from edgeopt.fleet.repository import refresh_repo
+    from tests.fleet_fixtures import new_repo
 
     repo, keys_dir = new_repo(tmp_path, timestamp="1h", snapshot="90m", targets="30d")
     r = refresh_repo(repo=repo, keys=keys_dir)
