@@ -10,7 +10,8 @@ packages ``model.int8.onnx`` (unsigned) as versions 1.0 .. N.0 and installs 1.0 
 
 1. overhead, one title per request: blocks of --block requests alternate between the device runtime
    in this process (``load``; ``tokenize`` + ``run``, what the server does per request) and
-   ``edgeopt serve`` over HTTP keep-alive (JSON, a BYTES ``text`` input); p50 of each over --rounds.
+   ``edgeopt serve`` over HTTP keep-alive (JSON, a BYTES ``text`` input); p50 of each over --rounds,
+   and the mean time inside the server (its own latency histogram) to split app from transport.
 2. throughput, --clients concurrent clients for --tput-s seconds, in process (threads sharing one
    model, at most --workers runs at once) and over HTTP (``serve --workers``), interleaved;
    both with --threads intra-op threads per session.
@@ -120,12 +121,24 @@ def http_infer(conn, title: str) -> tuple[int, dict]:
     return r.status, json.loads(r.read())
 
 
+def served_seconds(conn) -> tuple[float, float]:
+    """(sum, count) of the server's own request-latency histogram: time inside the app."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+              if s.name in ("edgeopt_serve_request_seconds_sum", "edgeopt_serve_request_seconds_count")}
+    return values.get("edgeopt_serve_request_seconds_sum", 0.0), values.get("edgeopt_serve_request_seconds_count", 0)
+
+
 def overhead(model, server: Serve, rounds: int, block: int) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     local, remote = [], []
     for i in range(block):  # warm both
         model.run(model.tokenize([TITLES[i % 4]]))
         http_infer(conn, TITLES[i % 4])
+    sum0, count0 = served_seconds(conn)
     for r in range(rounds):
         for side in (("local", "http") if r % 2 == 0 else ("http", "local")):
             for i in range(block):
@@ -136,8 +149,11 @@ def overhead(model, server: Serve, rounds: int, block: int) -> dict:
                     status, _ = http_infer(conn, TITLES[i % 4])
                     assert status == 200
                 (local if side == "local" else remote).append((time.perf_counter() - t) * 1e3)
+    sum1, count1 = served_seconds(conn)
     conn.close()
     return {"in_process_p50_ms": statistics.median(local), "http_p50_ms": statistics.median(remote),
+            "inside_server_mean_ms": (sum1 - sum0) / max(count1 - count0, 1) * 1e3,
+            "in_process_mean_ms": statistics.fmean(local), "http_mean_ms": statistics.fmean(remote),
             "overhead_p50_ms": statistics.median(remote) - statistics.median(local),
             "in_process_p99_ms": float(np.percentile(local, 99)), "http_p99_ms": float(np.percentile(remote, 99)),
             "requests_each": len(local)}
