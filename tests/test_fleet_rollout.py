@@ -49,7 +49,7 @@ def _poll_all(server, repo, keys, root, devices, reports):  # noqa: F811
         return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(devices, pool.map(one, devices)))
+        return dict(zip(devices, pool.map(one, devices), strict=True))
 
 
 def _current(root, devices, name):

@@ -20,19 +20,22 @@ def _line(r) -> str:
 
 
 @click.command()
-@click.option("--repo", "repo_url", required=True, metavar="URL", help="The repository's base URL (metadata/ and targets/ below it).")
+@click.option("--repo", "repo_url", required=True, metavar="URL",
+              help="The repository's base URL (metadata/ and targets/ below it).")
 @click.option("--root", required=True, type=click.Path(path_type=Path), metavar="ROOT.json",
               help="The trusted root provisioned with the device (the repository's metadata/root.json).")
 @click.option("--public-key", required=True, type=click.Path(path_type=Path), metavar="KEY",
               help="The bundle signer's PEM public key, checked by `install`.")
 @click.option("--dest", required=True, type=click.Path(path_type=Path), metavar="DIR",
               help="Install root, as for `edgeopt install` (and `serve`).")
-@click.option("--device-id", required=True, metavar="ID", help="This device's stable id; its hash picks its rollout cohort.")
+@click.option("--device-id", required=True, metavar="ID",
+              help="This device's stable id; its hash picks its rollout cohort.")
 @click.option("--channel", default="stable", show_default=True, help="The channel to follow.")
 @click.option("--interval", type=float, default=300.0, show_default=True, metavar="S", help="Seconds between polls.")
 @click.option("--once", is_flag=True, help="Poll once and exit: 1 when an install failed or the repository, the "
               "network or the disk did, else 0.")
-@click.option("--report-url", metavar="URL", help="POST each attempt's report to this http(s) URL, or write it into this folder.")
+@click.option("--report-url", metavar="URL",
+              help="POST each attempt's report to this http(s) URL (`fleet collect`), or write it into this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print each report as one JSON line.")
 def command(repo_url, root, public_key, dest, device_id, channel, interval, once, report_url, as_json):
     """Refresh the TUF metadata (python-tuf's client), take the newest release of each model on the

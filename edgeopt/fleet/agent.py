@@ -92,8 +92,9 @@ class Agent:
                 Report(self.cfg.device_id, "", None, UNCHANGED, f"repository: {why}; nothing installed")]
         models = sorted({r.model for _, r, _ in releases})
         if not models:
-            return [Report(self.cfg.device_id, m, cur, UNCHANGED, current=cur) for m, cur in self._installed().items()] \
-                or [Report(self.cfg.device_id, "", None, UNCHANGED, f"nothing is published on channel {self.cfg.channel}")]
+            device = self.cfg.device_id
+            return [Report(device, m, cur, UNCHANGED, current=cur) for m, cur in self._installed().items()] or [
+                Report(device, "", None, UNCHANGED, f"nothing is published on channel {self.cfg.channel}")]
         return [self._update_model(updater, m, [(p, r, i) for p, r, i in releases if r.model == m])
                 for m in models]
 
@@ -171,8 +172,9 @@ class Agent:
                             allow_downgrade=allow_downgrade)
                 return Report(device, model, version, INSTALLED, current=r.version, health="passed", kind=kind,
                               bytes=fetched)
-            except GateError as e:  # the health check: this bundle does not work on this device
-                self._remember_failed(path, info)
+            except GateError as e:  # the health check: this version does not work here, whichever bundle brought it
+                for p, i, _ in attempts:
+                    self._remember_failed(p, i)
                 return Report(device, model, version, FAILED, first_line(e, 400), current, "failed", kind, fetched)
             except UsageError as e:  # verification, wrong model, no base: try the full bundle, then give up
                 if last:
@@ -199,7 +201,8 @@ class Agent:
 
         device = self.cfg.device_id
         reason = fulls[current][1].reason
-        if previous is not None and previous != current and (previous not in fulls or fulls[previous][1].state != HALTED):
+        usable = previous is not None and previous != current
+        if usable and (previous not in fulls or fulls[previous][1].state != HALTED):
             try:
                 rollback(target=self.cfg.dest / model)
                 return Report(device, model, previous, INSTALLED, f"{current} was halted ({reason})", previous,

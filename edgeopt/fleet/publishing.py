@@ -135,7 +135,8 @@ def halt(*, repo: str | os.PathLike, keys: str | os.PathLike, version: str, reas
 
 def _matches(state, repo, version: str, model: str | None) -> dict[str, Release]:
     """The targets (full and delta) of ``version``, of one model."""
-    matches = {p: r for p, r in state.releases().items() if r.version == version and (model is None or r.model == model)}
+    matches = {p: r for p, r in state.releases().items()
+               if r.version == version and (model is None or r.model == model)}
     models = sorted({r.model for r in matches.values()})
     if not matches:
         raise UsageError(f"version {version} is not published in {repo}" + (f" for {model}" if model else ""))
