@@ -223,3 +223,24 @@ def test_timeout_is_a_504_and_the_server_keeps_serving(dest_v1, servers):
     assert server.get("/v2/health/ready")[0] == 200
     body = server.get("/metrics")[2].decode()
     assert 'edgeopt_serve_errors_total{model="resnet",reason="timeout"} 1.0' in body
+
+
+def test_bench_a_served_model_beside_the_same_artifact_in_process(dest_v1, servers):
+    server = servers(dest_v1)
+    url = f"http://{server.url}/v2/models/{NAME}"
+    r = run_cli("bench", url, "--cold-runs", "1", "--repeats", "2", "--seconds", "0.2", "--warmup", "0.05",
+                "--concurrency", "1,2", "--no-cache", "--json", "-")
+    assert r.returncode == 0, r.stderr
+    records = {rec["runtime"]: rec for rec in json.loads(r.stdout)["records"]}
+    assert set(records) == {"http", "onnxruntime"}  # one table: served, and the same file in process
+    served, local = records["http"], records["onnxruntime"]
+    assert served["path"] == url and local["path"] == str((dest_v1 / NAME / "1.0" / "model.onnx").absolute())
+    assert served["artifact"] == local["artifact"] == "model.onnx"
+    for rec in (served, local):
+        assert rec["latency_ms"]["p50"] > 0 and rec["throughput_concurrent_ips"]["2"] > 0 and not rec.get("errors")
+    metrics = server.get("/metrics")[2].decode()
+    assert f'edgeopt_serve_requests_total{{code="200",model="{NAME}",version="1.0"}}' in metrics  # it was asked
+    r = run_cli("bench", f"http://{server.url}/v2/models/nope")
+    assert r.returncode == 2 and "answered 404" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("bench", f"http://{server.url}/v1/nope")
+    assert r.returncode == 2 and "expected http://HOST:PORT/v2/models/NAME" in r.stderr

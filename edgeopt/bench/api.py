@@ -39,7 +39,7 @@ def bench(artifact: str | os.PathLike, *, runtimes: str | Sequence[str] | None =
           trust_pickle: bool = False, inputs: Sequence[str] = (),
           log: Callable[[str], None] = lambda m: None) -> BenchResult:
     """Benchmark ``artifact`` (an .onnx, OpenVINO .xml, TensorRT .plan, an export folder, a
-    .edgepkg bundle, or a torch model) and, with ``baseline`` (a previous benchmark JSON), gate
+    .edgepkg bundle, a torch model, or a served model's http://HOST:PORT/v2/models/NAME) and, with ``baseline`` (a previous benchmark JSON), gate
     on regressions beyond ``max_regression`` percent (default 10). The keywords are the CLI's
     flags. Raises ``edgeopt.errors.UsageError`` on bad input."""
     from edgeopt.bench.records import failed_measurements, read_document

@@ -32,6 +32,7 @@ class BenchCase:
     precision: str
     runtime: str
     bytes: int
+    url: str | None = None  # runtime "http": the served model (bench/served.py)
 
     @property
     def label(self) -> str:
@@ -122,6 +123,10 @@ def expand(artifact: str | os.PathLike, *, runtimes: list[str] | None, workdir: 
     for r in runtimes or []:
         if r not in RUNTIMES:
             raise UsageError(f"unknown runtime {r!r}; available: {', '.join(RUNTIMES)}")
+    if str(artifact).startswith(("http://", "https://")):
+        from edgeopt.bench.served import expand_url
+
+        return expand_url(str(artifact), runtimes=runtimes)
     path = Path(artifact)
     _check_readable(path)
     if path.is_dir() and (path / MANIFEST).is_file():

@@ -18,7 +18,8 @@ MARK = "@@edgeopt-bench "
 HEAVY = ("torch", "onnxruntime", "openvino", "tensorrt", "onnx", "transformers", "click", "rich", "matplotlib")
 # how an address-space cap (RLIMIT_AS) shows up in runtime and loader errors
 MEMORY_ERRORS = ("bad_alloc", "cannot allocate", "out of memory", "failed to map segment", "memoryerror")
-RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
+RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch",
+                   "http": "http.client"}  # http: a model served over the Open Inference Protocol (served.py)
 
 
 def peak_rss_mb(resource) -> float:
@@ -128,6 +129,10 @@ def open_session(cfg: dict):
     cache = cfg.get("cache_dir")
     if runtime == "torch":
         return TorchSession(path, threads, cfg.get("model_options") or {})
+    if runtime == "http":
+        from edgeopt.bench.served import HttpSession
+
+        return HttpSession(cfg["url"])
     if runtime == "onnxruntime" and cache:
         import os
 

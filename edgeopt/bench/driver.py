@@ -54,6 +54,8 @@ class JobResult:
 
 def unavailable_reason(c: BenchCase, p: Profile) -> str | None:
     """Why this runtime cannot run on this target here, or None."""
+    if c.url is not None:  # a served model: the server's runtime is its own business
+        return None
     dist = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "openvino": ("openvino",),
             "torch": ("torch",), "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13")}[c.runtime]
     if not any(dist_version(d) for d in dist):
@@ -124,7 +126,7 @@ def spawn(job: Job, cfg: dict, *, timeout: float) -> dict:
     """Run one child; {"cold": phases in ms, "warm": [...]} or {"error": ..., "phase": ...}."""
     c, p = job.candidate, job.profile
     cfg = {"runtime": c.runtime, "path": str(c.path), "precision": c.precision, "device": p.device,
-           "threads": job.threads or p.threads, "limits": _index_limits(c.path, c.format), **cfg}
+           "threads": job.threads or p.threads, "limits": _index_limits(c.path, c.format), "url": c.url, **cfg}
     cmd = [sys.executable, "-m", "edgeopt.bench.child", json.dumps(cfg)]
     t_spawn = time.perf_counter_ns()
     try:

@@ -72,7 +72,7 @@ def build_records(jobs: list[Job], results: dict, *, batches: list[int], seq_len
     records = []
     for job in jobs:
         c, p, res = job.candidate, job.profile, results[job.key]
-        base = {"model": c.model, "artifact": c.artifact, "path": str(c.path), "format": c.format,
+        base = {"model": c.model, "artifact": c.artifact, "path": c.url or str(c.path), "format": c.format,
                 "precision": c.precision, "runtime": c.runtime, "target": p.name, "profile": p.to_json(),
                 "threads": job.threads or p.threads, "seq_len": seq_len, "model_bytes": c.bytes}
         cold, cache = _cold(job, res)

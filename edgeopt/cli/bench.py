@@ -11,7 +11,7 @@ from edgeopt.cli.options import console, model_options
 
 
 @click.command()
-@click.argument("artifact", type=click.Path(path_type=Path))
+@click.argument("artifact")  # a path, or http://HOST:PORT/v2/models/NAME (a served model)
 @click.option("--runtime", "runtimes", help="Comma-separated runtimes: onnxruntime, openvino, tensorrt, torch "
               "[default: each artifact's own; torch for a torch model].")
 @click.option("--target", "targets", default="cpu", show_default=True,
@@ -47,7 +47,8 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
             concurrency, threads, cache_modes, drop_caches, json_out, pb_out, html_dir, baseline, max_regression,
             confidence, gate_metric, normalize, arch, arch_kwargs, trust_pickle, inputs):
     """Benchmark ARTIFACT: an .onnx, OpenVINO .xml, TensorRT .plan, an export folder (all artifacts of its
-    manifest), a .edgepkg bundle, or a torch model (the eager baseline).
+    manifest), a .edgepkg bundle, or a torch model (the eager baseline); or a served model,
+    http://HOST:PORT/v2/models/NAME (`edgeopt serve`), beside the same artifact in process.
 
     Exit 0 when done (and no regression), 1 when a record regressed beyond --max-regression against
     --baseline or a measurement could not be taken, 2 on bad input, 3 on a bug (a log file is named).

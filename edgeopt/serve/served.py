@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -120,7 +121,8 @@ class Served:
                                                                                      self.model.runtime),
                 "inputs": inputs, "outputs": [s.to_json() for s in self.outputs], "version": self.version,
                 "sha256": self.sha256, "runtime": self.model.runtime, "artifact": self.model.artifact["path"],
-                "precision": self.model.artifact.get("precision")}
+                "precision": self.model.artifact.get("precision"),
+                "folder": str(Path(self.model.folder).absolute())}  # `edgeopt bench URL` runs it in process too
         if self.files_changed:
             meta["files_changed"] = self.files_changed
         return meta
