@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import time
 import types
 
@@ -25,19 +26,30 @@ def _publish(bundle, repo, rollout=100.0):
     return publish(bundle=bundle, repo=repo, keys=repo.parent / "repo-keys", rollout=rollout)
 
 
+@pytest.fixture(scope="module")
+def provisioned(fleet_bundles, keys, tmp_path_factory):  # noqa: F811
+    """A device DEST with 1.0 installed (by `install`, health check included), copied for each test."""
+    from edgeopt.bundle.installation import install
+
+    dest = tmp_path_factory.mktemp("provisioned") / "dest"
+    install(bundle=fleet_bundles["1.0"], dest=dest, public_key=keys["good"].public_key)
+    return dest
+
+
 @pytest.fixture
-def fleet(fleet_bundles, keys, tmp_path):  # noqa: F811
-    """A repository with 1.0 published and installed on one device, and a running server."""
+def fleet(fleet_bundles, keys, provisioned, tmp_path):  # noqa: F811
+    """A repository with 1.0 published, a running server, and a device running 1.0 that has polled it once."""
     from edgeopt.fleet.agent import Agent, AgentConfig
 
     def make(**expiry):
         repo, keys_dir = new_repo(tmp_path, **expiry)
         _publish(fleet_bundles["1.0"], repo)
         server = stack.enter_context(serve(repo))
+        shutil.copytree(provisioned, tmp_path / "dest", symlinks=True)
         agent = Agent(AgentConfig(server.url, repo / "metadata" / "root.json", keys["good"].public_key,
                                   tmp_path / "dest", "store-1"))
         [r] = agent.run(once=True)
-        assert r.current == "1.0", r
+        assert (r.status, r.current, r.error) == ("unchanged", "1.0", ""), r
         return types.SimpleNamespace(repo=repo, keys=keys_dir, server=server, agent=agent, meta=repo / "metadata")
 
     import contextlib
@@ -158,7 +170,8 @@ def test_wrong_key_root_refused(fleet, fleet_bundles, keys, tmp_path):  # noqa: 
     _refused(f.agent, "UnsignedMetadataError")
 
 
-@pytest.mark.parametrize("role", ["root", "targets", "snapshot", "timestamp"])
+@pytest.mark.parametrize("role", ["root", "targets", pytest.param("snapshot", marks=pytest.mark.slow),
+                                  pytest.param("timestamp", marks=pytest.mark.slow)])
 def test_key_rotation(fleet, fleet_bundles, role):  # noqa: F811
     """After a rotation the device follows the new root and installs what the new key signs; for the
     targets key, metadata signed by the retired key is refused."""
