@@ -91,7 +91,7 @@ def test_hot_swap_under_load(versions, keys, servers, tmp_path):
         server.wait(lambda: os.readlink(dest / NAME / "current") == "2.0", 30, "rolled back from 2.5")
         for v in ("3.0", "4.0"):  # the broken version blocks no later good one
             install(versions[v], dest, keys)
-            server.wait(lambda: live_version() == v, 30, f"serving {v}")
+            server.wait(lambda v=v: live_version() == v, 30, f"serving {v}")
         time.sleep(0.5)
     finally:
         stop.set()

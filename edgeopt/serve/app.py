@@ -79,7 +79,7 @@ def _infer_sync(served, body: bytes, header_length: int | None, started: list) -
         outputs = served.run(feeds)
     except BundleError as e:
         raise RequestError(400, str(e)) from None
-    except Exception as e:  # noqa: BLE001 - sorted into the client's fault or the model's
+    except Exception as e:  # sorted into the client's fault (400) or the model's (re-raised: 500)
         if type(e).__name__ in CLIENT_ERRORS:
             from edgeopt.errors import first_line
 

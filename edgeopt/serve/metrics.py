@@ -24,7 +24,7 @@ class Metrics:
     changed: object  # Counter{model}: a live version's files changed on disk
 
     @classmethod
-    def create(cls) -> "Metrics":
+    def create(cls) -> Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
         disable_created_metrics()  # no *_created series: a scrape is about counts, not start times

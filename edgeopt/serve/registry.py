@@ -251,7 +251,7 @@ def watch(registry: Registry, stop: threading.Event, *, poll_s: float = 1.0, for
         try:
             from watchfiles import watch as fs_watch
         except ImportError:
-            log("watchfiles is not installed; polling DEST every %.1f s" % poll_s)
+            log(f"watchfiles is not installed; polling DEST every {poll_s:.1f} s")
             return
         try:
             for events in fs_watch(registry.dest, stop_event=stop, debounce=200, step=50, watch_filter=None,
