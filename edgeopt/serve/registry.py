@@ -270,8 +270,8 @@ def watch(registry: Registry, stop: threading.Event, *, poll_s: float = 1.0, for
             paths, _ = set(changed), changed.clear()
         try:
             registry.scan(paths)
-        except OSError as e:  # DEST unreadable for a moment: try again at the next wake
-            log(f"cannot scan {registry.dest}: {e}")
+        except Exception as e:  # noqa: BLE001 - the live versions keep serving; the next wake tries again
+            log(f"cannot scan {registry.dest}: {type(e).__name__}: {e}")
         wake.wait(poll_s)
         wake.clear()
     thread.join(timeout=5)
