@@ -113,7 +113,7 @@ def click_rows(n, seed=0, fields=8, vocab=100, dense=6, shift=0):
     return {"cats": cats.astype("int64"), "dense": x, "labels": labels}
 
 
-def train(model, rows, epochs=6, lr=1e-2, probs=False):
+def train(model, rows, epochs=6, lr=1e-2, probs=False, batch=64):
     """A few epochs of BCE on ``rows`` (as click_rows gives them)."""
     import torch.nn.functional as F
 
@@ -122,7 +122,7 @@ def train(model, rows, epochs=6, lr=1e-2, probs=False):
     y = torch.from_numpy(rows["labels"]).float()
     g = torch.Generator().manual_seed(0)
     for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=g).split(64):
+        for idx in torch.randperm(len(y), generator=g).split(batch):
             out = model(cats[idx], dense[idx]).reshape(-1)
             loss = (F.binary_cross_entropy(out.clamp(1e-7, 1 - 1e-7), y[idx]) if probs
                     else F.binary_cross_entropy_with_logits(out, y[idx]))

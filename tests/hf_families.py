@@ -150,6 +150,41 @@ def _torch_model(factory: str, inputs: list[str], data):
     return build
 
 
+def _ctr_model(factory: str, inputs: list[str], data):
+    """A CTR ranker of tests/ctr_models.py saved as a state dict, with labelled click rows."""
+    def build(folder: Path, minilm: Path):
+        import sys
+
+        import torch
+
+        tests = Path(__file__).resolve().parent
+        sys.path.insert(0, str(tests))
+        try:
+            import ctr_models
+        finally:
+            sys.path.remove(str(tests))
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save(getattr(ctr_models, factory)().state_dict(), folder / "model.pt")
+        np.savez(folder / "calib.npz", **data(np.random.default_rng(0)))
+        args = ["--arch", f"{tests / 'ctr_models.py'}:{factory}"]
+        for spec in inputs:
+            args += ["--input", spec]
+        return folder / "model.pt", args
+
+    return build
+
+
+def _clicks(rng, n=128):
+    return {"cats": rng.integers(0, 100, (n, 8)).astype("int64"), "dense": rng.standard_normal((n, 6)).astype("float32"),
+            "labels": rng.integers(0, 2, n).astype("int64")}
+
+
+def _dict_clicks(rng, n=128):
+    rows = {k: rng.integers(0, 50, n).astype("int64") for k in ("user_id", "item_id", "cate_id")}
+    return {**rows, "dense": rng.standard_normal((n, 4)).astype("float32"), "labels": rng.integers(0, 2, n).astype("int64")}
+
+
 VISION_PREP = {"size": {"height": 32, "width": 32}, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
                "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "resample": 2}
 CNN_PREP = {"size": {"shortest_edge": 32}, "crop_pct": 0.875, "image_mean": [0.485, 0.456, 0.406],
@@ -179,6 +214,11 @@ FAMILIES = {
     "clip": (_clip, "npz"),
     "session-gru": (_torch_model("session_gru", ["item_ids:1x12:int64"],
                                  lambda rng: {"item_ids": rng.integers(0, 1000, (96, 12)).astype("int64")}), "npz"),
+    # CTR rankers (issue 30): fixed categorical fields as int64 ids, one click logit / probability
+    "deepfm": (_ctr_model("deepfm", ["cats:1x8:int64", "dense:1x6:float32"], _clicks), "npz"),
+    "dcn": (_ctr_model("dcn", ["cats:1x8:int64", "dense:1x6:float32"], _clicks), "npz"),
+    "dict-ranker": (_ctr_model("dict_ranker", ["user_id:1:int64", "item_id:1:int64", "cate_id:1:int64",
+                                               "dense:1x4:float32"], _dict_clicks), "npz"),
     "ranker": (_torch_model("ranker", ["query:1x16:float32", "product:1x8:float32"],
                             lambda rng: {"query": rng.standard_normal((96, 16)).astype("float32"),
                                          "product": rng.standard_normal((96, 8)).astype("float32")}), "npz"),

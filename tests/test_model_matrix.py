@@ -1,7 +1,7 @@
 """The model families users ship (tests/hf_families.py), exported and verified through the CLI as a
 user runs it, and INT8 for each family. The fast run covers one of each kind (a text encoder whose
-tokenizer emits an input the model lacks, a vision classifier, a recommender, a two-input ranker);
-the rest are `slow`."""
+tokenizer emits an input the model lacks, a vision classifier, a recommender, a two-input ranker,
+CTR rankers with fixed int64 fields and a dict-input one); the rest are `slow`."""
 
 import json
 import shutil
@@ -15,7 +15,7 @@ from tests.conftest import ROOT, run_cli
 sys.path.insert(0, str(ROOT / "tests"))
 from hf_families import FAMILIES, clip_calibration, image_folder  # noqa: E402
 
-FAST = {"distilbert", "vit", "session-gru", "ranker"}
+FAST = {"distilbert", "vit", "session-gru", "ranker", "deepfm", "dict-ranker"}
 slow_unless_fast = [pytest.param(name, marks=() if name in FAST else pytest.mark.slow) for name in FAMILIES]
 
 
@@ -84,7 +84,7 @@ def _int8_args(name, path, family_dir, images, tmp_path):
     return ["--calib", str(path.parent / "calib.npz")]
 
 
-INT8_FAST = {"distilbert", "vit"}
+INT8_FAST = {"distilbert", "vit", "deepfm"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in INT8_FAST else pytest.mark.slow)
@@ -104,6 +104,8 @@ def test_int8_passes_its_gate(family_dir, images, tmp_path, name):
     assert int8 and all(a["quality"]["metric"] == m["int8"]["metric"] for a in int8)
     if FAMILIES[name][1] == "images":  # labelled class folders: top-1 against the labels
         assert m["int8"]["metric"] == "top1"
+    if name in ("deepfm", "dcn", "dict-ranker"):  # one click column, 0/1 labels: AUC, never top-1
+        assert m["int8"]["metric"] == "auc" and m["int8"]["bytes"]
 
 
 def test_efficientnet_int8_on_onnx(family_dir, images, tmp_path):

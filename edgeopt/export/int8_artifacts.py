@@ -133,10 +133,12 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
 
         cpu = cpu_info()
         report["speed_check_cpu"] = {k: cpu[k] for k in ("model", "arch", "isa", "int8_acceleration")}
+    report["bytes"] = []
     for cand, rel in ((outcome.onnx, "model.int8.onnx"), (outcome.qdq, "model.int8.qdq.onnx"),
                       (outcome.openvino, "openvino/model.int8.xml")):
         if cand is not None:
             record = _artifact_record(cand, rel, stage, outcome.max_drop)
+            report["bytes"].append(_bytes_before_after(stage, rel, record))
             artifacts.append(record)
             if record.format == "openvino" and buckets is not None:  # the static shapes must pass the same gate
                 from edgeopt.export import bucket_checks
@@ -188,6 +190,19 @@ def _runtime_notes(outcome, builtin_titles: bool, openvino: bool) -> list[str]:
         elif runtime == "onnxruntime" or openvino:
             notes.append(f"{name} INT8 did not meet the gate ({rel} not written)")
     return notes
+
+
+def _bytes_before_after(stage: Path, rel: str, record: ArtifactRecord) -> dict:
+    """The INT8 file's bytes against its FP32 counterpart's (an IR: .xml + .bin); ONNX files also
+    count their embedding tables and how many are stored in 8 bits (into the artifact's record)."""
+    from edgeopt.optimize.quantize.embeddings import artifact_bytes, table_gathers
+
+    fp32 = "openvino/model.xml" if rel.endswith(".xml") else "model.onnx"
+    before, after = artifact_bytes(stage / fp32), artifact_bytes(stage / rel)
+    row = {"int8": rel, "bytes": after, "fp32": fp32, "fp32_bytes": before, "ratio": round(after / before, 4)}
+    if rel.endswith(".onnx"):
+        record.extra["embedding_tables"] = table_gathers(stage / rel)
+    return row
 
 
 def _artifact_record(cand, rel: str, stage: Path, max_drop: float) -> ArtifactRecord:

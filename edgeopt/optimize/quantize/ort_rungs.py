@@ -31,9 +31,13 @@ class StaticBuilder:
                     f"{len(excluded)} FP32 nodes)")
             # asymmetric activations run faster in onnxruntime (ReLU folds away) but are not
             # TensorRT-ready: symmetric only when TensorRT is a target
+            from edgeopt.optimize.quantize.embeddings import has_tables
+
+            # embedding tables (CTR rankers, recommenders) are most of such a model's bytes
+            op_types = (*ort.STATIC_OPS, "Gather") if has_tables(ctx.fp32_onnx) else ort.STATIC_OPS
             ort.quantize_static_qdq(ctx.fp32_onnx, path, ctx.calib, method=ctx.cfg.calib_method, exclude=excluded,
                                     cache=ctx.work / "calibration-cache.json", progress=ctx.log,
-                                    symmetric=ctx.want_qdq)
+                                    symmetric=ctx.want_qdq, op_types=op_types)
         if not excluded:
             self.all_int8 = path
         return path
