@@ -4,8 +4,12 @@ halted version; every bad input leaves the installed version current in one line
 
 from __future__ import annotations
 
-import errno
 import json
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -182,7 +186,17 @@ def test_unreachable_repository_keeps_installed_and_backs_off(fleet_bundles, key
     assert "repository:" in seen[0].error and "\n" not in seen[0].error
 
 
-def test_agent_bad_inputs(fleet_bundles, keys, tmp_path, monkeypatch):  # noqa: F811
+def _small_files():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, 16 << 10))
+
+
+def _cli_agent(server, repo, keys, dest, device="store-1"):  # noqa: F811
+    return [str(Path(sys.executable).parent / "edgeopt"), "agent", "--repo", server.url, "--root",
+            str(repo / "metadata" / "root.json"), "--public-key", str(keys["good"].public_key), "--dest", str(dest),
+            "--device-id", device]
+
+
+def test_agent_bad_inputs(fleet_bundles, keys, tmp_path):  # noqa: F811
     from edgeopt.fleet import repository
     from edgeopt.fleet.release import Release, target_path
 
@@ -218,16 +232,20 @@ def test_agent_bad_inputs(fleet_bundles, keys, tmp_path, monkeypatch):  # noqa: 
         assert r.status == "unchanged" and r.current == "1.0" and "repository:" in r.error, r
         assert (dest / name / "current").readlink().name == "1.0"
         ts.write_bytes(good)
-        # a full disk while downloading
-        def full(*a, **k):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        import tuf.ngclient
-
-        monkeypatch.setattr(tuf.ngclient.Updater, "download_target", full)
-        [r] = agent.run(once=True)
-        assert r.status == "unchanged" and "No space left" in r.error and r.current == "1.0", r
-        assert (dest / name / "current").readlink().name == "1.0"
-        monkeypatch.undo()
+        # a full disk: the agent process may write no file past 16 KiB (RLIMIT_FSIZE: EFBIG, what a
+        # full disk is to install), first while downloading, then, the bundle already fetched, installing
+        target = next((repo / "targets" / name / "2.0").glob(f"*.{name}-2.0.edgepkg"))
+        for cached in (False, True):
+            if cached:  # the agent's download cache: <sha256>.edgepkg, reused when its hash matches
+                shutil.copy(target, dest / ".edgeopt-agent" / "downloads" / f"{target.name.split('.')[0]}.edgepkg")
+            r = subprocess.run([*_cli_agent(server, repo, keys, dest), "--once", "--json"], capture_output=True,
+                               text=True, timeout=300, preexec_fn=_small_files)
+            assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+            report = json.loads(r.stdout.splitlines()[-1])
+            assert report["status"] == "unchanged" and report["current"] == "1.0", report
+            want = "no space left on the device while unpacking" if cached else "File too large"
+            assert want in report["error"] and report["kind"] == "full", report
+            assert (dest / name / "current").readlink().name == "1.0"
         [r] = agent.run(once=True)  # the disk has room again: it converges
         assert r.current == "2.0", r
     assert (dest / name / "current").readlink().name == "2.0"

@@ -125,7 +125,7 @@ def install(*, bundle: str | os.PathLike, dest: str | os.PathLike, public_key: s
                 else:
                     manifest, signature = unpack_checked(bundle, stage, public_key, durable=True, max_bytes=max_bytes)
             except NoSpaceError as e:  # this device, not the bundle
-                raise UsageError(str(e)) from None
+                raise UsageError(str(e)) from e  # the cause tells a full disk (NoSpaceError) apart
             except BundleError as e:  # exit 1, as `edgeopt verify` says for the same bundle
                 raise VerificationError(f"verification failed: {e}") from None
             if signature == "absent" and not allow_unsigned:

@@ -23,9 +23,10 @@ from pathlib import Path
 
 from edgeopt.bundle import delta, layout
 from edgeopt.bundle.versions import parse_version
-from edgeopt.errors import EdgeoptError, GateError, UsageError, first_line
+from edgeopt.errors import EdgeoptError, GateError, UsageError, VerificationError, first_line
 from edgeopt.fleet.release import DELTA, FULL, HALTED, Release
 from edgeopt.fleet.reports import FAILED, INSTALLED, UNCHANGED, Report, send
+from edgeopt.runtime.archive import NoSpaceError
 
 STATE_DIR = ".edgeopt-agent"  # under DEST: ngclient's trusted metadata, downloads, bundles that failed
 MIN_BACKOFF_S = 2.0
@@ -153,12 +154,13 @@ class Agent:
         return self._install(updater, model, desired, current, attempts, allow_downgrade=halted)
 
     def _install(self, updater, model, version, current, attempts, *, allow_downgrade=False) -> Report:
+        """Try each (path, TargetFile, kind) in turn (the delta, then the full bundle) until one
+        installs, fails its health check, or the last is refused."""
         from edgeopt.bundle.installation import install
 
         device, fetched = self.cfg.device_id, 0
         for n, (path, info, kind) in enumerate(attempts):
-            last = n == len(attempts) - 1
-            local = None
+            local, refused = None, None
             try:
                 local = self._download(updater, info)
                 fetched += info.length
@@ -172,23 +174,32 @@ class Agent:
                             allow_downgrade=allow_downgrade)
                 return Report(device, model, version, INSTALLED, current=r.version, health="passed", kind=kind,
                               bytes=fetched)
+            except VerificationError as e:  # tampered, wrong signer, expired: this bundle, not the version
+                refused = e
             except GateError as e:  # the health check: this version does not work here, whichever bundle brought it
                 for p, i, _ in attempts:
                     self._remember_failed(p, i)
                 return Report(device, model, version, FAILED, first_line(e, 400), current, "failed", kind, fetched)
-            except UsageError as e:  # verification, wrong model, no base: try the full bundle, then give up
-                if last:
-                    self._remember_failed(path, info)
-                    return Report(device, model, version, FAILED, first_line(e, 400), current, None, kind, fetched)
-                self.log(f"{kind} bundle refused ({first_line(e)}); trying the full bundle")
-            except _transport_errors() as e:  # the network, a tampered or cut file, the disk
+            except UsageError as e:  # a full disk is the device's; anything else (wrong model, no base) the bundle's
+                if not isinstance(e.__cause__, NoSpaceError):
+                    refused = e
+                else:
+                    self.transient_error = True
+                    return Report(device, model, version, UNCHANGED, f"{first_line(e, 300)}; keeping {current}",
+                                  current, None, kind, fetched)
+            except _transport_errors() as e:  # the network, a tampered or cut download, the disk
                 self.transient_error = True
                 return Report(device, model, version, UNCHANGED,
                               f"{path}: {_describe(e)}; keeping {current}", current, None, kind, fetched)
             finally:
                 if local is not None:
                     Path(local).unlink(missing_ok=True)
-        raise AssertionError("unreachable: the last attempt always returns")
+            if n < len(attempts) - 1:
+                self.log(f"{kind} bundle refused ({first_line(refused)}); trying the full bundle")
+                continue
+            self._remember_failed(path, info)
+            return Report(device, model, version, FAILED, first_line(refused, 400), current, None, kind, fetched)
+        raise UsageError("no bundle to install")  # callers always pass the full bundle last
 
     def _download(self, updater, info) -> str:
         downloads = self.state / "downloads"
