@@ -99,9 +99,9 @@ class Cache:
             raise UsageError(f"cannot write the step cache {self.root}: {e.strerror}; choose a writable --cache or "
                              "-o") from None
 
-    def lookup(self, key: str) -> tuple[Entry | None, str | None]:
-        """(entry, None) on a verified hit; (None, why) when an entry exists but is corrupted (it is
-        removed); (None, None) on a miss."""
+    def lookup(self, key: str, *, remove: bool = True) -> tuple[Entry | None, str | None]:
+        """(entry, None) on a verified hit; (None, why) when an entry exists but is corrupted (then
+        removed, unless ``remove`` is False: a plan only looks); (None, None) on a miss."""
         folder = self.root / key
         if not folder.is_dir():
             return None, None
@@ -116,7 +116,8 @@ class Cache:
                 return entry, None
             changed = sorted(set(want) ^ set(have) | {k for k in set(want) & set(have) if want[k] != have[k]})
             why = f"{changed[0]} differs from what was cached" if changed else "its files differ"
-        shutil.rmtree(folder, ignore_errors=True)
+        if remove:
+            shutil.rmtree(folder, ignore_errors=True)
         return None, why
 
     def partial(self, key: str) -> Path:

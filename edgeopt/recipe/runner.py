@@ -156,7 +156,7 @@ class Runner:
             if step.kind.name == "install":  # a side effect on DEST, not a cached output
                 rows.append(StepPlan(step, key, "forced" if forced else "run"))
                 continue
-            entry, why = (None, None) if forced else self.cache.lookup(key)
+            entry, why = (None, None) if forced else self.cache.lookup(key, remove=False)
             if entry is not None:
                 self._outputs[step.index] = entry.output
                 rows.append(StepPlan(step, key, "hit", entry))
@@ -169,7 +169,7 @@ class Runner:
         key = self.key(step)
         if key is None:
             return None
-        entry, _ = self.cache.lookup(key)
+        entry, _ = self.cache.lookup(key, remove=False)
         if entry is not None:
             self._outputs[step.index] = entry.output
         return entry
