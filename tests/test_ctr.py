@@ -4,6 +4,7 @@ update with probability outputs. Models: tests/ctr_models.py."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import numpy as np
@@ -269,7 +270,6 @@ def test_a_pt2_of_a_dict_input_model_loads_with_its_keys(dict_model, tmp_path):
 
 def test_dict_input_model_updates_prunes_and_distills(dict_model, tmp_path):
     from edgeopt.distill import distill
-    from edgeopt.prune import prune
     from edgeopt.spec import parse_input
     from edgeopt.update import update
 
@@ -277,9 +277,13 @@ def test_dict_input_model_updates_prunes_and_distills(dict_model, tmp_path):
     r = update(model=dict_model / "dict.pt", data=dict_model / "new.npz", old_data=dict_model / "old.npz",
                task="binary", epochs=1, out=tmp_path / "up", progress=False, **common)
     assert (tmp_path / "up" / "model.pt2").is_file() and r.report["output_kind"] == "probs"
-    p = prune(model=dict_model / "dict.pt", ratio=0.5, structured=True, data=dict_model / "old.npz",
-              recover_epochs=1, task="binary", speed_check=False, out=tmp_path / "pr", progress=False, **common)
-    assert (tmp_path / "pr" / "model.pt2").is_file(), p
+    # the CLI, its stderr a pipe as in a CI log: a line per stage with its time, not silence
+    r = run_cli("prune", dict_model / "dict.pt", "--arch", common["arch"], *DICT_ARGS, "--ratio", "0.5", "--structured",
+                "--data", dict_model / "old.npz", "--recover-epochs", "1", "--task", "binary", "--no-speed-check",
+                "-o", tmp_path / "pr")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pr" / "model.pt2").is_file()
+    assert re.search(r"^\s*\d+\.\d s  \S", r.stderr, re.M), r.stderr
     d = distill(teacher=dict_model / "dict.pt", student=dict_model / "dict.pt", teacher_arch=common["arch"],
                 student_arch=common["arch"], inputs=common["inputs"], data=dict_model / "old.npz", task="binary",
                 epochs=1, latency=False, out=tmp_path / "ds", progress=False)
@@ -321,3 +325,25 @@ def test_update_keeps_a_pt2s_batch_constraint(clicks, tmp_path):
     assert (r.out / "model.pt2").is_file()
     saved = torch.export.load(str(r.out / "model.pt2"))
     assert 1024 in {int(v.upper) for v in saved.range_constraints.values()}
+
+
+def test_bench_help_has_no_literal_percent_signs():
+    r = run_cli("bench", "--help")
+    assert r.returncode == 0 and "%%" not in r.stdout and "PCT percent" in " ".join(r.stdout.split())
+
+
+def test_bench_skips_tensorrt_unless_asked():
+    from edgeopt.bench.cases import _runtimes_for
+
+    listed = ["onnxruntime", "openvino", "tensorrt"]
+    assert _runtimes_for("onnx", listed, None) == ["onnxruntime", "openvino"]
+    assert _runtimes_for("tensorrt", ["tensorrt"], None) == ["tensorrt"]  # an engine still runs on it
+
+
+def test_a_missing_data_file_is_reported_before_the_teacher_loads(tmp_path):
+    r = run_cli("distill", "--teacher", tmp_path / "no-teacher.pt", "--student-layers", "1",
+                "--data", tmp_path / "missing.npz", "-o", tmp_path / "out")
+    assert r.returncode == 2 and "no such data file or folder" in r.stderr and "missing.npz" in r.stderr
+    r = run_cli("prune", tmp_path / "no-model.pt", "--ratio", "0.5", "--data", tmp_path / "missing.npz",
+                "-o", tmp_path / "out")
+    assert r.returncode == 2 and "missing.npz" in r.stderr

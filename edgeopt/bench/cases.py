@@ -69,9 +69,12 @@ def _check_readable(path: Path) -> None:
 
 def _runtimes_for(fmt: str, listed: list[str], wanted: list[str] | None) -> list[str]:
     """The runtimes to bench an artifact on: those asked for that can load its format and that its
-    manifest lists (dynamic INT8 ONNX, for one, runs on onnxruntime only)."""
+    manifest lists (dynamic INT8 ONNX, for one, runs on onnxruntime only). By default an ONNX file is
+    not benched on TensorRT, which every ONNX artifact lists: on a machine without a GPU that was a
+    row of "unavailable" per file; ``--runtime tensorrt`` (or a .plan) asks for it."""
     if wanted is None:
-        return listed or [DEFAULT_RUNTIME[fmt]]
+        own = [r for r in listed if r != "tensorrt" or fmt == "tensorrt"]
+        return own or [DEFAULT_RUNTIME[fmt]]
     return [r for r in wanted if fmt in CAN_LOAD[r] and (not listed or r in listed)]
 
 

@@ -34,7 +34,7 @@ from edgeopt.cli.options import console, model_options
 @click.option("--pytest-benchmark", "pb_out", metavar="FILE", help="Also write pytest-benchmark-compatible JSON.")
 @click.option("--html", "html_dir", metavar="DIR", help="Write DIR/report.html with PNG plots.")
 @click.option("--baseline", type=click.Path(path_type=Path), help="A previous --json file to compare against.")
-@click.option("--max-regression", type=float, help="Fail (exit 1) when a record is slower by more than PCT %% "
+@click.option("--max-regression", type=float, help="Fail (exit 1) when a record is slower by more than PCT percent "
               "with confidence [default with --baseline: 10].", metavar="PCT")
 @click.option("--confidence", type=float, default=0.95, show_default=True, help="Confidence level of the gate's interval.")
 @click.option("--gate-metric", type=click.Choice(["cpu", "latency"]), default="cpu", show_default=True,
@@ -58,14 +58,17 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
     from edgeopt.cli.printing import print_gate, print_records
     from edgeopt.errors import GateError
 
+    from edgeopt.cli.stages import stage_log
+
     con = console()
     with con.status("benchmarking") as status:
+        log = stage_log(con, False, also=status.update)  # the spinner; lines too in a CI log
         result = bench(artifact, runtimes=runtimes, targets=targets, profiles_file=profiles_file, batches=batches,
                        seq_len=seq_len, cold_runs=cold_runs, repeats=repeats, seconds=seconds, warmup=warmup,
                        concurrency=concurrency, threads=threads, cache_modes=cache_modes, drop_caches=drop_caches,
                        baseline=baseline, max_regression=max_regression, confidence=confidence,
                        gate_metric=gate_metric, normalize=normalize, arch=arch, arch_kwargs=arch_kwargs,
-                       trust_pickle=trust_pickle, inputs=inputs, log=status.update)
+                       trust_pickle=trust_pickle, inputs=inputs, log=log)
     doc = result.document
     if json_out == "-":
         click.echo(json.dumps(doc, indent=2))
@@ -78,6 +81,8 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
 
         con.print(f"report: {write_html(doc, html_dir, doc.get('gate', {}).get('rows'))}")
     print_records(con, doc)
+    con.print(f"dynamic non-batch axes (token ids of text models) ran at --seq-len {seq_len}; "
+              "fixed axes at their exported size", highlight=False)
     if "gate" in doc:
         print_gate(con, doc["gate"])
     if result.failure:

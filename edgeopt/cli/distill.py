@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -83,13 +82,11 @@ def command(teacher, student, student_layers, latency_budget, data, eval_data, j
     from edgeopt.spec import parse_input
     from edgeopt.train import distributed
 
-    con = console()
-    t0 = time.perf_counter()
-    quiet = not distributed.is_main()
+    from edgeopt.cli.stages import stage_log
 
-    def log(msg: str) -> None:
-        if verbose and not quiet:
-            con.print(f"[dim]{time.perf_counter() - t0:6.1f} s[/dim]  {msg}", highlight=False)
+    con = console()
+    quiet = not distributed.is_main()
+    log = stage_log(con, verbose and not quiet) if not quiet else (lambda msg: None)  # rank 0 only
 
     try:
         result = distill(teacher=teacher, data=data, out=out, student=student, student_layers=student_layers,

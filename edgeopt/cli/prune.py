@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
@@ -61,12 +60,10 @@ def command(model, ratio, target_speedup, structured, round_to, head_ratio, mac_
     from edgeopt.prune import prune
     from edgeopt.spec import parse_input
 
-    con = console()
-    t0 = time.perf_counter()
+    from edgeopt.cli.stages import stage_log
 
-    def log(msg: str) -> None:
-        if verbose:
-            con.print(f"[dim]{time.perf_counter() - t0:6.1f} s[/dim]  {msg}", highlight=False)
+    con = console()
+    log = stage_log(con, verbose)  # a line per stage with -v, and always in a CI log
 
     result = prune(model=model, out=out, ratio=ratio, target_speedup=target_speedup, structured=structured,
                    round_to=round_to, head_ratio=head_ratio, mac_weight=mac_weight, data=data, eval_data=eval_data,

@@ -14,6 +14,19 @@ FORMATS_HELP = (".npz, .txt, .jsonl, an image folder (one subfolder per class), 
                 "or text[,label], or module:callable")
 
 
+def is_callable_spec(text: str) -> bool:
+    """``module.path:callable`` (the escape hatch), not a file name."""
+    return ":" in text and not text.endswith((".npz", ".txt", ".jsonl", ".csv")) and "/" not in text
+
+
+def check_exists(spec, flag: str | None = None) -> None:
+    """A data file or folder that is not there, found before any model is loaded (a teacher can
+    take a minute); a ``module:callable`` is checked when it is called."""
+    text = str(spec)
+    if not Path(text).exists() and not is_callable_spec(text):
+        raise UsageError(f"no such data file or folder: {text}" + (f" ({flag})" if flag else ""))
+
+
 def load_data(spec: str | Path, *, io: IOSpec, tokenizer=None, max_length: int | None = None,
               limit: int | None = None, seed: int = 0, image_size: tuple[int, int] | None = None,
               normalize: str = "imagenet", image: dict | None = None,
@@ -27,10 +40,8 @@ def load_data(spec: str | Path, *, io: IOSpec, tokenizer=None, max_length: int |
     text_spec = str(spec)
     path = Path(text_spec)
     if not path.exists():
-        if ":" in text_spec and not text_spec.endswith((".npz", ".txt", ".jsonl", ".csv")) and "/" not in text_spec:
-            ds = tensors.from_callable(text_spec, io)
-        else:
-            raise UsageError(f"no such data file or folder: {text_spec}")
+        check_exists(text_spec)
+        ds = tensors.from_callable(text_spec, io)
     elif path.is_dir():
         ds = images.from_folder(path, io, image_size=image_size, normalize=normalize, image=image,
                                 class_names=class_names)

@@ -139,6 +139,11 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
     if eval_size < 1 or (limit is not None and limit < 1):
         raise UsageError("--eval-size and --limit must be >= 1")
     TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr or 1e-4, patience=patience)  # checks the numbers
+    from edgeopt.data import check_exists
+
+    for spec, flag in ((data, "--data"), (eval_data, "--eval")):  # before the teacher loads
+        if spec is not None:
+            check_exists(spec, flag)
     rank, _ = distributed.setup()
     main = rank == 0
     if main:

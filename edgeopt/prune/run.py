@@ -123,6 +123,11 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
         resolve_targets([target])  # an unknown --target is bad input before any work
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT).exists())):
         raise UsageError(f"-o {out} exists and is not an earlier prune output; choose another folder or empty it")
+    from edgeopt.data import check_exists
+
+    for spec, flag in ((data, "--data"), (eval_data, "--eval")):  # before the model loads
+        if spec:
+            check_exists(spec, flag)
     m = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs)
     if m.family not in PRUNABLE or m.module is None:
         raise UsageError(f"{m.name} is {m.family}: prune needs the model's PyTorch code (a state dict with --arch, a "

@@ -116,6 +116,11 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT).exists())):
         raise UsageError(f"-o {out} exists and is not an earlier edgeopt output; choose another folder or empty it")
 
+    from edgeopt.data import check_exists
+
+    for spec, flag in ((data, "--data"), (old_data, "--old-data"), (eval_data, "--eval"), (old_eval, "--old-eval")):
+        if spec is not None:
+            check_exists(spec, flag)  # before the model loads
     loaded = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs)
     if loaded.module is None:
         raise UsageError(f"{loaded.name} is {loaded.family}: updating needs the PyTorch model it came from")
