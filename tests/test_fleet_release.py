@@ -60,3 +60,11 @@ def test_refresh_renews_what_would_lapse(tmp_path):
     assert refresh_repo(repo=repo, keys=keys_dir).signed == ["snapshot", "timestamp"]
     repo2, keys2 = new_repo(tmp_path / "b", timestamp="1d", snapshot="30d", targets="1d")
     assert refresh_repo(repo=repo2, keys=keys2).signed == ["targets", "snapshot", "timestamp"]
+
+
+def test_keys_inside_the_served_folder_refused(tmp_path):
+    pytest.importorskip("tuf")
+    from tests.conftest import run_cli
+
+    r = run_cli("repo", "init", "--repo", tmp_path / "repo", "--keys", tmp_path / "repo" / "keys")
+    assert r.returncode == 2 and "inside --repo" in r.stderr and not (tmp_path / "repo").exists()

@@ -75,6 +75,7 @@ def init(*, repo: str | os.PathLike, keys: str | os.PathLike, expiry: dict[str, 
     from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
     repo, store = Path(repo), KeyStore(Path(keys))
+    check_apart(repo, keys)
     if _meta_dir(repo).exists() and any(_meta_dir(repo).iterdir()):
         raise UsageError(f"{repo} already holds a TUF repository ({_meta_dir(repo)}); choose an empty folder")
     store.create(expiry)
@@ -107,6 +108,7 @@ def load(repo: str | os.PathLike, keys: str | os.PathLike) -> RepoState:
                          "run `edgeopt repo init` first")
     if not Path(keys).is_dir():
         raise UsageError(f"no such keys folder: {keys}")
+    check_apart(repo, keys)
     try:
         root = Metadata.from_file(str(roots[-1][1]))
         timestamp = Metadata.from_file(str(meta / "timestamp.json"))
@@ -122,6 +124,14 @@ def locked(keys: str | os.PathLike):
     if not Path(keys).is_dir():
         raise UsageError(f"no such keys folder: {keys}")
     return layout.locked(Path(keys))
+
+
+def check_apart(repo: str | os.PathLike, keys: str | os.PathLike) -> None:
+    """The repository folder is published as it is: private keys inside it would be served to anyone."""
+    repo, keys = Path(repo).resolve(), Path(keys).resolve()
+    if keys == repo or repo in keys.parents:
+        raise UsageError(f"--keys {keys} is inside --repo {repo}, which a web server publishes; keep the keys "
+                         "in a folder outside it")
 
 
 def _save_root(state: RepoState) -> None:
@@ -234,6 +244,7 @@ def _result(state: RepoState, signed: list[str], rotated=None) -> RepoResult:
 
 
 def init_repo(*, repo: str | os.PathLike, keys: str | os.PathLike, expiry: dict[str, int]) -> RepoResult:
+    check_apart(repo, keys)
     Path(keys).mkdir(parents=True, exist_ok=True)
     with locked(keys):
         return _result(init(repo=repo, keys=keys, expiry=expiry), list(ROLES))
