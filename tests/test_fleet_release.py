@@ -68,3 +68,12 @@ def test_keys_inside_the_served_folder_refused(tmp_path):
 
     r = run_cli("repo", "init", "--repo", tmp_path / "repo", "--keys", tmp_path / "repo" / "keys")
     assert r.returncode == 2 and "inside --repo" in r.stderr and not (tmp_path / "repo").exists()
+
+
+def test_malformed_reports_are_skipped(tmp_path):
+    write(Report("a/b", "m", "1.0", INSTALLED, current="1.0"), tmp_path)  # a slash in the id names no folder
+    (tmp_path / "list.json").write_text('[1, 2]')
+    (tmp_path / "types.json").write_text('{"device_id": "x", "model": ["m"], "status": "installed"}')
+    (tmp_path / "status.json").write_text('{"device_id": "x", "model": "m", "status": "exploded"}')
+    [r] = read_reports(tmp_path)
+    assert r.device_id == "a/b" and version_counts([r])["m"]["1.0"].running == 1

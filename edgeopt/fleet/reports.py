@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import time
 import urllib.request
 from collections import defaultdict
@@ -42,7 +43,18 @@ class Report:
 
     @classmethod
     def from_json(cls, data: dict) -> Report:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        """A report from its JSON object; ValueError for anything else (a collector takes input from
+        the network, and one bad file must not stop `fleet status`)."""
+        if not isinstance(data, dict):
+            raise ValueError("a report is a JSON object")
+        r = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        strings = (r.device_id, r.model, r.status, r.error, r.time)
+        optional = (r.version, r.current, r.health, r.kind)
+        if (not all(isinstance(x, str) for x in strings) or not all(x is None or isinstance(x, str) for x in optional)
+                or not isinstance(r.bytes, int) or not r.device_id or r.status not in (INSTALLED, FAILED, UNCHANGED)):
+            raise ValueError("a report needs device_id, model, status (installed | failed | unchanged) and "
+                             "string fields")
+        return r
 
 
 def send(report: Report, url: str, *, timeout: float = 5.0) -> str | None:
@@ -63,7 +75,8 @@ def send(report: Report, url: str, *, timeout: float = 5.0) -> str | None:
 
 def write(report: Report, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{time.time_ns()}-{os.getpid()}-{report.device_id}-{report.model or 'none'}.json"
+    label = re.sub(r"[^A-Za-z0-9._-]", "_", f"{report.device_id}-{report.model or 'none'}")[:100]
+    path = folder / f"{time.time_ns()}-{os.getpid()}-{label}.json"
     tmp = folder / f".{path.name}.tmp"
     tmp.write_text(json.dumps(report.to_json()))
     os.rename(tmp, path)
