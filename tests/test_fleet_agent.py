@@ -265,3 +265,12 @@ def test_cli_bad_inputs_one_line(fleet_bundles, keys, tmp_path):  # noqa: F811
     assert r.returncode == 2 and "is not a URL" in r.stderr
     r = run_cli("publish", fleet_bundles["1.0"], "--repo", tmp_path / "nothing", "--keys", keys_dir)
     assert r.returncode == 2 and "repo init" in r.stderr
+    # --public-key: a bundle every device would refuse (another signer) is not published
+    repo2, keys2 = new_repo(tmp_path / "b")
+    r = run_cli("publish", fleet_bundles["1.0"], "--repo", repo2, "--keys", keys2, "--public-key",
+                keys["other"].public_key)
+    assert r.returncode == 1 and "verification failed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not list((repo2 / "targets").rglob("*.edgepkg"))
+    r = run_cli("publish", fleet_bundles["1.0"], "--repo", repo2, "--keys", keys2, "--public-key",
+                keys["good"].public_key, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["version"] == "1.0", r.stderr

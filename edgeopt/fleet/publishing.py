@@ -53,7 +53,10 @@ class PromoteResult:
 
 
 def publish(*, bundle: str | os.PathLike, repo: str | os.PathLike, keys: str | os.PathLike,
-            channel: str = "stable", rollout: float = 100.0) -> PublishResult:
+            channel: str = "stable", rollout: float = 100.0,
+            public_key: str | os.PathLike | None = None) -> PublishResult:
+    """``public_key``: verify a full bundle first (files, signature, expiry), so one that every device
+    would refuse is never published (a delta is checked by `install`, against its base)."""
     bundle = Path(bundle)
     check_bundle_path(bundle)
     check_rollout(rollout)
@@ -65,6 +68,10 @@ def publish(*, bundle: str | os.PathLike, repo: str | os.PathLike, keys: str | o
         raise UsageError(f"{bundle} is not an edgeopt bundle with a model name and version; build it with "
                          "`edgeopt package`")
     parse_version(version, "bundle version")
+    if public_key is not None and not is_delta:
+        from edgeopt.bundle.verification import verify
+
+        verify(bundle=bundle, public_key=public_key)  # GateError (exit 1) when it fails
     with repository.locked(keys):
         state = repository.load(repo, keys)
         releases = state.releases()
