@@ -1,4 +1,4 @@
-from edgeopt.doctor import cpu_info
+from edgeopt.cpu import cpu_info
 from edgeopt.backends.tensorrt import gpu_arch_tag
 
 CPUINFO = """processor\t: 0

@@ -14,8 +14,8 @@ _FLAG_RE = re.compile(r"^(avx|amx|fma|f16c|sse4|vnni|bf16|asimd|sve|i8mm)")
 
 
 def environment() -> dict:
-    from edgeopt.doctor import cpu_info
     from edgeopt.backends.tensorrt import nvidia_gpus
+    from edgeopt.cpu import cpu_info
 
     cpu = cpu_info()
     flags = {f for f in cpu["flags"] if _FLAG_RE.match(f)}

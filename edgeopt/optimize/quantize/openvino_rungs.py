@@ -26,7 +26,7 @@ PROBE_SAMPLES = 8
 
 def int8_dot_product() -> bool:
     """Whether this CPU has an INT8 dot-product instruction (VNNI, AMX; Arm dot product)."""
-    from edgeopt.doctor import cpu_info
+    from edgeopt.cpu import cpu_info
 
     return cpu_info()["int8_acceleration"]
 
