@@ -33,7 +33,8 @@ def _metric_for(model: LoadedModel, evald: Dataset, requested: str | None) -> st
 
     task = model.metadata.get("task")
     out = model.io.outputs[0]
-    if len(out.shape) == 2 and out.shape[1] == 1 and task in (None, "binary") and binary_labels(evald.labels):
+    one_column = len(out.shape) == 1 or (len(out.shape) == 2 and out.shape[1] == 1)  # [batch] or [batch, 1]
+    if one_column and task in (None, "binary") and binary_labels(evald.labels):
         return "auc"  # a click model: argmax over its one column would always be 0
     if task is None and evald.labels is not None and len(out.shape) == 2:
         task = "classify"

@@ -44,7 +44,13 @@ def _outputs(module, ds, names, batch: int = 256) -> np.ndarray:
     with torch.inference_mode():
         for start in range(0, len(ds), batch):
             parts.append(forward(module, collate(ds, range(start, min(start + batch, len(ds)))), names).float().numpy())
-    return np.concatenate(parts)
+    out = np.concatenate(parts)
+    return out.reshape(len(out), 1) if out.ndim == 1 else out  # a [batch] click score: one column
+
+
+def _columns(t):
+    """A [batch] output (torch-rechub's click probability) as [batch, 1], so column slices keep rows."""
+    return t.unsqueeze(1) if t.ndim == 1 else t
 
 
 def _concat(a, b):
@@ -186,7 +192,8 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UsageError(f"{data} does not fit {loaded.name}: running it failed ({first}); give data with the "
                          f"model's inputs ({', '.join(names)})") from None
-    new_width = int(forward(module, collate(new_train, [0]), names).shape[-1])
+    with torch.inference_mode():  # two rows: batch norm in train mode refuses a batch of one
+        new_width = int(forward(module, collate(new_train, range(min(2, len(new_train)))), names).shape[-1])
     old_width = width if isinstance(width, int) else new_width
     teacher = copy.deepcopy(module)  # grown, untrained: the previous model plus neutral new rows
     set_mode(teacher, False)
@@ -255,12 +262,12 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
         if method == "lwf":
             def run_teacher(idx, _train=train):
                 with torch.inference_mode():
-                    return forward(teacher, collate(_train, idx), names)[..., :old_width].float().numpy()
+                    return _columns(forward(teacher, collate(_train, idx), names))[..., :old_width].float().numpy()
             t_out = cached_outputs(run_teacher, len(train), batch=256)
             extra_forward += len(train)
 
         def loss_fn(m, idx, gen, _train=train, _t=t_out, _labels=labels_t, _c=cand):
-            o = forward(m, collate(_train, idx), names)
+            o = _columns(forward(m, collate(_train, idx), names))
             loss = methods.hard_loss(task, o, _labels[idx], kind)
             if method == "lwf":
                 loss = loss + _c * methods.lwf_loss(task, o, torch.from_numpy(_t[idx]), temperature, kind)
