@@ -119,7 +119,7 @@ model: tiny-st
 data: {train: train.txt, eval: eval.txt}
 steps:
   - distill: {student_layers: 2, epochs: 1, latency: false, seed: 3}
-  - prune: {structured: true, ratio: 0.5, head_ratio: 0, recover_epochs: 3, speed_check: false}
+  - prune: {structured: true, ratio: 0.5, head_ratio: 0, recover_epochs: 1, speed_check: false}
   - export: {to: [onnx]}
 """)
     out = workspace / "kill-out"

@@ -18,6 +18,7 @@ GATE_VS = ("teacher-stock-int8", "teacher-fp32")
 PATH_KEYS = {"data", "eval_data", "calib", "judgments", "old_data", "old_eval", "student", "reference", "sign_key",
              "base", "golden", "baseline", "profiles_file", "public_key", "dest"}
 EMBEDDED = "embedded:all-MiniLM-L6-v2"
+INT8_ONLY = ("calib", "eval_data", "metric", "max_drop", "reference", "eval_batch")  # export's INT8 gate keys
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,10 @@ def _steps(src: Source, has_data: dict) -> tuple[Step, ...]:
             config = configs.make_config(kind_name, _resolve_paths(src, keys, ("steps", i, kind_name)))
         except configs.ConfigError as e:
             raise UsageError(f"{src.path}{src.line('steps', i, kind_name, e.key)}: step {name}: {e}") from None
+        needs_int8 = sorted(k for k in INT8_ONLY if getattr(config, k, configs._UNSET) is not configs._UNSET)
+        if kind.name == "export" and needs_int8 and getattr(config, "int8", None) is not True:
+            raise UsageError(f"{src.path}{src.line('steps', i, kind_name, needs_int8[0])}: step {name}: "
+                             f"{', '.join(needs_int8)} apply to int8; add 'int8: true'")
         for kw, sources in kind.data_keys:
             if kw in ("data",) and getattr(config, kw, None) is configs._UNSET and not any(s in has_data
                                                                                         for s in sources):

@@ -81,6 +81,8 @@ class Runner:
         r, kind = self.recipe, step.kind
         kw = dict(step.config.given())
         for name, sources in kind.data_keys:
+            if kind.name == "export" and not kw.get("int8"):
+                break  # export reads data only for the INT8 gate
             if name not in kw:
                 given = next((r.data[s] for s in sources if s in r.data), None)
                 if given is not None:
