@@ -129,7 +129,7 @@ def test_tiny_bert_loses_heads_and_ffn_neurons_and_stays_a_hugging_face_folder(t
     from edgeopt.export.onnx import export_onnx
     from edgeopt.models import load_model
     from edgeopt.prune import prune
-    from edgeopt.prune.transformer import WIDTHS_KEY, encoder_layers
+    from edgeopt.models.hf_layers import WIDTHS_KEY, encoder_layers
 
     texts = tmp_path / "titles.txt"
     texts.write_text("\n".join(TITLES) + "\n")
@@ -158,7 +158,7 @@ def test_tiny_bert_loses_heads_and_ffn_neurons_and_stays_a_hugging_face_folder(t
 def test_pruned_widths_that_do_not_fit_the_weights_are_a_clear_error(tiny_bert, tmp_path):
     from edgeopt.models import load_model
     from edgeopt.prune import prune
-    from edgeopt.prune.transformer import WIDTHS_KEY
+    from edgeopt.models.hf_layers import WIDTHS_KEY
 
     out = tmp_path / "bert"
     prune(model=tiny_bert, out=out, ratio=0.5, head_ratio=0.5, structured=True, round_to=8, task="classify",
@@ -356,7 +356,7 @@ def test_sentence_transformers_structured_stays_a_folder_that_edgeopt_reloads_pr
     from edgeopt.export.onnx import export_onnx
     from edgeopt.models import load_model
     from edgeopt.prune import prune
-    from edgeopt.prune.transformer import encoder_layers
+    from edgeopt.models.hf_layers import encoder_layers
 
     out = tmp_path / "pruned-st"
     r = prune(model=_tiny_sentence_transformer(minilm_path, tmp_path), out=out, ratio=0.5, head_ratio=0.5,

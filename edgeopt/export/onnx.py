@@ -23,6 +23,7 @@ import numpy as np
 
 from edgeopt.errors import UsageError, first_line
 from edgeopt.models.base import LoadedModel
+from edgeopt.models.hf_layers import pretrained
 
 OPSET = 17
 DYNAMO_OPSET = 18
@@ -36,15 +37,6 @@ def _example_args(model: LoadedModel):
 
 
 HF_FAMILIES = ("hf", "sentence-transformers")
-
-
-def pretrained(module):
-    """The outermost transformers PreTrainedModel inside ``module``, or None."""
-    try:
-        from transformers import PreTrainedModel
-    except ImportError:
-        return None
-    return next((m for m in module.modules() if isinstance(m, PreTrainedModel)), None)
 
 
 @contextmanager

@@ -51,7 +51,7 @@ def _eager_graph(model: LoadedModel, exported: Path | None):
 
 
 def _head_counts(hf_model) -> list[int]:
-    from edgeopt.prune.transformer import encoder_layers
+    from edgeopt.models.hf_layers import encoder_layers
 
     return [L.heads for L in encoder_layers(hf_model)]
 
@@ -60,7 +60,8 @@ def fused_fp32(model: LoadedModel, out: Path, feeds: list[dict], refs: list[dict
                exported: Path | None = None) -> tuple[Path | None, dict]:
     """Write the fused graph to ``out``; returns (path or None, a report for the manifest).
     ``exported``: model.onnx when it was traced with eager attention, else None (traced here)."""
-    from edgeopt.export.onnx import HF_FAMILIES, pretrained
+    from edgeopt.export.onnx import HF_FAMILIES
+    from edgeopt.models.hf_layers import pretrained
 
     if model.module is None or model.family not in HF_FAMILIES:
         return None, {"fused": False, "reason": f"not a Hugging Face transformer ({model.family})"}

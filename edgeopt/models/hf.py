@@ -14,6 +14,7 @@ from pathlib import Path
 from edgeopt.errors import UsageError, first_line
 from edgeopt.models.adapter import make_adapter, probe_outputs, torch_reference
 from edgeopt.models.base import LoadedModel
+from edgeopt.models.hf_layers import WIDTHS_KEY, narrow_to, pretrained
 from edgeopt.spec import IOSpec, TensorSpec
 
 # Real product titles in the style of the data our users ship; verification samples.
@@ -86,8 +87,6 @@ def _pruned_widths(folder: Path) -> list | None:
     sentence-transformers loads the folder, which would refuse the pruned shapes)."""
     import json
 
-    from edgeopt.prune.transformer import WIDTHS_KEY
-
     try:
         return json.loads((folder / "config.json").read_text()).get(WIDTHS_KEY)
     except (OSError, ValueError, AttributeError):
@@ -111,8 +110,6 @@ def _restore_pruned(hf_model, folder: Path, widths: list) -> None:
     """Narrow a model loaded at its config's widths to what `edgeopt prune` kept, then load its
     saved (pruned) weights over it."""
     from safetensors.torch import load_file
-
-    from edgeopt.prune.transformer import narrow_to
 
     narrow_to(hf_model, widths, folder.name)
     files = sorted(folder.glob("model*.safetensors"))
@@ -148,8 +145,6 @@ def load_sentence_transformers(path: Path, inputs=None) -> LoadedModel:
     except Exception as e:
         raise UsageError(f"{path} is not a loadable sentence-transformers folder: {first_line(e)}") from None
     if widths:
-        from edgeopt.export.onnx import pretrained
-
         _restore_pruned(pretrained(st), inner, widths)
     tokenizer = st.tokenizer
     specs = _input_specs(tokenizer)
@@ -181,8 +176,6 @@ def load_hf(path: Path, inputs=None) -> LoadedModel:
         import transformers
     except ImportError:
         raise UsageError("Hugging Face folders need: pip install 'edgeopt[hf]'") from None
-    from edgeopt.prune.transformer import WIDTHS_KEY  # widths a pruned folder records
-
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), trust_remote_code=False)
         arch = (config.architectures or [None])[0]

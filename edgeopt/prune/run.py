@@ -58,7 +58,7 @@ def _copy(model: LoadedModel) -> LoadedModel:
 
 def _widths(model: LoadedModel) -> dict:
     from edgeopt.prune.structured import layer_widths
-    from edgeopt.prune.transformer import encoder_layers
+    from edgeopt.models.hf_layers import encoder_layers
 
     if model.family in TRANSFORMERS:
         return {f"layer.{i}": {"heads": L.heads, "ffn": L.neurons} for i, L in enumerate(encoder_layers(model.module))}
@@ -261,8 +261,7 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
         with output_dir(out, marker=REPORT) as stage:
             args = rec.example_args(m, ds, 2)
             if structured and m.family in TRANSFORMERS:  # per-layer widths: recorded in config.json
-                from edgeopt.export.onnx import pretrained
-                from edgeopt.prune.transformer import WIDTHS_KEY, widths_of
+                from edgeopt.models.hf_layers import WIDTHS_KEY, pretrained, widths_of
 
                 hf_model = pretrained(pruned.module)
                 setattr(hf_model.config, WIDTHS_KEY, widths_of(hf_model))

@@ -9,61 +9,18 @@ in the residual stream); without data the same products over weight norms. Units
 globally after dividing by each layer's mean, so a sensitive layer keeps more of its width.
 The slicing is done with torch-pruning's layer pruning functions.
 
-Saving: per-layer widths fit no ``BertConfig`` (one ``intermediate_size``, one
-``num_attention_heads``; transformers 5 dropped ``pruned_heads``), so the pruned model is saved as
-its own family's folder with the widths in ``config.json`` under :data:`WIDTHS_KEY`; edgeopt's
-loader (models/hf.py) loads the model at the config's widths, narrows each layer to its recorded
-widths (:func:`narrow_to`) and loads the pruned weights over it. The live module then exports like the unpruned one
-(TorchScript, eager attention), whose graph onnxruntime's transformer fusions match.
+Saving: the pruned model is saved as its own family's folder with its per-layer widths in
+config.json, which edgeopt's loader narrows the model to (models/hf_layers.py, below both). The
+live module then exports like the unpruned one (TorchScript, eager attention), whose graph
+onnxruntime's transformer fusions match.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from edgeopt.errors import UsageError
-
-WIDTHS_KEY = "edgeopt_pruned_widths"  # config.json: [{"heads": h, "ffn": f}, ...] per encoder layer
-
-
-@dataclass
-class EncoderLayer:
-    query: object
-    key: object
-    value: object
-    attn_out: object
-    ffn_in: object
-    ffn_out: object
-    attention: object  # the self-attention module (num_attention_heads, attention_head_size)
-
-    @property
-    def head_size(self) -> int:
-        return int(self.attention.attention_head_size)
-
-    @property
-    def heads(self) -> int:
-        return self.query.out_features // self.head_size
-
-    @property
-    def neurons(self) -> int:
-        return self.ffn_in.out_features
-
-
-def encoder_layers(root) -> list[EncoderLayer]:
-    """The BERT-style layers of ``root`` (attention.self.query/key/value, attention.output.dense,
-    intermediate.dense, output.dense), in order; [] when root has none."""
-    found = []
-    for _, m in root.named_modules():
-        att = getattr(m, "attention", None)
-        sa = getattr(att, "self", None)
-        inter, out = getattr(m, "intermediate", None), getattr(m, "output", None)
-        if sa is None or inter is None or out is None or not hasattr(sa, "query"):
-            continue
-        if not hasattr(sa, "attention_head_size") or not hasattr(getattr(att, "output", None), "dense"):
-            continue
-        found.append(EncoderLayer(sa.query, sa.key, sa.value, att.output.dense, inter.dense, out.dense, sa))
-    return found
+from edgeopt.models.hf_layers import EncoderLayer, encoder_layers
 
 
 def _head_norms(w_cols, head_size: int):
@@ -164,36 +121,3 @@ def prune_encoder(root, *, ratio: float, head_ratio: float, round_to: int | None
             L.attention.all_head_size = L.query.out_features
     after = [{"heads": L.heads, "ffn": L.neurons} for L in layers]
     return {f"layer.{i}": {"before": b, "after": a} for i, (b, a) in enumerate(zip(before, after))}
-
-
-def widths_of(root) -> list[dict]:
-    """[{"heads": h, "ffn": f}] per encoder layer of ``root``: what :data:`WIDTHS_KEY` records."""
-    return [{"heads": L.heads, "ffn": L.neurons} for L in encoder_layers(root)]
-
-
-def narrow_to(root, widths: list[dict], name: str) -> None:
-    """Narrow ``root``'s encoder layers (built at the config's full widths) to ``widths`` by keeping
-    their first heads / neurons; the pruned weights are loaded over them afterwards."""
-    import torch_pruning as tp
-
-    layers = encoder_layers(root)
-    if len(layers) != len(widths):
-        raise UsageError(f"{name}: config.json records pruned widths for {len(widths)} layers but the model has "
-                         f"{len(layers)}; re-run edgeopt prune")
-    for i, (L, w) in enumerate(zip(layers, widths)):
-        heads, ffn = int(w["heads"]), int(w["ffn"])
-        if not (0 < heads <= L.heads and 0 < ffn <= L.neurons):
-            raise UsageError(f"{name}: recorded widths of layer {i} ({heads} heads, {ffn} FFN neurons) do not fit its "
-                             f"config ({L.heads} heads, {L.neurons} neurons); re-run edgeopt prune")
-        if ffn < L.neurons:
-            drop = list(range(ffn, L.neurons))
-            tp.prune_linear_out_channels(L.ffn_in, drop)
-            tp.prune_linear_in_channels(L.ffn_out, drop)
-        if heads < L.heads:
-            head_size = L.head_size
-            drop = list(range(heads * head_size, L.heads * head_size))
-            for lin in (L.query, L.key, L.value):
-                tp.prune_linear_out_channels(lin, drop)
-            tp.prune_linear_in_channels(L.attn_out, drop)
-            L.attention.num_attention_heads = heads
-            L.attention.all_head_size = heads * head_size
