@@ -1,7 +1,8 @@
 """Bytes on the wire for a fleet update of the session recommender (issue 32's target: the delta,
 not the full bundle), on real YOOCHOOSE clicks.
 
-    PYTHONPATH=$PWD python benchmarks/fleet_wire_yoochoose.py [--epochs 2] [--update-epochs 3] [--json FILE]
+    PYTHONPATH=$PWD python benchmarks/fleet_wire_yoochoose.py [--epochs 2] [--update-epochs 3] [--limit N]
+        [--json FILE]
 
 A GRU4Rec-style model (benchmarks/update_yoochoose.py) is trained on the earlier period and updated
 on the later one with `edgeopt update --method replay --compact-delta`; both are exported to ONNX and
@@ -55,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=2, help="base model (bytes, not quality, are measured)")
     ap.add_argument("--update-epochs", type=int, default=3)
     ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--limit", type=int, help="sessions per period (smoke tests)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     if not uy.DATA.is_dir():
@@ -69,6 +71,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     old_s = uy.read(uy.DATA / "yoochoose-clicks-100k_train_full.txt")
     new_s = uy.read(uy.DATA / "yoochoose-clicks-100k_test.txt")
+    if args.limit:
+        old_s, new_s = old_s[:args.limit], new_s[:args.limit]
     ids: dict = {}
     for s in old_s + new_s:
         for i in s:

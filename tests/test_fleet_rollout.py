@@ -132,3 +132,21 @@ def test_running_agent_rides_out_an_outage(fleet_bundles, keys, tmp_path):  # no
             os.killpg(proc.pid, signal.SIGTERM)
             out, err = proc.communicate(timeout=30)
     assert "repository:" in out and "Traceback" not in err, (out, err)
+
+
+@pytest.mark.slow
+def test_session_recommender_update_moves_the_delta(tmp_path):
+    """benchmarks/fleet_wire_yoochoose.py on real YOOCHOOSE clicks (a few hundred sessions): the device's
+    update to 1.1 moves the delta and the TUF metadata, well under the full bundle."""
+    from tests.conftest import ROOT, SHARED_DATA
+
+    if not (SHARED_DATA / "yoochoose").is_dir():
+        pytest.skip(f"shared data missing: {SHARED_DATA / 'yoochoose'} (see ../shared/data/SOURCES.md)")
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fleet_wire_yoochoose.py"), "--limit", "400",
+                        "--epochs", "1", "--update-epochs", "1", "--json", str(tmp_path / "r.json")],
+                       capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "r.json").read_text())
+    update = res["polls"]["update to 1.1"]
+    assert update["report_kind"] == "delta" and update["current"] == "1.1"
+    assert update["bundles"] == res["delta_bundle_bytes"] < 0.8 * res["full_bundle_bytes"], res
