@@ -256,6 +256,7 @@ def test_cli_bad_inputs_one_line(fleet_bundles, keys, tmp_path):  # noqa: F811
     (keys_dir / "targets.pem").unlink()
     r = run_cli("publish", fleet_bundles["1.0"], "--repo", repo, "--keys", keys_dir)
     assert r.returncode == 2 and "no targets key" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not list((repo / "targets").rglob("*")) and len(list((repo / "metadata").glob("*.targets.json"))) == 1
     r = run_cli("agent", "--repo", "http://127.0.0.1:9", "--root", repo / "metadata" / "root.json", "--public-key",
                 keys["good"].public_key, "--dest", tmp_path / "d", "--device-id", "x", "--once")
     assert r.returncode == 1 and "repository:" in r.stdout and "nothing installed" in r.stdout, r.stdout + r.stderr

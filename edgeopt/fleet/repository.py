@@ -147,6 +147,7 @@ def _save(state: RepoState, start: str) -> None:
 
     expiry, meta = state.keys.expiry(), _meta_dir(state.repo)
     chain = ("targets", "snapshot", "timestamp")
+    signers = _signers(state, start)  # every key first: a missing one changes nothing
     for role in chain[chain.index(start):]:
         md = getattr(state, role)
         md.signed.version += 1
@@ -157,15 +158,21 @@ def _save(state: RepoState, start: str) -> None:
             data = _to_bytes(state.snapshot)
             md.signed.snapshot_meta = MetaFile(version=state.snapshot.signed.version, length=len(data),
                                                hashes={"sha256": hashlib.sha256(data).hexdigest()})
-        md.sign(state.keys.signer(role))
+        md.sign(signers[role])
         name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
         _write(meta / name, _to_bytes(md))
+
+
+def _signers(state: RepoState, start: str) -> dict:
+    chain = ("targets", "snapshot", "timestamp")
+    return {role: state.keys.signer(role) for role in chain[chain.index(start):]}
 
 
 def add_target(state: RepoState, bundle: Path, path: str, release: Release) -> object:
     """Copy ``bundle`` in as ``targets/<dir>/<sha256>.<name>`` and sign it into a new release."""
     from tuf.api.metadata import TargetFile
 
+    _signers(state, "targets")  # a missing key leaves no stray copy behind
     info = TargetFile.from_file(path, str(bundle), ["sha256"])
     info.unrecognized_fields["custom"] = release.to_custom()
     dirname, _, name = path.rpartition("/")
