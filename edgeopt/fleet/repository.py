@@ -210,6 +210,8 @@ def rotate_key(state: RepoState, role: str) -> tuple[str, str]:
     metadata and those below it are re-signed with it. Returns (old keyid, new keyid)."""
     check_role(role)
     old_root = state.keys.signer("root")
+    if role != "root":
+        _signers(state, "targets")  # every key this needs is there before the old one is retired
     old, new = state.keys.rotate(role)
     root = state.root.signed
     root.revoke_key(old.public_key.keyid, role)
