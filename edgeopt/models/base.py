@@ -38,3 +38,8 @@ class LoadedModel:
     @property
     def is_text(self) -> bool:
         return self.tokenizer is not None
+
+
+def model_name(path: Path) -> str:
+    """A folder called 'model' (as packaged models often are) is named after its parent."""
+    return path.parent.name if path.name.lower() in ("model", "models", "") else path.name

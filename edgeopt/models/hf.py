@@ -7,26 +7,15 @@ exported with the head its config names (``architectures``), called by keyword.
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 
 from edgeopt.errors import UsageError, first_line
 from edgeopt.models.adapter import make_adapter, probe_outputs, torch_reference
-from edgeopt.models.base import LoadedModel
+from edgeopt.models.base import LoadedModel, model_name
 from edgeopt.models.hf_layers import WIDTHS_KEY, narrow_to, pretrained
+from edgeopt.models.hf_text import SAMPLE_TEXTS, accepts, input_specs
 from edgeopt.spec import IOSpec, TensorSpec
-
-# Real product titles in the style of the data our users ship; verification samples.
-SAMPLE_TEXTS = [
-    "red running shoes",
-    "Nike Men Navy Blue Slim Fit Round Neck T-shirt",
-    "stainless steel 12 cup programmable coffee maker with thermal carafe",
-    "kids waterproof winter boots size 4",
-    "wireless noise cancelling over-ear headphones, 30h battery",
-    "organic",
-]
-_ORDER = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _offline():
@@ -39,30 +28,6 @@ def _offline():
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-
-
-def model_name(path: Path) -> str:
-    """A folder called 'model' (as packaged models often are) is named after its parent."""
-    return path.parent.name if path.name.lower() in ("model", "models", "") else path.name
-
-
-def _input_specs(tokenizer, model=None) -> tuple[TensorSpec, ...]:
-    """The tokenizer's inputs that the model's forward takes (a BERT tokenizer beside DistilBERT
-    emits token_type_ids, which DistilBERT's forward has no parameter for)."""
-    names = [n for n in _ORDER if n in tokenizer.model_input_names]
-    names += [n for n in tokenizer.model_input_names if n not in names]
-    if model is not None and any(accepts(model, n) for n in names):
-        names = [n for n in names if accepts(model, n)]
-    return tuple(TensorSpec(n, "int64", ("batch", "sequence")) for n in names)
-
-
-def accepts(model, name: str) -> bool:
-    """Whether ``model.forward`` names ``name`` as a parameter (transformers' forwards also take
-    **kwargs, which would accept anything and fail later)."""
-    try:
-        return name in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _text_samples(tokenizer, names, max_length):
@@ -147,7 +112,7 @@ def load_sentence_transformers(path: Path, inputs=None) -> LoadedModel:
     if widths:
         _restore_pruned(pretrained(st), inner, widths)
     tokenizer = st.tokenizer
-    specs = _input_specs(tokenizer)
+    specs = input_specs(tokenizer)
     _check_inputs(inputs, specs, path)
     names = [s.name for s in specs]
 
@@ -202,7 +167,7 @@ def load_hf(path: Path, inputs=None) -> LoadedModel:
     except Exception as e:
         raise UsageError(f"{path.name}: {arch or 'the model'} takes text, but its tokenizer does not load "
                          f"({first_line(e)}); save it beside the model with tokenizer.save_pretrained") from None
-    specs = _input_specs(tokenizer, model)
+    specs = input_specs(tokenizer, model)
     _check_inputs(inputs, specs, path)
     names = [s.name for s in specs]
     adapter = make_adapter(model, names)

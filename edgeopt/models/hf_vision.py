@@ -15,7 +15,8 @@ import numpy as np
 
 from edgeopt.errors import UsageError
 from edgeopt.models.adapter import make_adapter, probe_outputs, torch_reference
-from edgeopt.models.base import LoadedModel
+from edgeopt.models.base import LoadedModel, model_name
+from edgeopt.models.hf_text import SAMPLE_TEXTS, input_specs
 from edgeopt.spec import IOSpec, TensorSpec
 
 def image_preprocessing(path: Path, config) -> dict:
@@ -87,8 +88,6 @@ def _class_names(config) -> list[str] | None:
 
 
 def _finish(path, family, model, arch, specs, samples, prep, tokenizer=None, max_length=None) -> LoadedModel:
-    from edgeopt.models.hf import model_name
-
     names = [s.name for s in specs]
     adapter = make_adapter(model, names, style="kwargs")
     outputs = probe_outputs(adapter, specs, path.name, feeds=samples()[0])
@@ -114,8 +113,6 @@ def load_dual_encoder(path: Path, model, arch: str | None, inputs=None) -> Loade
     """CLIP-style: text and image in, both embeddings and their similarity logits out."""
     import transformers
 
-    from edgeopt.models.hf import SAMPLE_TEXTS, _input_specs
-
     if inputs:
         raise UsageError(f"--input is not taken for {path.name}: its inputs come from its tokenizer and "
                          "preprocessor_config.json; drop --input")
@@ -129,7 +126,7 @@ def load_dual_encoder(path: Path, model, arch: str | None, inputs=None) -> Loade
     config = getattr(model.config, "vision_config", model.config)
     prep = image_preprocessing(path, config)
     pixel = _pixel_spec(prep, None)
-    text_specs = _input_specs(tokenizer, model)
+    text_specs = input_specs(tokenizer, model)
     specs = (*text_specs, pixel)
     names = [s.name for s in text_specs]
     max_length = min(int(getattr(model.config, "text_config", model.config).max_position_embeddings or 77), 512)

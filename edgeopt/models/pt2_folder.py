@@ -51,7 +51,7 @@ def _renamed(reference, names):
 
 
 def load_pt2_folder(folder: Path, inputs) -> LoadedModel:
-    from edgeopt.models.hf import model_name
+    from edgeopt.models.base import model_name
     from edgeopt.models.torch_files import load_pt2
 
     meta = {}
