@@ -166,7 +166,7 @@ def rebuild(bundle: Path, stage: Path, dest: Path, public_key, *, durable: bool,
         if special in members:
             _write(stage / special, members[special], durable)
     check_files(stage, manifest, hashes=True)
-    from edgeopt.bundle.verification import signature_state
+    from edgeopt.bundle.sign import signature_state
 
     return manifest, signature_state(bundle, stage, SIGNATURE in members, public_key)
 

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeopt.errors import UsageError, first_line
+from edgeopt.runtime.errors import BundleError
 from edgeopt.runtime.manifest import SIGNATURE
 from edgeopt.runtime.signature import SignatureError, _model_signing, hashing_config, verify_folder
 
-__all__ = ["KeygenResult", "SignatureError", "key_id", "keygen", "load_private_key", "sign_folder", "verify_folder"]
+__all__ = ["KeygenResult", "SignatureError", "key_id", "keygen", "load_private_key", "sign_folder", "signature_state",
+           "verify_folder"]
 
 
 @dataclass
@@ -80,6 +82,17 @@ def sign_folder(folder: Path, private_key: str | os.PathLike) -> str:
     model_signing.signing.Config().use_elliptic_key_signer(private_key=Path(private_key)).set_hashing_config(
         hashing_config()).sign(folder, folder / SIGNATURE)
     return key_id(_public_pem(key))
+
+
+def signature_state(bundle: Path, folder: Path, signed: bool, public_key) -> str:
+    """'verified' (the key checks the unpacked ``folder``), 'not checked' (no key given) or
+    'absent'; BundleError when a key is given for an unsigned bundle or the signature fails."""
+    if public_key is not None:
+        if not signed:
+            raise BundleError(f"{bundle.name} is not signed (no model.sig); it was packaged without --sign-key")
+        verify_folder(folder, public_key)
+        return "verified"
+    return "not checked" if signed else "absent"
 
 
 def public_key_id(path: str | os.PathLike) -> str:

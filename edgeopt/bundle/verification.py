@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeopt.bundle.sign import signature_state
 from edgeopt.bundle.versions import expired
 from edgeopt.errors import GateError, UsageError
 from edgeopt.runtime.errors import BundleError
@@ -48,19 +49,6 @@ def unpack_checked(bundle: Path, dest: Path, public_key, *, durable: bool = Fals
 
     manifest, signed = extract(bundle, dest, durable=durable, max_bytes=max_bytes or DEFAULT_MAX_BYTES)
     return manifest, signature_state(bundle, dest, signed, public_key)
-
-
-def signature_state(bundle: Path, folder: Path, signed: bool, public_key) -> str:
-    """'verified' (the key checks the unpacked ``folder``), 'not checked' (no key given) or
-    'absent'; BundleError when a key is given for an unsigned bundle or the signature fails."""
-    if public_key is not None:
-        if not signed:
-            raise BundleError(f"{bundle.name} is not signed (no model.sig); it was packaged without --sign-key")
-        from edgeopt.runtime.signature import verify_folder
-
-        verify_folder(folder, public_key)
-        return "verified"
-    return "not checked" if signed else "absent"
 
 
 def _verify_folder(folder: Path, public_key) -> tuple[dict, str]:
