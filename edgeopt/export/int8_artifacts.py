@@ -130,7 +130,7 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
         report["ort_fusion"] = fusion
     report["notes"] = list(data.notes) + _runtime_notes(outcome, opts.calib is None, fp32_xml is not None)
     if opts.int8.speed_check:  # the CPU whose speed decided which INT8 artifacts were kept
-        from edgeopt.doctor import cpu_info
+        from edgeopt.cpu import cpu_info
 
         cpu = cpu_info()
         report["speed_check_cpu"] = {k: cpu[k] for k in ("model", "arch", "isa", "int8_acceleration")}
