@@ -26,7 +26,7 @@ from edgeopt.errors import UsageError, first_line
 from edgeopt.manifest import ArtifactRecord
 
 if TYPE_CHECKING:
-    from edgeopt.export.pipeline import ExportOptions
+    from edgeopt.export.options import ExportOptions
     from edgeopt.models.base import LoadedModel
 
 FOLDER = "mobile"
@@ -179,7 +179,7 @@ def add_mobile_artifacts(model: "LoadedModel", stage: Path, artifacts: list[Arti
                          opts: "ExportOptions", log: Callable[[str], None], not_built: list[dict]) -> None:
     """Append the ``.ort`` records (see the module docstring); a source that cannot be converted goes
     to ``not_built`` with the op that stopped it."""
-    from edgeopt.export.pipeline import _verify
+    from edgeopt.export.verify import verify_artifact
 
     sources = [a for a in artifacts if a.path in SOURCES and a.verification.get("passed")]
     if not sources:
@@ -212,14 +212,14 @@ def add_mobile_artifacts(model: "LoadedModel", stage: Path, artifacts: list[Arti
                 made.append(stage / rel)
                 log(f"verifying {rel} with onnxruntime")
                 if src.precision == "fp32":
-                    verification = _verify(stage / rel, "onnxruntime", "onnx", "fp32", vfeeds, vrefs, opts)
+                    verification = verify_artifact(stage / rel, "onnxruntime", "onnx", "fp32", vfeeds, vrefs, opts)
                     vs = "source model"
                 else:  # INT8: the same outputs as the gated INT8 ONNX file it was made from
                     from edgeopt.backends import get_runtime
 
                     session = get_runtime("onnxruntime").load(str(onnx_path), threads=opts.threads)
-                    verification = _verify(stage / rel, "onnxruntime", "ort", "int8", vfeeds,
-                                           [session.run(f) for f in vfeeds], opts)
+                    verification = verify_artifact(stage / rel, "onnxruntime", "ort", "int8", vfeeds,
+                                                    [session.run(f) for f in vfeeds], opts)
                     vs = src.path
                 verification["vs"] = vs
                 log(f"NNAPI / CoreML usability of {rel}")

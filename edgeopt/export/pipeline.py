@@ -8,50 +8,17 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from edgeopt.atomic import output_dir
 from edgeopt.errors import UnavailableError, UsageError, first_line
-from edgeopt.export.verify import Tolerance, compare
+from edgeopt.export.options import ExportOptions
+from edgeopt.export.verify import verify_artifact
 from edgeopt.manifest import ArtifactRecord, Manifest, sha256_file
 from edgeopt.models.base import LoadedModel
 from edgeopt.backends.base import dist_version
 
-if TYPE_CHECKING:
-    from edgeopt.optimize.quantize.config import Int8Config
-
-TARGETS = ("onnx", "openvino", "tensorrt", "mobile")
 ENV_PACKAGES = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "transformers", "tensorrt")
-
-
-@dataclass
-class ExportOptions:
-    targets: tuple[str, ...] = ("onnx", "openvino")
-    fp16: bool = False
-    exporter: str = "auto"
-    threads: int | None = None
-    int8: "Int8Config | None" = None  # INT8 with the accuracy gate (edgeopt.optimize.quantize)
-    calib: str | None = None  # DATA for calibration (text models: built-in titles when absent)
-    eval_data: str | None = None  # DATA for the gate (default: held out from calib)
-    atol: float | None = None  # overrides the per-format verification tolerances (verify.py)
-    rtol: float | None = None
-    shape_buckets: str = "auto"  # OpenVINO text IRs: auto, off or lengths "8,16,32" (export/bucket_checks.py)
-    reference: "LoadedModel | None" = None  # the INT8 gate scores against this model (a teacher), not FP32
-    mobile_shapes: dict[str, int] | None = None  # --to mobile: axis sizes of the static-shape .ort (export/mobile.py)
-
-    def __post_init__(self):
-        if not self.targets:
-            raise UsageError(f"--to is empty; choose one or more of {', '.join(TARGETS)} (comma-separated)")
-        unknown = [t for t in self.targets if t not in TARGETS]
-        if unknown:
-            raise UsageError(f"unknown --to target {unknown[0]!r}; choose from {', '.join(TARGETS)}")
-        if "onnx" not in self.targets:  # every other target is built from the ONNX file
-            self.targets = ("onnx", *self.targets)
-        for name, value in (("--atol", self.atol), ("--rtol", self.rtol)):
-            if value is not None and value < 0:
-                raise UsageError(f"{name} must be >= 0, got {value}")
-        if self.exporter not in ("auto", "dynamo", "torchscript"):
-            raise UsageError(f"unknown exporter {self.exporter!r}; choose auto, dynamo or torchscript")
 
 
 @dataclass
@@ -83,22 +50,6 @@ def environment() -> dict:
     found = {k: dist_version(k) for k in ENV_PACKAGES}
     found["tensorrt"] = tensorrt_version()
     return {k: v for k, v in found.items() if v}
-
-
-def _verify(path: Path, runtime: str, fmt: str, precision: str, feeds, refs, opts: ExportOptions) -> dict:
-    from edgeopt.backends import get_runtime
-
-    try:
-        session = get_runtime(runtime).load(str(path), threads=opts.threads, precision=precision)
-        outs = [session.run(f) for f in feeds]
-    except Exception as e:  # noqa: BLE001 - a runtime that cannot run the artifact fails its verification
-        return {"passed": False, "error": f"{runtime} could not run it: {first_line(e, 200)}", "runtime": runtime}
-    tol = Tolerance.for_artifact(fmt, precision)
-    tol.atol = tol.atol if opts.atol is None else opts.atol
-    tol.rtol = tol.rtol if opts.rtol is None else opts.rtol
-    result = compare(refs, outs, tol)
-    result["runtime"] = runtime
-    return result
 
 
 def _check_targets(opts: ExportOptions):
@@ -143,7 +94,7 @@ def _add_openvino(model: LoadedModel, onnx_path: Path, stage: Path, artifacts: l
                 shutil.rmtree(stage / "openvino", ignore_errors=True)
                 break
             log(f"verifying {rel} with openvino")
-            verification = _verify(stage / rel, "openvino", "openvino", precision, feeds, refs, opts)
+            verification = verify_artifact(stage / rel, "openvino", "openvino", precision, feeds, refs, opts)
             if verification.get("passed") or converted is None:
                 break
             log("the PyTorch frontend's IR did not verify; converting model.onnx instead")
@@ -177,7 +128,7 @@ def _add_onnx(model: LoadedModel, onnx_path: Path, feeds, refs, opts: ExportOpti
         how = export_onnx(model, onnx_path, exporter=opts.exporter)
     log("verifying model.onnx with onnxruntime")
     return ArtifactRecord("model.onnx", "onnx", "fp32", ["onnxruntime", "openvino", "tensorrt"],
-                          verification=_verify(onnx_path, "onnxruntime", "onnx", "fp32", feeds, refs, opts),
+                          verification=verify_artifact(onnx_path, "onnxruntime", "onnx", "fp32", feeds, refs, opts),
                           extra=how)
 
 

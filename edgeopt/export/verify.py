@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeopt.errors import first_line
 from edgeopt.optimize.metrics import cosines
+
+if TYPE_CHECKING:
+    from edgeopt.export.options import ExportOptions
 
 # (atol, rtol, min cosine) per (format, precision); rtol scales with |reference|.
 TOLERANCES = {
@@ -61,3 +67,21 @@ def compare(references: list[dict], outputs: list[dict], tol: Tolerance) -> dict
     return {"passed": bool(passed), "max_abs_diff": max_abs, "max_rel_diff": max_rel,
             "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
             "samples": len(references), "atol": tol.atol, "rtol": tol.rtol, "min_cosine": tol.min_cosine}
+
+
+def verify_artifact(path: Path, runtime: str, fmt: str, precision: str, feeds, refs, opts: ExportOptions) -> dict:
+    """Run the artifact at ``path`` on ``runtime`` over ``feeds`` and compare its outputs with
+    ``refs`` at its format's tolerance (or --atol / --rtol); a runtime that cannot run it fails."""
+    from edgeopt.backends import get_runtime
+
+    try:
+        session = get_runtime(runtime).load(str(path), threads=opts.threads, precision=precision)
+        outs = [session.run(f) for f in feeds]
+    except Exception as e:  # noqa: BLE001 - a runtime that cannot run the artifact fails its verification
+        return {"passed": False, "error": f"{runtime} could not run it: {first_line(e, 200)}", "runtime": runtime}
+    tol = Tolerance.for_artifact(fmt, precision)
+    tol.atol = tol.atol if opts.atol is None else opts.atol
+    tol.rtol = tol.rtol if opts.rtol is None else opts.rtol
+    result = compare(refs, outs, tol)
+    result["runtime"] = runtime
+    return result
