@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeopt.errors import UsageError
+from edgeopt.errors import UsageError, first_line
 from edgeopt.manifest import MANIFEST, companions, read_manifest
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
@@ -121,14 +121,35 @@ def extract_bundle(path: Path, dest: Path) -> Path:
     return dest
 
 
+def expand_url(url: str, *, runtimes: list[str] | None) -> list[BenchCase]:
+    """A served model (bench/served.py): its case and, when its files are here, the same artifact
+    in process."""
+    from edgeopt.bench.served import metadata
+
+    try:
+        meta = metadata(url)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise UsageError(f"cannot benchmark {url}: {first_line(e)}") from None
+    artifact = str(meta.get("artifact") or meta.get("name"))
+    local = Path(meta["folder"]) / artifact if meta.get("folder") else None
+    local = local if local is not None and local.is_file() else None
+    fmt = FORMAT_OF_SUFFIX.get(Path(artifact).suffix, "onnx")
+    precision = str(meta.get("precision") or "fp32")
+    path = local or Path(artifact)
+    cases = [BenchCase(str(meta["name"]), artifact, path, fmt, precision, "http", _size(local) if local else 0,
+                       url=url)]
+    runtime = meta.get("runtime") or DEFAULT_RUNTIME[fmt]
+    if local is not None and (runtimes is None or runtime in runtimes):
+        cases.append(BenchCase(str(meta["name"]), artifact, local, fmt, precision, runtime, _size(local)))
+    return cases
+
+
 def expand(artifact: str | os.PathLike, *, runtimes: list[str] | None, workdir: Path) -> list[BenchCase]:
     """All (artifact, runtime) pairs to benchmark; a UsageError for anything unusable."""
     for r in runtimes or []:
         if r not in RUNTIMES:
             raise UsageError(f"unknown runtime {r!r}; available: {', '.join(RUNTIMES)}")
     if str(artifact).startswith(("http://", "https://")):
-        from edgeopt.bench.served import expand_url
-
         return expand_url(str(artifact), runtimes=runtimes)
     path = Path(artifact)
     _check_readable(path)

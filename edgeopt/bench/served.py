@@ -1,12 +1,12 @@
 """``edgeopt bench http://HOST:PORT/v2/models/NAME``: a served model beside the same artifact in process.
 
-``expand_url`` (in the parent) reads the model's Open Inference Protocol v2 metadata and returns two
-cases that the ordinary driver interleaves round by round: runtime ``http`` (a benchmark child whose
-"session" is ``HttpSession``: binary tensors over one keep-alive connection per thread) and, when
-the served version's folder is on this machine (``edgeopt serve`` reports it), the same artifact on
-the runtime the server uses, in the child's own process. The rows then sit in one table, and the
-server's overhead is the difference between them. Lean on purpose: the child imports this module,
-numpy and ``http.client`` only.
+``cases.expand_url`` (in the parent) reads the model's Open Inference Protocol v2 metadata
+(:func:`metadata`) and returns two cases that the ordinary driver interleaves round by round:
+runtime ``http`` (a benchmark child whose "session" is ``HttpSession``: binary tensors over one
+keep-alive connection per thread) and, when the served version's folder is on this machine
+(``edgeopt serve`` reports it), the same artifact on the runtime the server uses, in the child's
+own process. The rows then sit in one table, and the server's overhead is the difference between
+them. Lean on purpose: the child imports this module, numpy and ``http.client`` only.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import threading
 import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path
 
 NUMPY_OF = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
             "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64", "FP16": "float16",
@@ -62,29 +61,6 @@ def metadata(url: str) -> dict:
     if status != 200:
         raise RuntimeError(f"{url} answered {status}: {doc.get('error', doc)}")
     return doc
-
-
-def expand_url(url: str, *, runtimes: list[str] | None):
-    """The served case and, when its files are here, the same artifact in process (parent side)."""
-    from edgeopt.bench.cases import DEFAULT_RUNTIME, FORMAT_OF_SUFFIX, BenchCase, _size
-    from edgeopt.errors import UsageError, first_line
-
-    try:
-        meta = metadata(url)
-    except (ValueError, RuntimeError, OSError) as e:
-        raise UsageError(f"cannot benchmark {url}: {first_line(e)}") from None
-    artifact = str(meta.get("artifact") or meta.get("name"))
-    local = Path(meta["folder"]) / artifact if meta.get("folder") else None
-    local = local if local is not None and local.is_file() else None
-    fmt = FORMAT_OF_SUFFIX.get(Path(artifact).suffix, "onnx")
-    precision = str(meta.get("precision") or "fp32")
-    path = local or Path(artifact)
-    cases = [BenchCase(str(meta["name"]), artifact, path, fmt, precision, "http", _size(local) if local else 0,
-                       url=url)]
-    runtime = meta.get("runtime") or DEFAULT_RUNTIME[fmt]
-    if local is not None and (runtimes is None or runtime in runtimes):
-        cases.append(BenchCase(str(meta["name"]), artifact, local, fmt, precision, runtime, _size(local)))
-    return cases
 
 
 class HttpSession:
