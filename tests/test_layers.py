@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1] / "edgeopt"
 
 # Bottom to top. A package (or top-level module) imports only packages of LOWER layers; packages
@@ -124,20 +126,24 @@ def mutual_imports(edges, exceptions) -> list[str]:
     return [f"{a} <-> {b}" for a, b in pairs if frozenset((a, b)) not in exceptions]
 
 
-def test_packages_import_only_lower_layers():
-    problems = layer_violations(graph(ROOT, "edgeopt"), LAYERS, SELF_CONTAINED, EXCEPTIONS)
+@pytest.fixture(scope="module")
+def edges():
+    return graph(ROOT, "edgeopt")
+
+
+def test_packages_import_only_lower_layers(edges):
+    problems = layer_violations(edges, LAYERS, SELF_CONTAINED, EXCEPTIONS)
     assert not problems, "imports against the layers (docs/ARCHITECTURE.md):\n  " + "\n  ".join(problems)
 
 
-def test_no_two_modules_import_each_other():
-    pairs = mutual_imports(graph(ROOT, "edgeopt"), CYCLE_EXCEPTIONS)
+def test_no_two_modules_import_each_other(edges):
+    pairs = mutual_imports(edges, CYCLE_EXCEPTIONS)
     assert not pairs, ("modules that import each other (move what both need into one of them or a third "
                        "module):\n  " + "\n  ".join(pairs))
 
 
-def test_exceptions_are_still_needed():
+def test_exceptions_are_still_needed(edges):
     """An exception whose import is gone is removed, so the rule tightens again."""
-    edges = graph(ROOT, "edgeopt")
     used = {(top(m), top(t)) for m, found in edges.items() for _, t in found}
     assert not [e for e in EXCEPTIONS if e not in used], "stale EXCEPTIONS"
     pairs = {frozenset((m, t)) for m, found in edges.items() for _, t in found}
@@ -171,6 +177,8 @@ def test_the_walker_sees_lazy_relative_and_mutual_imports(tmp_path):
         "pkg/low/a.py:2 imports pkg.high.b",  # a lazy import upward
     ]
     assert mutual_imports(edges, {}) == ["pkg.high.b <-> pkg.low.a"]
+    unplaced = layer_violations(edges, (("pkg", "alone"), ("low",), ("high",)), {}, {}, "pkg")
+    assert "pkg.side: package 'side' is in no layer" in [p.split("; ")[0] for p in unplaced]
     flat = layer_violations(edges, (("pkg",), ("low", "high", "side", "alone")), {}, {}, "pkg")
     assert "pkg/high/b.py:2 imports pkg.side: side is in the same layer as high (1 vs 1)" in flat
     assert layer_violations(edges, (("pkg",), ("low", "high", "side", "alone")), {}, {("high", "side"): "why"}, "pkg") \
