@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 # /proc/cpuinfo flag -> what it means for inference
@@ -25,8 +26,27 @@ ISA_FLAGS = {
 }
 
 
-def cpu_info(cpuinfo: str | None = None) -> dict:
-    """CPU model, logical cores and the inference-relevant ISA extensions present."""
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    arch: str  # platform.machine(): x86_64, aarch64, ...
+    logical_cores: int | None
+    isa: tuple[str, ...]  # the ISA_FLAGS names present, in ISA_FLAGS order
+    flags: tuple[str, ...]  # every flag the kernel reports, sorted
+
+    @property
+    def int8_acceleration(self) -> bool:
+        """An INT8 dot-product instruction (VNNI, AMX INT8, Arm dot product / I8MM)."""
+        return any("INT8" in name for name in self.isa)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "arch": self.arch, "logical_cores": self.logical_cores, "isa": list(self.isa),
+                "int8_acceleration": self.int8_acceleration, "flags": list(self.flags)}
+
+
+def cpu_info(cpuinfo: str | None = None) -> CpuInfo:
+    """CPU model, logical cores and the inference-relevant ISA extensions present (``cpuinfo``:
+    the text of /proc/cpuinfo, read when not given)."""
     if cpuinfo is None:
         p = Path("/proc/cpuinfo")
         cpuinfo = p.read_text() if p.exists() else ""
@@ -38,6 +58,5 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
             model = value.strip()
         elif key in ("flags", "Features"):
             flags.update(value.split())
-    isa = [name for flag, name in ISA_FLAGS.items() if flag in flags]
-    return {"model": model, "arch": platform.machine(), "logical_cores": os.cpu_count(),
-            "isa": isa, "int8_acceleration": any("INT8" in n for n in isa), "flags": sorted(flags)}
+    isa = tuple(name for flag, name in ISA_FLAGS.items() if flag in flags)
+    return CpuInfo(model, platform.machine(), os.cpu_count(), isa, tuple(sorted(flags)))

@@ -22,5 +22,5 @@ def report() -> dict:
 
     runtimes = [r.availability() for r in all_runtimes().values()]
     runtimes.append(torch_availability())
-    return {"runtimes": [r.to_json() for r in runtimes], "cpu": cpu_info(), "gpus": nvidia_gpus(),
+    return {"runtimes": [r.to_json() for r in runtimes], "cpu": cpu_info().to_json(), "gpus": nvidia_gpus(),
             "python": platform.python_version(), "platform": platform.platform()}

@@ -18,10 +18,10 @@ def environment() -> dict:
     from edgeopt.cpu import cpu_info
 
     cpu = cpu_info()
-    flags = {f for f in cpu["flags"] if _FLAG_RE.match(f)}
+    flags = {f for f in cpu.flags if _FLAG_RE.match(f)}
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {"cpu": {"model": cpu["model"], "arch": cpu["arch"], "isa": cpu["isa"], "flags": sorted(flags),
-                    "logical_cores": cpu["logical_cores"], "allowed_cores": allowed},
+    return {"cpu": {"model": cpu.model, "arch": cpu.arch, "isa": list(cpu.isa), "flags": sorted(flags),
+                    "logical_cores": cpu.logical_cores, "allowed_cores": allowed},
             "gpus": nvidia_gpus(), "python": platform.python_version(), "platform": platform.platform(),
             "versions": {"edgeopt": __version__, **{k: v for k in PACKAGES if (v := dist_version(k))}},
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}

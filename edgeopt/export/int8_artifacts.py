@@ -133,7 +133,8 @@ def add_int8_artifacts(model: LoadedModel, stage: Path, artifacts: list[Artifact
         from edgeopt.cpu import cpu_info
 
         cpu = cpu_info()
-        report["speed_check_cpu"] = {k: cpu[k] for k in ("model", "arch", "isa", "int8_acceleration")}
+        report["speed_check_cpu"] = {"model": cpu.model, "arch": cpu.arch, "isa": list(cpu.isa),
+                                     "int8_acceleration": cpu.int8_acceleration}
     report["bytes"] = []
     for cand, rel in ((outcome.onnx, "model.int8.onnx"), (outcome.qdq, "model.int8.qdq.onnx"),
                       (outcome.openvino, "openvino/model.int8.xml")):

@@ -28,7 +28,7 @@ def int8_dot_product() -> bool:
     """Whether this CPU has an INT8 dot-product instruction (VNNI, AMX; Arm dot product)."""
     from edgeopt.cpu import cpu_info
 
-    return cpu_info()["int8_acceleration"]
+    return cpu_info().int8_acceleration
 
 
 def _probe_args(fp32_xml: Path, work: Path, calib: Dataset) -> tuple[tuple, dict]:
