@@ -66,6 +66,9 @@ def main() -> None:
                      "embedding_tables": arts[b["int8"]].get("embedding_tables")})
     cands = [{"name": c["name"], "runtime": c["runtime"], "auc_drop": (c.get("quality") or {}).get("drop"),
               "rejected": c.get("rejected")} for c in m["int8"]["candidates"]]
+    fp32 = arts["model.onnx"]["verification"]
+    print(f"model.onnx inputs {m['inputs'][0]['name']}:{m['inputs'][0]['shape']}, max abs diff to torch "
+          f"{fp32['max_abs_diff']:.2e} on edgeopt's verification samples")
     for r in rows:
         print(f"{r['int8']:26s} {r['bytes']:>9,d} B vs {r['fp32_bytes']:>9,d} B FP32 = {r['ratio']:.3f}x   "
               f"AUC {r['auc_fp32']:.4f} -> {r['auc_int8']:.4f} (drop {r['auc_drop']:+.4f})  {r['int8_mode']}")
@@ -73,7 +76,8 @@ def main() -> None:
         print(f"  candidate {c['name']:14s} {c['runtime']:12s} drop {c['auc_drop']}  {c['rejected'] or ''}")
     if args.json:
         args.json.write_text(json.dumps({"vocab": args.vocab, "rows": args.rows, "held": args.held,
-                                         "kept": rows, "candidates": cands}, indent=2) + "\n")
+                                         "fp32_onnx_max_abs_diff": fp32["max_abs_diff"], "kept": rows,
+                                         "candidates": cands}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

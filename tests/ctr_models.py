@@ -98,13 +98,17 @@ DEEPFM_INPUTS = ["cats:1x8:int64", "dense:1x6:float32"]
 DICT_INPUTS = ["user_id:1:int64", "item_id:1:int64", "cate_id:1:int64", "dense:1x4:float32"]
 
 
-def click_rows(n, seed=0, fields=8, vocab=100, dense=6, shift=0):
+def click_rows(n, seed=0, fields=8, vocab=100, dense=6, shift=0, drift=0.0):
     """Synthetic click rows: a hidden per-id weight plus a dense term decides the click probability;
-    ``shift`` moves the ids to another part of each table (new items for an update)."""
+    ``shift`` moves the ids to another part of each table (new items for an update); ``drift``
+    (0..1) moves every id's weight toward another draw (tastes that changed: what an update must
+    learn and the old period contradicts)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     weights = np.random.default_rng(1234).normal(0, 1.0, vocab)
+    if drift:
+        weights = np.sqrt(1 - drift ** 2) * weights + drift * np.random.default_rng(4321).normal(0, 1.0, vocab)
     lo = shift % vocab
     cats = (lo + rng.integers(0, vocab // 2, (n, fields))) % vocab
     x = rng.standard_normal((n, dense)).astype("float32")

@@ -283,7 +283,7 @@ def test_dict_input_model_updates_prunes_and_distills(dict_model, tmp_path):
                 "-o", tmp_path / "pr")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "pr" / "model.pt2").is_file()
-    assert re.search(r"^\s*\d+\.\d s  \S", r.stderr, re.M), r.stderr
+    assert re.search(r"^\s*\d+\.\d s  \S", r.stdout, re.M), r.stdout
     d = distill(teacher=dict_model / "dict.pt", student=dict_model / "dict.pt", teacher_arch=common["arch"],
                 student_arch=common["arch"], inputs=common["inputs"], data=dict_model / "old.npz", task="binary",
                 epochs=1, latency=False, out=tmp_path / "ds", progress=False)

@@ -62,7 +62,7 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
 
     con = console()
     with con.status("benchmarking") as status:
-        log = stage_log(con, False, also=status.update)  # the spinner; lines too in a CI log
+        log = stage_log(con, False, stdout_free=json_out != "-", also=status.update)  # lines too in a CI log
         result = bench(artifact, runtimes=runtimes, targets=targets, profiles_file=profiles_file, batches=batches,
                        seq_len=seq_len, cold_runs=cold_runs, repeats=repeats, seconds=seconds, warmup=warmup,
                        concurrency=concurrency, threads=threads, cache_modes=cache_modes, drop_caches=drop_caches,

@@ -86,7 +86,7 @@ def command(teacher, student, student_layers, latency_budget, data, eval_data, j
 
     con = console()
     quiet = not distributed.is_main()
-    log = stage_log(con, verbose and not quiet) if not quiet else (lambda msg: None)  # rank 0 only
+    log = stage_log(con, verbose, stdout_free=not as_json) if not quiet else (lambda msg: None)  # rank 0 only
 
     try:
         result = distill(teacher=teacher, data=data, out=out, student=student, student_layers=student_layers,

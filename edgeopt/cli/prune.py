@@ -63,7 +63,7 @@ def command(model, ratio, target_speedup, structured, round_to, head_ratio, mac_
     from edgeopt.cli.stages import stage_log
 
     con = console()
-    log = stage_log(con, verbose)  # a line per stage with -v, and always in a CI log
+    log = stage_log(con, verbose, stdout_free=not as_json)  # a line per stage with -v, and in a CI log
 
     result = prune(model=model, out=out, ratio=ratio, target_speedup=target_speedup, structured=structured,
                    round_to=round_to, head_ratio=head_ratio, mac_weight=mac_weight, data=data, eval_data=eval_data,
