@@ -16,7 +16,8 @@ import types
 # command -> (package, module holding the function); edgeopt.__getattr__ resolves these lazily
 COMMANDS = {"export": ("edgeopt.export", "edgeopt.export.api"), "bench": ("edgeopt.bench", "edgeopt.bench.api"),
             "distill": ("edgeopt.distill", "edgeopt.distill.run"), "update": ("edgeopt.update", "edgeopt.update.run"),
-            "prune": ("edgeopt.prune", "edgeopt.prune.run")}
+            "prune": ("edgeopt.prune", "edgeopt.prune.run"),
+            "federate": ("edgeopt.federate", "edgeopt.federate.run")}
 
 
 class _CallablePackage(types.ModuleType):

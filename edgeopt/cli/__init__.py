@@ -29,6 +29,7 @@ COMMANDS = {
     "distill": ("edgeopt.cli.distill", "Knowledge distillation: a smaller student that keeps the teacher's quality."),
     "prune": ("edgeopt.cli.prune", "Structured / unstructured pruning with recovery; speedup measured on the runtime."),
     "update": ("edgeopt.cli.update", "Incremental update on new data without forgetting, gated on forgetting."),
+    "federate": ("edgeopt.cli.federate", "Federated update across stores on Flower: only weights travel, gated on forgetting."),
     "keygen": ("edgeopt.cli.keygen", "Make a signing key pair (NIST P-256, PEM) for bundles."),
     "package": ("edgeopt.cli.package", "Build a signed bundle for in-store devices."),
     "verify": ("edgeopt.cli.verify", "Verify a bundle's signature and contents."),

@@ -58,9 +58,9 @@ def client_app(job: Job | None = None):
     mods = []
     if job is not None and job.dp is not None:
         mods.append(LocalDpMod(job.dp.clip, job.dp.sensitivity, job.dp.epsilon, job.dp.delta))
-    app = ClientApp(mods=mods)
+    app = ClientApp()
 
-    @app.train()
+    @app.train(mods=mods)  # DP on the update a store sends; its evaluation replies carry no weights
     def train(msg, context):
         j = _job(job, context)
         built, ds, _ = _local(j, context)

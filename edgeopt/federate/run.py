@@ -112,7 +112,8 @@ def simulate(job, *, cpus: int | None = None, verbose: bool = False) -> dict:
     cpus = cpus or os.cpu_count() or 1
     run_simulation(server_app=server_app(job, outcome), client_app=client_app(job), num_supernodes=len(job.stores),
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": cpus, "num_gpus": 0, "include_dashboard": False}},
+                                   "init_args": {"num_cpus": cpus, "num_gpus": 0, "include_dashboard": False,
+                                                 "_node_ip_address": "127.0.0.1"}},  # Ray on loopback
                    verbose_logging=verbose)
     error = outcome.get("error")
     if isinstance(error, (GateError, UsageError)):
