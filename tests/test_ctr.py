@@ -156,6 +156,9 @@ def test_ids_drawn_below_the_table_a_small_vocabulary_exports(tmp_path):
     r = run_cli("export", path, "--arch", f"{ARCH}:deepfm", "--arch-kwargs", '{"vocab": 5}', *RANKER_INPUTS,
                 "--to", "onnx", "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
+    onnx_source = load_model(tmp_path / "out" / "model.onnx")  # an .onnx source: bounds from its Gathers
+    assert onnx_source.metadata["id_limits"].exact == {"cats": 5}
+    assert all(f["cats"].max() < 5 for f in onnx_source.sample_feeds())
 
 
 def test_shared_table_with_offsets_keeps_the_small_default_range(tmp_path):

@@ -59,5 +59,11 @@ def load_onnx(path: Path, inputs=None) -> LoadedModel:
             state["session"] = OrtSession(str(path), threads=None, device="cpu")
         return state["session"].run(feeds)
 
-    return LoadedModel(name=path.stem, source=path, family="onnx", io=io, onnx_path=path, reference=reference,
-                       sample_feeds=lambda: [random_feeds(io.inputs, batch=b, seed=b) for b in (1, 3)])
+    from edgeopt.bench.feeds import index_limits
+    from edgeopt.models.ids import IdLimits
+
+    rows = index_limits(path, "onnx")  # ids below the rows of the table each integer input indexes
+    model = LoadedModel(name=path.stem, source=path, family="onnx", io=io, onnx_path=path, reference=reference,
+                        sample_feeds=lambda: [random_feeds(io.inputs, batch=b, seed=b, id_ranges=rows) for b in (1, 3)])
+    model.metadata["id_limits"] = IdLimits(rows, rows)
+    return model
