@@ -176,13 +176,14 @@ def _ctr_model(factory: str, inputs: list[str], data):
 
 
 def _clicks(rng, n=128):
-    return {"cats": rng.integers(0, 100, (n, 8)).astype("int64"), "dense": rng.standard_normal((n, 6)).astype("float32"),
-            "labels": rng.integers(0, 2, n).astype("int64")}
+    return {"cats": rng.integers(0, 100, (n, 8)).astype("int64"),
+            "dense": rng.standard_normal((n, 6)).astype("float32"), "labels": rng.integers(0, 2, n).astype("int64")}
 
 
 def _dict_clicks(rng, n=128):
     rows = {k: rng.integers(0, 50, n).astype("int64") for k in ("user_id", "item_id", "cate_id")}
-    return {**rows, "dense": rng.standard_normal((n, 4)).astype("float32"), "labels": rng.integers(0, 2, n).astype("int64")}
+    return {**rows, "dense": rng.standard_normal((n, 4)).astype("float32"),
+            "labels": rng.integers(0, 2, n).astype("int64")}
 
 
 VISION_PREP = {"size": {"height": 32, "width": 32}, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],

@@ -231,7 +231,8 @@ def test_dict_input_model_exports_and_matches_torch(dict_model, tmp_path):
     import torch
 
     out = tmp_path / "out"
-    r = run_cli("export", dict_model / "dict.pt", "--arch", f"{ARCH}:dict_ranker", *DICT_ARGS, "--to", "onnx", "-o", out)
+    r = run_cli("export", dict_model / "dict.pt", "--arch", f"{ARCH}:dict_ranker", *DICT_ARGS, "--to", "onnx",
+                "-o", out)
     assert r.returncode == 0, r.stderr
     rows = _dict_rows(16, 3)
     feeds = {k: v for k, v in rows.items() if k != "labels"}

@@ -135,7 +135,8 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
         raise UsageError(f"--batch-size {batch_size} is more than {loaded.name} allows (its batch axis goes up to "
                          f"{max_batch}); use --batch-size {max_batch} or less")
     if metric is not None and task is None:
-        task = {"accuracy": "binary", "auc": "binary", "logloss": "binary", "mse": "regress"}.get(metric.strip().lower(), task)
+        task = {"accuracy": "binary", "auc": "binary", "logloss": "binary",
+                "mse": "regress"}.get(metric.strip().lower(), task)
 
     def read(spec, what):
         ds = load_data(spec, io=loaded.io, tokenizer=loaded.tokenizer, max_length=loaded.max_length, seed=seed)
