@@ -138,7 +138,7 @@ def test_bench_feeds_ids_the_model_accepts(recommender, tmp_path):
 
 def test_index_limits_read_from_the_graph(recommender, tmp_path):
     from edgeopt.bench.child import make_feeds
-    from edgeopt.bench.feeds import index_limits
+    from edgeopt.models.graph_ids import index_limits
     from edgeopt.spec import TensorSpec
 
     path, args = recommender

@@ -44,7 +44,7 @@ def emit(obj: dict) -> None:
 def make_feeds(specs, *, batch: int, seq_len: int, seed: int = 0, limits: dict | None = None) -> dict:
     """Valid inputs from I/O specs: attention masks of ones, segment ids of zero, token ids from the
     middle of a large vocabulary (ids 1000-1999: no special tokens), any integer input within the
-    rows it indexes when the graph says (``limits``, from bench/feeds.py)."""
+    rows it indexes when the graph says (``limits``, from models/graph_ids.py)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)

@@ -117,7 +117,7 @@ def _limits(profile: Profile):
 
 @functools.lru_cache(maxsize=64)
 def _index_limits(path: Path, fmt: str) -> dict:
-    from edgeopt.bench.feeds import index_limits
+    from edgeopt.models.graph_ids import index_limits
 
     return index_limits(path, fmt)
 

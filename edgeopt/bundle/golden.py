@@ -2,7 +2,7 @@
 
 Inputs: the user's ``--golden FILE.npz``, else the packaged tokenizer on fixed product titles (text
 models: the device's own preprocessing path), else seeded random tensors from the input specs
-(integer ids below the rows of the table each indexes in model.onnx, bench/feeds.py).
+(integer ids below the rows of the table each indexes in model.onnx, models/graph_ids.py).
 Outputs: each shipped artifact run through the device runtime (``edgeopt.runtime``) on this
 machine. An artifact whose runtime is not here (a TensorRT engine packaged on a CPU machine) gets
 the FP32 ONNX outputs instead, with its precision's tolerance.
@@ -50,7 +50,7 @@ def make_inputs(folder: Path, manifest: dict, golden: str | None) -> dict[str, n
     feeds = {}
     limits = {}
     if (folder / "model.onnx").is_file():  # ids below the rows of the table each integer input indexes
-        from edgeopt.bench.feeds import index_limits
+        from edgeopt.models.graph_ids import index_limits
 
         limits = index_limits(folder / "model.onnx", "onnx")
     for spec in manifest.get("inputs", []):

@@ -59,7 +59,7 @@ def load_onnx(path: Path, inputs=None) -> LoadedModel:
             state["session"] = OrtSession(str(path), threads=None, device="cpu")
         return state["session"].run(feeds)
 
-    from edgeopt.bench.feeds import index_limits
+    from edgeopt.models.graph_ids import index_limits
     from edgeopt.models.ids import IdLimits
 
     rows = index_limits(path, "onnx")  # ids below the rows of the table each integer input indexes

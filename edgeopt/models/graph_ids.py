@@ -1,10 +1,11 @@
-"""What a benchmark may feed an integer input: the size of the table it indexes.
+"""What an integer input of an exported graph (ONNX, OpenVINO IR) may take: the number of rows of
+the table it indexes, read from the graph; models/ids.py reads the same bound from a torch module.
 
-The measured child makes its own random inputs (child.make_feeds). Token ids drawn from a fixed
-range fail inside the runtime on a model with a smaller vocabulary (an embedding of 1,000 rows fed
-id 1,500), so the parent reads, from the graph, how many rows each integer input may index and
-hands that bound to the child. Read here, in the parent, because the child imports only numpy and
-the runtime it measures.
+Token ids drawn from a fixed range fail inside the runtime on a model with a smaller vocabulary
+(an embedding of 1,000 rows fed id 1,500). An .onnx source draws its sample ids below it
+(models/onnx_file.py); bench reads it in the parent and hands it to the child that makes its own
+random inputs (the child imports only numpy and the runtime it measures); a bundle's golden
+inputs stay inside it (bundle/golden.py).
 """
 
 from __future__ import annotations
