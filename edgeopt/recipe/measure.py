@@ -119,6 +119,16 @@ def variants(recipe, runner, outcomes, log) -> list[Variant]:
 
 # -- quality --------------------------------------------------------------------------------------
 
+def eval_source(recipe) -> Path | None:
+    """What every variant is scored and timed on: data.eval, else the first data the recipe has. A
+    recipe that updates a model scores on the old data: the only data the teacher can read when the
+    update grew its id tables (how the update did on the new data is in its step's report)."""
+    order = ("eval", "calib", "train", "new", "old")
+    if any(s.kind.name == "update" for s in recipe.steps):
+        order = ("old", "eval", "calib", "train", "new")
+    return next((recipe.data[k] for k in order if k in recipe.data), None)
+
+
 def read_texts(path: Path, limit: int) -> list[str]:
     if path.suffix == ".jsonl":
         texts = [json.loads(line).get("text", "") for line in path.read_text(encoding="utf-8").splitlines()
@@ -174,7 +184,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def score_quality(recipe, found: list[Variant], log) -> tuple[str, str]:
     """Fill each variant's ``quality``; returns (metric, what it was measured on)."""
     m = recipe.measure
-    eval_path = recipe.data.get("eval") or recipe.data.get("calib") or recipe.data.get("train")
+    eval_path = eval_source(recipe)
     probe = _Runner(found[0])
     if probe.tokenizer is not None:
         texts = read_texts(eval_path, m.eval_size) if eval_path is not None else []
@@ -205,7 +215,7 @@ def score_quality(recipe, found: list[Variant], log) -> tuple[str, str]:
 
     io = load_model(found[0].onnx).io
     ds = load_data(eval_path, io=io, limit=m.eval_size)
-    feeds = [{k: np.asarray(v)[None] for k, v in ds.samples[i].items()} for i in range(len(ds))]
+    feeds = [{k: np.asarray(v) for k, v in ds.samples[i].items()} for i in range(len(ds))]  # batch 1 each
     reference = probe.samples(feeds)
     if ds.labels is not None and reference.shape[1] > 1:
         labels = np.asarray(ds.labels)
@@ -222,7 +232,7 @@ def score_quality(recipe, found: list[Variant], log) -> tuple[str, str]:
 def _feeds_file(recipe, variant: Variant, work: Path) -> Path:
     """Batch-1 feeds every variant is timed on: held-out texts one per call, or held-out samples."""
     runner = _Runner(variant)
-    eval_path = recipe.data.get("eval") or recipe.data.get("calib") or recipe.data.get("train")
+    eval_path = eval_source(recipe)
     arrays = {}
     if runner.tokenizer is not None:
         texts = read_texts(eval_path, 64) if eval_path is not None else ["red running shoes"]
@@ -236,7 +246,7 @@ def _feeds_file(recipe, variant: Variant, work: Path) -> Path:
         ds = load_data(eval_path, io=load_model(variant.onnx).io, limit=32)
         for i in range(len(ds)):
             for k, v in ds.samples[i].items():
-                arrays[f"{i}/{k}"] = np.asarray(v)[None]
+                arrays[f"{i}/{k}"] = np.asarray(v)
     path = work / "timing-feeds.npz"
     np.savez(path, **arrays)
     return path

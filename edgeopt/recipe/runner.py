@@ -97,7 +97,8 @@ class Runner:
                 kw.setdefault("trust_pickle", True)
         if "inputs" in r.model_options and "inputs" in kind.wired:
             kw.setdefault("inputs", list(r.model_options["inputs"]))
-        if kind.name == "export" and kw.get("int8") and "reference" not in kw and step.input_step is not None:
+        if (kind.name == "export" and kw.get("int8") and "reference" not in kw and step.input_step is not None
+                and "arch" not in r.model_options):  # a teacher that loads alone (a folder, .pt2, .onnx)
             kw["reference"] = str(r.model)  # score INT8 against the teacher, not the distilled / pruned model
         if kind.name == "package":
             bench = self._latest(step, "bench")
@@ -262,6 +263,10 @@ class Runner:
         kw[kind.input_key] = str(self.input_path(step))
         log = lambda m: self.log(f"  {step.name}: {m}")  # noqa: E731
         if kind.produces == "model":
+            if kw.get("inputs"):  # the optimize commands take parsed specs (export and bench parse them)
+                from edgeopt.spec import parse_input
+
+                kw["inputs"] = [parse_input(s) for s in kw["inputs"]]
             kw.update(out=str(out), log=log)
             if kind.name == "distill":
                 kw["resume"] = resume

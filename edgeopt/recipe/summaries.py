@@ -13,9 +13,13 @@ def _bytes(path: Path) -> int:
 
 def _model(output: Path) -> dict:
     report = json.loads((output / "report.json").read_text()) if (output / "report.json").is_file() else {}
-    after = report.get("student") or report.get("pruned") or report.get("after") or {}
-    return {"bytes": _bytes(output), "parameters": after.get("parameters"), "quality": report.get("quality"),
-            "task": report.get("task"), "training": report.get("training")}
+    params = report.get("parameters")  # prune: unpruned / pruned; distill: the student's
+    params = params.get("pruned") if isinstance(params, dict) else (report.get("student") or {}).get("parameters")
+    quality = report.get("quality")  # distill, prune; update: before / after on old and new data
+    if quality is None and "forgetting" in report:
+        quality = {k: report.get(k) for k in ("metric", "before", "after", "forgetting", "new_gain", "passed")}
+    return {"bytes": _bytes(output), "parameters": params, "quality": quality, "task": report.get("task"),
+            "training": report.get("training")}
 
 
 def _export(output: Path) -> dict:
