@@ -60,7 +60,7 @@ def recombined(titles: list[str], n: int, seed: int = 0) -> list[str]:
     return made
 
 
-def write_inputs(folder: Path, titles_path: Path | None, made: int = 6000) -> str:
+def write_inputs(folder: Path, titles_path: Path | None, made: int = 4000) -> str:
     """folder/train.txt and eval.txt; returns where the text came from (for the report)."""
     from edgeopt.assets import CALIBRATION_TITLES
 

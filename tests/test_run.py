@@ -218,3 +218,42 @@ def test_missing_model_unwritable_out_and_a_second_run_refuse(workspace, tmp_pat
         r = run_cli("run", recipe, "-o", out)
     assert r.returncode == 2 and "another `edgeopt run`" in r.stderr, r.stderr
     assert sorted(os.listdir(out)) == [".edgeopt-run.lock"]
+
+
+@pytest.mark.slow
+def test_report_page_in_a_real_browser(workspace, tmp_path):
+    """report.html rendered by headless Chromium (Debian's `chromium`): a screenshot is taken, and
+    the numbers the browser shows are report.json's."""
+    import re
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium here (apt-get install chromium)")
+    recipe = _recipe(workspace, "page.yaml", """\
+model: tiny-st
+data: {train: train.txt, eval: eval.txt}
+steps:
+  - distill: {student_layers: 2, epochs: 1, latency: false}
+  - export: {int8: true, to: [onnx], max_drop: 0.05, min_cosine: 0.5, speed_check: false, eval_size: 60}
+gates:
+  quality: {min_ratio: 0.5}
+measure: {rounds: 2, runs: 5, eval_size: 60}
+""")
+    out = workspace / "page-out"
+    assert run_cli("run", recipe, "-o", out).returncode == 0
+    doc = _report(out)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "report.png"
+    r = subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,1600",
+                        (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000, r.stderr[-2000:]
+    dom = subprocess.run([browser, *flags, "--dump-dom", (out / "report.html").as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    rows = re.findall(r"<tr>(.*?)</tr>", dom.split('id="variants"')[1].split("</table>")[0], re.S)
+    shown = {re.findall(r"<td>(.*?)</td>", row)[0]: re.findall(r"<td>(.*?)</td>", row) for row in rows}
+    for v in doc["measurements"]["variants"]:
+        cells = shown[v["name"]]
+        assert float(cells[3]) == pytest.approx(v["quality"], rel=1e-3)
+        assert float(cells[4]) == pytest.approx(v["latency_p50_ms"], rel=1e-2)
+    assert ('class="pass">passed' in dom) == doc["passed"]
