@@ -49,8 +49,9 @@ class RunResult:
 
 def _gates(recipe: Recipe, measurements) -> list[GateVerdict]:
     out: list[GateVerdict] = []
-    finals = [v for v in measurements.variants if v.step != "teacher" and v.step.split("-", 1)[1].startswith("export")]
-    final = next((v for v in reversed(finals) if v.precision == "int8"), finals[-1] if finals else None)
+    finals = [v for v in measurements.variants if v.final_candidate]
+    last = [v for v in finals if v.step == finals[-1].step] if finals else []  # the last export step's
+    final = next((v for v in last if v.precision == "int8"), last[0] if last else None)
     if final is None:
         for name in ("quality", "latency"):
             if getattr(recipe, f"{name}_gate") is not None:

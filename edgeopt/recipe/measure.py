@@ -34,6 +34,7 @@ class Variant:
     precision: str
     folder: Path  # the export folder it came from (tokenizer/, manifest.json)
     step: str  # the step label that made it, or "teacher"
+    final_candidate: bool = False  # an export step's artifact: what the gates judge
     quality: float | None = None
     latency_p50_ms: float | None = None
     ratios: dict = field(default_factory=dict)
@@ -113,7 +114,7 @@ def variants(recipe, runner, outcomes, log) -> list[Variant]:
             for art in manifest["artifacts"]:
                 if art["format"] == "onnx" and "onnxruntime" in art.get("runtimes", []):
                     out.append(Variant(f"{o.step.name} {art['precision'].upper()} ({art['path']})",
-                                       target / art["path"], art["precision"], target, o.step.label))
+                                       target / art["path"], art["precision"], target, o.step.label, True))
     return out
 
 
