@@ -68,7 +68,6 @@ def prepare(*, model, stores, out, old_data=None, old_eval=None, method="finetun
     for spec, flag in ((old_data, "--old-data"), (old_eval, "--old-eval")):
         if spec is not None and not Path(spec).is_file():
             raise UsageError(f"{flag} {spec} does not exist")
-    require_flower()
     texts = tuple(_spec_text(s) for s in inputs or ())
     loaded = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle,
                         inputs=[parse_input(s) for s in texts] or None)
@@ -93,6 +92,7 @@ def prepare(*, model, stores, out, old_data=None, old_eval=None, method="finetun
     spec = local.ModelSpec(model=str(model), rows=tuple(sorted(rows.items())), labels=labels, task=task,
                            metric=metric, arch=arch, arch_kwargs=tuple(sorted((arch_kwargs or {}).items())),
                            trust_pickle=trust_pickle, inputs=texts, seed=seed)
+    require_flower()  # last: the input is checked (and its errors told) without Flower too
     local_cfg = job_kwargs.pop("local", None) or local.LocalConfig(seed=seed)
     return jobs.Job(spec=spec, local=local_cfg, out=str(out), strategy=strategy,
                     stores=tuple((s.name, str(s.data), str(s.eval) if s.eval else None) for s in found),
