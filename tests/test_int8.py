@@ -129,7 +129,7 @@ BAD = {
     "max-drop out of range": (["--calib", "{d}/calib.npz", "--metric", "cosine", "--max-drop", "2"], "out of range"),
     "no calibration data": ([], "--int8 needs --calib"),
     "missing data": (["--calib", "{d}/nope.npz"], "no such data"),
-    "unknown metric": (["--calib", "{d}/calib.npz", "--metric", "auc"], "unknown --metric"),
+    "unknown metric": (["--calib", "{d}/calib.npz", "--metric", "auroc"], "unknown --metric"),
     "eval batch of 0": (["--calib", "{d}/calib.npz", "--eval-batch", "0"], "--eval-batch"),
 }
 
