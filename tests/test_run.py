@@ -251,7 +251,8 @@ measure: {rounds: 2, runs: 5, eval_size: 60}
     dom = subprocess.run([browser, *flags, "--dump-dom", (out / "report.html").as_uri()], capture_output=True,
                          text=True, timeout=120).stdout
     rows = re.findall(r"<tr>(.*?)</tr>", dom.split('id="variants"')[1].split("</table>")[0], re.S)
-    shown = {re.findall(r"<td>(.*?)</td>", row)[0]: re.findall(r"<td>(.*?)</td>", row) for row in rows}
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in rows]
+    shown = {c[0]: c for c in cells if c}  # the header row has no <td>
     for v in doc["measurements"]["variants"]:
         cells = shown[v["name"]]
         assert float(cells[3]) == pytest.approx(v["quality"], rel=1e-3)

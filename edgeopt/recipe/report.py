@@ -20,6 +20,10 @@ def _fmt(value, digits: int = 4) -> str:
     return html.escape(str(value))
 
 
+def _seconds(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
 def _mb(n) -> str:
     return "–" if n is None else f"{n / 1e6:.1f} MB"
 
@@ -77,7 +81,7 @@ th{background:#f6f8fa}.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;fo
 
 def render_html(doc: dict) -> str:
     steps = [[html.escape(s["step"]), html.escape(s["kind"]), f'<span class="{s["cache"]}">{s["cache"]}</span>',
-              _fmt(s["seconds"], 3), _fmt(s.get("built_seconds"), 3), _mb(s.get("bytes")),
+              _seconds(s["seconds"]), _seconds(s.get("built_seconds")), _mb(s.get("bytes")),
               _fmt(s.get("parameters")), f'<code>{html.escape(s.get("output") or "–")}</code>',
               f'<code>{html.escape(json.dumps(s["config"]))}</code>'] for s in doc["steps"]]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgeopt run: {html.escape(doc['recipe'])}"
