@@ -13,9 +13,17 @@ FORMATS_HELP = ("a folder with config.json or modules.json, .pt2, TorchScript .p
                 ".pt/.pth/.safetensors state dict with --arch, or .onnx")
 
 
-def load_model(path: str | os.PathLike, *, arch: str | None = None, arch_kwargs: dict | None = None,
-               trust_pickle: bool = False, inputs: list[TensorSpec] | None = None) -> LoadedModel:
+def load_model(path: str | os.PathLike, *, arch: str | None = None, arch_kwargs: dict | str | None = None,
+               trust_pickle: bool = False, inputs: list[TensorSpec | str] | None = None) -> LoadedModel:
+    """``arch_kwargs`` and ``inputs`` as the CLI gives them (JSON, NAME:SHAPE:DTYPE) or parsed: every
+    command's Python API, and so a recipe, takes either."""
     from edgeopt.models import torch_files as tf
+    from edgeopt.models.arch import parse_kwargs
+    from edgeopt.spec import parse_input
+
+    if isinstance(arch_kwargs, str):
+        arch_kwargs = parse_kwargs(arch_kwargs)
+    inputs = [parse_input(s) if isinstance(s, str) else s for s in inputs] if inputs else None
 
     p = Path(path)
     if not p.exists():

@@ -263,10 +263,6 @@ class Runner:
         kw[kind.input_key] = str(self.input_path(step))
         log = lambda m: self.log(f"  {step.name}: {m}")  # noqa: E731
         if kind.produces == "model":
-            if kw.get("inputs"):  # the optimize commands take parsed specs (export and bench parse them)
-                from edgeopt.spec import parse_input
-
-                kw["inputs"] = [parse_input(s) for s in kw["inputs"]]
             kw.update(out=str(out), log=log)
             if kind.name == "distill":
                 kw["resume"] = resume
