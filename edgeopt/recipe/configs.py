@@ -29,7 +29,7 @@ class StepKind:
     produces: str  # "model" | "export" | "bench" | "bundle" | "install"
     data_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # keyword <- first recipe data entry given
     wired: tuple[str, ...] = ()  # further keywords the runner sets
-    consumes: tuple[str, ...] = ("model",)  # what its input must be
+    consumes: str = "model"  # what its input must be
 
     def load(self):
         module, name = self.function.split(":")
@@ -49,9 +49,9 @@ STEPS: dict[str, StepKind] = {k.name: k for k in (
              (("calib", ("calib", "train")), ("eval_data", ("eval",))),
              ("arch", "arch_kwargs", "trust_pickle", "inputs")),
     StepKind("bench", "edgeopt.bench.api:bench", "artifact", None, "bench", (),
-             ("arch", "arch_kwargs", "trust_pickle", "inputs"), consumes=("export",)),
-    StepKind("package", "edgeopt.bundle.build:package", "out", "bundle", "bundle", (), consumes=("export",)),
-    StepKind("install", "edgeopt.bundle.installation:install", "bundle", None, "install", (), consumes=("bundle",)),
+             ("arch", "arch_kwargs", "trust_pickle", "inputs"), consumes="export"),
+    StepKind("package", "edgeopt.bundle.build:package", "out", "bundle", "bundle", (), consumes="export"),
+    StepKind("install", "edgeopt.bundle.installation:install", "bundle", None, "install", (), consumes="bundle"),
 )}
 
 # key -> (minimum, maximum, whether the bounds are exclusive), where the function's own checks come

@@ -164,7 +164,7 @@ def _steps(src: Source, has_data: dict) -> tuple[Step, ...]:
         seen[kind_name] = seen.get(kind_name, 0) + 1
         name = kind_name if seen[kind_name] == 1 else f"{kind_name}-{seen[kind_name]}"
         source = keys.pop("input", None)
-        consumed = kind.consumes[0]
+        consumed = kind.consumes
         if source is not None:  # an explicit input: an earlier step by name, or 'model'
             if source == "model":
                 input_step = None
