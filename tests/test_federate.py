@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +220,73 @@ def test_flower_missing(world, tmp_path, monkeypatch):
     assert r.exit_code == 2, r.output
     assert "edgeopt[federate]" in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_listening(port: int, proc, seconds: float) -> None:
+    import socket
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        assert proc.poll() is None, "the SuperLink exited while starting"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+@flower
+@pytest.mark.slow
+def test_deployment_engine_on_loopback(world, tmp_path):
+    """The same app on Flower's deployment engine: `federate --flower-app` writes the Flower App, a
+    SuperLink and 3 SuperNodes (one store each) run as processes on 127.0.0.1, `flwr run` submits
+    2 rounds, and the SuperLink's ServerApp writes OUT, all within a bounded time."""
+    import os
+    import subprocess
+
+    bin_dir = Path(sys.executable).parent
+    out, app, home = tmp_path / "out", tmp_path / "app", tmp_path / "flwr-home"
+    r = run_cli(*_base(world, out, "--stores", world / "stores", "--old-data", world / "old.npz", "--rounds", "2",
+                       "--round-timeout", "120", "--flower-app", app))
+    assert r.returncode == 0 and (app / "pyproject.toml").is_file(), r.stderr
+    assert not out.exists()
+    link = _free_port()
+    home.mkdir()
+    (home / "config.toml").write_text(f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
+                                      f'address = "127.0.0.1:{link}"\ninsecure = true\n')
+    env = {**os.environ, "FLWR_HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    procs = []
+    try:
+        procs.append(subprocess.Popen([bin_dir / "flower-superlink", "--insecure", "--host", "127.0.0.1", "--port",
+                                       str(link), "--database", ":flwr-in-memory:",
+                                       "--disable-runtime-dependency-installation"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        _wait_listening(link, procs[0], 60)
+        for store in sorted((world / "stores").glob("*.npz")):
+            procs.append(subprocess.Popen([bin_dir / "flower-supernode", "--insecure", "--superlink",
+                                           f"127.0.0.1:{link}", "--host", "127.0.0.1", "--port", str(_free_port()),
+                                           "--node-config", f"store='{store}'"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        run = subprocess.run([bin_dir / "flwr", "run", app, "local", "--stream"], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    rep = json.loads((out / "report.json").read_text())
+    assert [(row["sampled"], row["replied"]) for row in rep["rounds"]] == [(3, 3), (3, 3)]
+    assert rep["forgetting"] is not None and (out / "model.pt2").is_file()

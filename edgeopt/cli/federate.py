@@ -45,13 +45,16 @@ from edgeopt.cli.options import console, model_options
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Each store's learning rate.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--flower-app", type=click.Path(path_type=Path), metavar="DIR", help="Check everything, then write a "
+              "Flower App folder to DIR for the deployment engine (`flwr run DIR` against a SuperLink) instead of "
+              "simulating; OUT is then written by the SuperLink's ServerApp.")
 @model_options
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print Flower's log and each step (on stderr).")
 def command(model, stores, rounds, strategy, local_epochs, method, strength, old_data, old_eval, max_forgetting,
             fraction, min_stores, round_timeout, proximal_mu, server_lr, id_space, dp_clip, dp_epsilon, dp_delta,
-            task, metric, batch_size, lr, seed, arch, arch_kwargs, trust_pickle, inputs, out, as_json, verbose):
+            task, metric, batch_size, lr, seed, flower_app, arch, arch_kwargs, trust_pickle, inputs, out, as_json, verbose):
     """Update MODEL across the stores in DIR with Flower (simulation engine, one SuperNode per store):
     each store trains on its own file, only weights travel, and the server aggregates with
     --strategy. The global model is written to OUT like an update (OUT/model.pt2 + report.json:
@@ -79,9 +82,14 @@ def command(model, stores, rounds, strategy, local_epochs, method, strength, old
                  max_forgetting=max_forgetting, fraction=fraction, min_stores=min_stores, round_timeout=round_timeout,
                  proximal_mu=proximal_mu, server_lr=server_lr, id_space=id_space, dp=dp, task=task, metric=metric,
                  batch_size=batch_size, lr=lr, seed=seed, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
-                 trust_pickle=trust_pickle, inputs=list(inputs), verbose=verbose, log=log)
+                 trust_pickle=trust_pickle, inputs=list(inputs), verbose=verbose, flower_app=flower_app,
+                 log=log)
     if as_json:
         click.echo(json.dumps(r.report, indent=2))
+        return
+    if flower_app is not None:
+        click.echo(f"Flower App for {len(r.report['stores'])} stores in {flower_app}: start a SuperLink and one "
+                   f"SuperNode per store (--node-config \"store='PATH'\"), then `flwr run {flower_app} CONNECTION`")
         return
     rep = r.report
     for row in rep["rounds"]:

@@ -44,7 +44,7 @@ def _spec_text(s) -> str:
 
 def prepare(*, model, stores, out, old_data=None, old_eval=None, method="finetune", strategy="fedavg",
             task=None, metric=None, id_space=None, arch=None, arch_kwargs=None, trust_pickle=False,
-            inputs=None, seed=0, **job_kwargs):
+            inputs=None, seed=0, deploy=False, **job_kwargs):
     """Check everything and return the Job (no training, nothing written)."""
     from edgeopt.distill import objectives
     from edgeopt.federate import job as jobs
@@ -92,7 +92,7 @@ def prepare(*, model, stores, out, old_data=None, old_eval=None, method="finetun
     spec = local.ModelSpec(model=str(model), rows=tuple(sorted(rows.items())), labels=labels, task=task,
                            metric=metric, arch=arch, arch_kwargs=tuple(sorted((arch_kwargs or {}).items())),
                            trust_pickle=trust_pickle, inputs=texts, seed=seed)
-    require_flower()  # last: the input is checked (and its errors told) without Flower too
+    require_flower(simulation=not deploy)  # last: the input is checked (and its errors told) without Flower
     local_cfg = job_kwargs.pop("local", None) or local.LocalConfig(seed=seed)
     return jobs.Job(spec=spec, local=local_cfg, out=str(out), strategy=strategy,
                     stores=tuple((s.name, str(s.data), str(s.eval) if s.eval else None) for s in found),
@@ -133,9 +133,10 @@ def federate(*, model: str | Path, stores: str | Path, out: str | Path, rounds: 
              id_space: int | None = None, dp=None, task: str | None = None, metric: str | None = None,
              eval_size: int = 2000, seed: int = 0, arch: str | None = None, arch_kwargs: dict | None = None,
              trust_pickle: bool = False, inputs=None, cpus: int | None = None, verbose: bool = False,
-             log: Callable[[str], None] = lambda m: None) -> FederateResult:
+             flower_app: str | Path | None = None, log: Callable[[str], None] = lambda m: None) -> FederateResult:
     """Federated update of ``model`` over the stores in ``stores``; see the module docstring.
-    ``dp``: a job.Privacy (Flower's LocalDpMod on every store) or None."""
+    ``dp``: a job.Privacy (Flower's LocalDpMod on every store) or None. ``flower_app``: write the
+    Flower App folder for the deployment engine there (``flwr run``) instead of simulating."""
     from edgeopt.federate.local import LocalConfig
 
     local_cfg = LocalConfig(method=method, strength=strength, epochs=local_epochs, batch_size=batch_size, lr=lr,
@@ -147,7 +148,15 @@ def federate(*, model: str | Path, stores: str | Path, out: str | Path, rounds: 
                   strategy=strategy, task=task, metric=metric, id_space=id_space, arch=arch, arch_kwargs=arch_kwargs,
                   trust_pickle=trust_pickle, inputs=inputs, seed=seed, local=local_cfg, rounds=rounds,
                   fraction=fraction, min_stores=min_stores, round_timeout=round_timeout, proximal_mu=proximal_mu,
-                  server_lr=server_lr, max_forgetting=max_forgetting, eval_size=eval_size, dp=dp)
+                  server_lr=server_lr, max_forgetting=max_forgetting, eval_size=eval_size, dp=dp,
+                  deploy=flower_app is not None)
+    if flower_app is not None:
+        from edgeopt.federate.deploy import write_app
+
+        folder = write_app(job, flower_app)
+        log(f"Flower App for `flwr run` in {folder}")
+        return FederateResult(out=Path(out), strategy=strategy, metric=job.spec.metric, forgetting=None,
+                              report={"flower_app": str(folder), "stores": [s[0] for s in job.stores]})
     log(f"{len(job.stores)} stores, id space {dict(job.spec.rows)}; {rounds} round(s) of {strategy}")
     report = simulate(job, cpus=cpus, verbose=verbose)
     return FederateResult(out=Path(out), strategy=strategy, metric=job.spec.metric, forgetting=report["forgetting"],
