@@ -290,3 +290,19 @@ def test_deployment_engine_on_loopback(world, tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert [(row["sampled"], row["replied"]) for row in rep["rounds"]] == [(3, 3), (3, 3)]
     assert rep["forgetting"] is not None and (out / "model.pt2").is_file()
+
+
+@flower
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "yoochoose").is_dir(), reason="shared data missing: ../shared/data/yoochoose")
+def test_yoochoose_benchmark_smoke(tmp_path):
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "federate_yoochoose.py"), "--limit", "600",
+                        "--stores", "3", "--rounds", "1", "--epochs", "1", "--update-epochs", "1", "--json",
+                        str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert set(res["runs"]) >= {"federated", "centralized update (pooled stores)", "stores alone (mean)"}
+    assert len(res["runs"]["stores alone (each)"]) == 3 and res["data"]["items_new_in_later_period"] > 0
+    assert res["runs"]["federated"]["bytes_per_store_per_round"]["down"] > 0
