@@ -156,22 +156,27 @@ def test_gate_refuses_and_writes_nothing(world, tmp_path):
 @flower
 def test_a_store_that_drops_out_does_not_stall_or_corrupt_the_round(world, tmp_path):
     """A store whose data vanished after the checks fails inside its round: Flower reports the
-    failure, the round aggregates the stores that answered, and the run finishes in time."""
+    failure, the round aggregates the stores that answered, and the run finishes in time (here
+    with FedProx and Flower's client-side DP, whose parameters the report records)."""
     import shutil
     import time
 
+    from edgeopt.federate.job import Privacy
     from edgeopt.federate.run import prepare, simulate
 
     stores = tmp_path / "stores"
     shutil.copytree(world / "stores", stores)
     job = prepare(model=world / "gru.pt", arch=GRU, arch_kwargs=GRU_KW, inputs=[SPEC], stores=stores,
-                  out=tmp_path / "out", rounds=2, round_timeout=120)
+                  out=tmp_path / "out", rounds=2, round_timeout=120, strategy="fedprox", proximal_mu=0.1,
+                  dp=Privacy(clip=5.0, epsilon=50.0))
     (stores / "c.npz").unlink()  # store c drops out
     t0 = time.perf_counter()
     rep = simulate(job)
     assert time.perf_counter() - t0 < 120
     for row in rep["rounds"]:
         assert row["sampled"] == 3 and row["replied"] == 2 and row["failed"] == 1
+    assert rep["privacy"]["clip"] == 5.0 and rep["privacy"]["epsilon"] == 50.0 and rep["privacy"]["delta"] == 1e-5
+    assert rep["strategy"] == "fedprox" and rep["settings"]["proximal_mu"] == 0.1
     import torch
 
     state = torch.export.load(tmp_path / "out" / "model.pt2").state_dict
