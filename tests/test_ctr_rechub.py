@@ -61,6 +61,7 @@ def rechub(tmp_path_factory):
     return folder, model, feats, args
 
 
+@pytest.mark.slow  # ~20 s: the fast run covers dict inputs with tests/ctr_models.py's DictRanker
 def test_rechub_deepfm_exports_int8_and_updates(rechub, tmp_path):
     import onnxruntime as ort
     import torch
