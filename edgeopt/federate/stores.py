@@ -65,6 +65,9 @@ def read_stores(folder: str | Path, *, names: list[str], int_inputs: list[str], 
     for path in find_stores(folder):
         arrays = _read(path, names, "store")
         ev = path.with_name(path.name[:-4] + EVAL_SUFFIX)
+        if not ev.exists() and len(arrays["labels"]) < 4:
+            raise UsageError(f"store {path} has {len(arrays['labels'])} samples, too few to hold some out; give it "
+                             f"more or a held-out {ev.name} beside it")
         parts = [arrays] + ([_read(ev, names, "held-out file")] if ev.exists() else [])
         seen += [(path, p) for p in parts]
         stores.append(Store(path.stem, path, ev if ev.exists() else None, len(arrays["labels"])))
