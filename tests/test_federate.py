@@ -311,3 +311,35 @@ def test_yoochoose_benchmark_smoke(tmp_path):
     assert set(res["runs"]) >= {"federated", "centralized update (pooled stores)", "stores alone (mean)"}
     assert len(res["runs"]["stores alone (each)"]) == 3 and res["data"]["items_new_in_later_period"] > 0
     assert res["runs"]["federated"]["bytes_per_store_per_round"]["down"] > 0
+
+
+@flower
+@pytest.mark.slow
+def test_global_model_exports_and_ships_as_a_delta_bundle(world, tmp_path):
+    """OUT is written like an update: it exports, and packages as a delta bundle against the
+    previous version's bundle. The run samples a fraction of the stores per round."""
+    import torch
+
+    from edgeopt.bundle import keygen, package
+    from edgeopt.federate import federate
+    from edgeopt.models.pt2_folder import write_pt2_folder
+    from edgeopt.spec import parse_input
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from update_models import SessionGRU
+
+    base = SessionGRU(**GRU_KW)
+    base.load_state_dict(torch.load(world / "gru.pt"))
+    write_pt2_folder(tmp_path / "v1" / "recsys", base.eval(), (torch.zeros(2, 5, dtype=torch.long),),
+                     [parse_input(SPEC)], task="classify")
+    r = federate(model=world / "gru.pt", arch=GRU, arch_kwargs=GRU_KW, inputs=[SPEC], stores=world / "stores",
+                 out=tmp_path / "v2" / "recsys", rounds=1, lr=1e-2, batch_size=16, fraction=0.5, min_stores=2)
+    assert r.report["rounds"][0]["sampled"] == 2  # --fraction 0.5 of 3 stores, at least --min-stores 2
+    for v in ("v1", "v2"):
+        r = run_cli("export", tmp_path / v / "recsys", "--to", "onnx", "-o", tmp_path / f"exp-{v}")
+        assert r.returncode == 0, r.stderr
+    keygen(out=tmp_path / "k")
+    package(out=tmp_path / "exp-v1", bundle=tmp_path / "v1.edgepkg", sign_key=tmp_path / "k.key", version="1.0")
+    delta = package(out=tmp_path / "exp-v2", bundle=tmp_path / "v2.edgepkg", sign_key=tmp_path / "k.key",
+                    version="1.1", base=tmp_path / "v1.edgepkg")
+    assert delta.delta and (tmp_path / "v2.edgepkg").stat().st_size > 0
