@@ -331,6 +331,25 @@ def test_update_keeps_a_pt2s_batch_constraint(clicks, tmp_path):
     assert 1024 in {int(v.upper) for v in saved.range_constraints.values()}
 
 
+def test_openvino_ports_keep_the_names_users_know():
+    """OpenVINO merges a folded Cast's output name into the input's; the user's name is kept."""
+    from edgeopt.runtime.openvino import port_name
+
+    class Port:
+        def __init__(self, names, first):
+            self.names, self.first = names, first
+
+        def get_names(self):
+            return self.names
+
+        def get_any_name(self):
+            return self.first
+
+    assert port_name(Port({"C1", "/inner/embedding/Cast_output_0"}, "/inner/embedding/Cast_output_0"), "x") == "C1"
+    assert port_name(Port({"logits"}, "logits"), "x") == "logits"
+    assert port_name(Port(set(), ""), "output0") == "output0"
+
+
 def test_bench_help_has_no_literal_percent_signs():
     r = run_cli("bench", "--help")
     assert r.returncode == 0 and "%%" not in r.stdout and "PCT percent" in " ".join(r.stdout.split())

@@ -25,8 +25,9 @@ _OV_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "i64": "in
 def _spec(port, i: int) -> TensorSpec:
     shape = tuple(d.get_length() if d.is_static else f"dim{j}"
                   for j, d in enumerate(port.get_partial_shape()))
-    names = port.get_names()
-    name = port.get_any_name() if names else f"output{i}"
+    from edgeopt.runtime.openvino import port_name
+
+    name = port_name(port, f"output{i}")
     return TensorSpec(name, _OV_DTYPES.get(port.get_element_type().get_type_name(), "float32"), shape)
 
 

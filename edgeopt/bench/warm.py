@@ -128,7 +128,7 @@ def openvino_async_throughput(compiled, feeds: dict, *, jobs: int, seconds: floa
         done[0] += 1
 
     queue.set_callback(callback)
-    names = {p.get_any_name() for p in compiled.inputs}
+    names = {n for p in compiled.inputs for n in p.get_names()}  # any of a port's names feeds it
     feeds = {k: v for k, v in feeds.items() if k in names}
     t0 = time.perf_counter()
     stop = t0 + seconds

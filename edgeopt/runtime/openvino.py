@@ -41,6 +41,19 @@ def prepare(src: Path, cache_dir: Path, precision: str) -> None:
     ov.Core().compile_model(str(src), "CPU", _config(precision, None, cache_dir))
 
 
+def port_name(port, fallback: str) -> str:
+    """The name a user knows a port by. OpenVINO merges the names of tensors it folds together (an
+    ONNX Cast right after an input: {"C1", "/inner/embedding/Cast_output_0"}, as torch-rechub's
+    rankers export), and get_any_name() may then return the exporter's internal one, which no feed
+    or manifest uses: a name without the exporter's leading "/" is preferred."""
+    names = port.get_names()
+    if not names:
+        return fallback
+    first = port.get_any_name()
+    clean = sorted(n for n in names if not n.startswith("/"))
+    return first if not first.startswith("/") or not clean else clean[0]
+
+
 class OvEngine:
     def __init__(self, path: Path, *, threads: int | None = None, precision: str = "fp32",
                  cached: Path | None = None, prepack: bool = True, cache_dir: Path | None = None):
@@ -48,9 +61,8 @@ class OvEngine:
 
         self.compiled = ov.Core().compile_model(str(path), "CPU", _config(precision, threads, cache_dir))
         self.request = self.compiled.create_infer_request()
-        self.input_names = [p.get_any_name() for p in self.compiled.inputs]
-        self.output_names = [p.get_any_name() if p.get_names() else f"output{i}"
-                             for i, p in enumerate(self.compiled.outputs)]
+        self.input_names = [port_name(p, f"input{i}") for i, p in enumerate(self.compiled.inputs)]
+        self.output_names = [port_name(p, f"output{i}") for i, p in enumerate(self.compiled.outputs)]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.request.infer({k: feeds[k] for k in self.input_names})

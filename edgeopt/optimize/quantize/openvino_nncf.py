@@ -34,8 +34,10 @@ def nncf_quantize(fp32_xml: Path, xml: Path, calib: Dataset, *, transformer: boo
     import nncf
     import openvino as ov
 
+    from edgeopt.runtime.openvino import port_name
+
     model = ov.Core().read_model(str(fp32_xml))
-    names = [p.get_any_name() for p in model.inputs]
+    names = [port_name(p, f"input{i}") for i, p in enumerate(model.inputs)]
     dataset = nncf.Dataset(list(calib.samples), lambda s: {n: s[n] for n in names})
     kwargs = {"subset_size": len(calib)}
     if transformer:
