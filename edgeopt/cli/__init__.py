@@ -21,7 +21,7 @@ import click
 from edgeopt import __version__
 from edgeopt.errors import EdgeoptError
 
-# name -> (module, short help). Commands not built yet live in edgeopt.cli.planned.
+# name -> (module, short help)
 COMMANDS = {
     "doctor": ("edgeopt.cli.doctor", "Which runtimes and devices are usable here, and how to get the rest."),
     "export": ("edgeopt.cli.export", "Export a model to ONNX / OpenVINO / TensorRT and verify each artifact."),
@@ -90,15 +90,10 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
-        module_name, short = COMMANDS[name]
-        module = importlib.import_module(module_name)
-        if module_name == "edgeopt.cli.planned":
-            return module.make(name, short)
-        return module.command
+        return importlib.import_module(COMMANDS[name][0]).command
 
     def format_commands(self, ctx, formatter):
-        rows = [(name, short + ("" if mod != "edgeopt.cli.planned" else " (not built yet)"))
-                for name, (mod, short) in COMMANDS.items()]
+        rows = [(name, short) for name, (_, short) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
