@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,17 @@ GRU_KW = {"n_items": 50, "dim": 16}
 SPEC = "item_ids:batchx5:int64"
 flower = pytest.mark.skipif(importlib.util.find_spec("flwr") is None or importlib.util.find_spec("ray") is None,
                             reason="Flower is not installed: pip install 'edgeopt[federate]' (its own environment)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_phoning_home():
+    """Flower's telemetry and Ray's usage stats report to the internet by default: off for these
+    tests (Flower reads it when first imported; the console scripts and Flower processes the tests
+    start inherit it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLWR_TELEMETRY_ENABLED", "0")
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        yield
 
 
 def _walks(rng, lo, hi, n, length=5):
@@ -255,7 +267,6 @@ def test_deployment_engine_on_loopback(world, tmp_path):
     """The same app on Flower's deployment engine: `federate --flower-app` writes the Flower App, a
     SuperLink and 3 SuperNodes (one store each) run as processes on 127.0.0.1, `flwr run` submits
     2 rounds, and the SuperLink's ServerApp writes OUT, all within a bounded time."""
-    import os
     import subprocess
 
     bin_dir = Path(sys.executable).parent
@@ -274,24 +285,33 @@ def test_deployment_engine_on_loopback(world, tmp_path):
         procs.append(subprocess.Popen([bin_dir / "flower-superlink", "--insecure", "--host", "127.0.0.1", "--port",
                                        str(link), "--database", ":flwr-in-memory:",
                                        "--disable-runtime-dependency-installation"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         _wait_listening(link, procs[0], 60)
         for store in sorted((world / "stores").glob("*.npz")):
             procs.append(subprocess.Popen([bin_dir / "flower-supernode", "--insecure", "--superlink",
                                            f"127.0.0.1:{link}", "--host", "127.0.0.1", "--port", str(_free_port()),
                                            "--node-config", f"store='{store}'"], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
         run = subprocess.run([bin_dir / "flwr", "run", app, "local", "--stream"], env=env, capture_output=True,
                              text=True, timeout=300)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    finally:
+    finally:  # each Flower process leads its own group: its SuperExec / app children end with it
+        import signal
+
+        def signal_group(p, sig):
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:  # the whole group has ended already
+                pass
+
         for p in procs:
-            p.terminate()
+            signal_group(p, signal.SIGTERM)
         for p in procs:
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                p.kill()
+                signal_group(p, signal.SIGKILL)
     rep = json.loads((out / "report.json").read_text())
     assert [(row["sampled"], row["replied"]) for row in rep["rounds"]] == [(3, 3), (3, 3)]
     assert rep["forgetting"] is not None and (out / "model.pt2").is_file()
