@@ -20,6 +20,7 @@ import os
 import tarfile
 from pathlib import Path
 
+from edgeopt.errors import UsageError
 from edgeopt.bundle import patch
 from edgeopt.runtime.errors import BundleError
 from edgeopt.runtime.manifest import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, check_files, is_safe_relpath, parse
@@ -128,11 +129,11 @@ def rebuild(bundle: Path, stage: Path, dest: Path, public_key, *, durable: bool,
         from edgeopt.bundle.layout import CURRENT, link_target
 
         have = link_target(dest / name, CURRENT) if (dest / name).is_dir() else None
-        raise BundleError(f"{bundle.name} is a delta against {name} {base.get('version')}, which is not installed "
+        raise UsageError(f"{bundle.name} is a delta against {name} {base.get('version')}, which is not installed "
                           f"under {dest} (installed: {have or 'nothing'}); install the full bundle instead")
     base_manifest_bytes = (base_dir / MANIFEST).read_bytes()
     if hashlib.sha256(base_manifest_bytes).hexdigest() != base.get("manifest_sha256"):
-        raise BundleError(f"{bundle.name} was made against another {name} {base.get('version')} than the one "
+        raise UsageError(f"{bundle.name} was made against another {name} {base.get('version')} than the one "
                           f"installed (manifests differ); install the full bundle instead")
     base_manifest = parse(base_manifest_bytes, str(base_dir / MANIFEST))
     check_files(base_dir, base_manifest, hashes=True)  # the base must be intact to build on it
