@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -54,3 +55,20 @@ def output_dir(out: str | os.PathLike, *, marker: str = "manifest.json"):
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
+
+
+@contextlib.contextmanager
+def try_lock(path: str | os.PathLike):
+    """Yield whether this process holds the lock on ``path`` (created if missing), without waiting:
+    a second run on the same folder is told at once. The kernel drops the lock when a process dies,
+    so a killed run never leaves a folder locked."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

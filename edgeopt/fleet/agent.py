@@ -12,8 +12,6 @@ tried again (same bytes, same result), a repository or network failure is retrie
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import random
@@ -21,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeopt.atomic import try_lock
 from edgeopt.bundle import delta, layout
 from edgeopt.bundle.versions import parse_version
 from edgeopt.errors import EdgeoptError, GateError, UsageError, VerificationError, first_line
@@ -74,7 +73,7 @@ class Agent:
         except OSError as e:
             self.transient_error = True
             return [Report(self.cfg.device_id, "", None, UNCHANGED, f"cannot write {self.state}: {e.strerror}")]
-        with _exclusive(self.state / "agent.lock") as mine:
+        with try_lock(self.state / "agent.lock") as mine:
             if not mine:
                 return [Report(self.cfg.device_id, m, cur, UNCHANGED, "another agent is polling this DEST", cur)
                         for m, cur in self._installed().items()] or [
@@ -264,21 +263,6 @@ class Agent:
                                                                 MIN_BACKOFF_S * 2 ** (failures - 1))
             if stop.wait(wait * random.uniform(0.9, 1.1)):
                 return reports
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path):
-    """Yields whether this process got the lock (not waiting: a second agent on one DEST skips its poll)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

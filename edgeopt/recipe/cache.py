@@ -14,7 +14,6 @@ distill leaves its training checkpoint there, and the next run resumes from it).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeopt.atomic import try_lock
 from edgeopt.errors import UsageError
 
 RECORD = "step.json"
@@ -141,28 +141,22 @@ class Cache:
     def locked(self, key: str):
         """One runner per key at a time (two OUTs sharing a --cache)."""
         self._prepare()
-        with open(self.root / f"{key}.lock", "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with try_lock(self.root / f"{key}.lock") as mine:
+            if not mine:
                 raise UsageError(f"another edgeopt run is building the same step in {self.root}; wait for it "
-                                 "to finish") from None
+                                 "to finish")
             yield
 
 
 @contextlib.contextmanager
 def out_lock(out: Path):
     """The second of two runs on the same OUT refuses (exit 2) instead of interleaving writes."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".edgeopt-run.lock"
-        handle = open(probe, "w")
-    except OSError as e:
-        raise UsageError(f"cannot write -o {out}: {e.strerror or e}; choose a writable folder") from None
-    with handle:
+    with contextlib.ExitStack() as stack:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another `edgeopt run` is writing {out}; wait for it to finish or choose another "
-                             "-o") from None
+            out.mkdir(parents=True, exist_ok=True)
+            mine = stack.enter_context(try_lock(out / ".edgeopt-run.lock"))
+        except OSError as e:
+            raise UsageError(f"cannot write -o {out}: {e.strerror or e}; choose a writable folder") from None
+        if not mine:
+            raise UsageError(f"another `edgeopt run` is writing {out}; wait for it to finish or choose another -o")
         yield
