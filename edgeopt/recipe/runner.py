@@ -78,43 +78,53 @@ class Runner:
 
     def kwargs(self, step: Step) -> dict | None:
         """The step's keywords beyond its input and output; None while an earlier output is missing."""
-        r, kind = self.recipe, step.kind
         kw = dict(step.config.given())
-        for name, sources in kind.data_keys:
-            if kind.name == "export" and not kw.get("int8"):
-                break  # export reads data only for the INT8 gate
-            if name not in kw:
-                given = next((r.data[s] for s in sources if s in r.data), None)
-                if given is not None:
-                    kw[name] = str(given)
-        if step.input_step is None:  # the recipe's model: its loading options
-            opts = r.model_options
+        self._fill_data(step, kw)
+        self._loading_options(step, kw)
+        return self._wire(step, kw)
+
+    def _fill_data(self, step: Step, kw: dict) -> None:
+        """The recipe's data into the data keywords the step does not set itself."""
+        if step.kind.name == "export" and not kw.get("int8"):
+            return  # export reads data only for the INT8 gate
+        for name, sources in step.kind.data_keys:
+            given = next((self.recipe.data[s] for s in sources if s in self.recipe.data), None)
+            if name not in kw and given is not None:
+                kw[name] = str(given)
+
+    def _loading_options(self, step: Step, kw: dict) -> None:
+        """arch / arch_kwargs / trust_pickle for the step that reads the recipe's model; inputs for all."""
+        opts, kind = self.recipe.model_options, step.kind
+        if step.input_step is None:
             prefix = "teacher_" if kind.name == "distill" else ""
             for opt in ("arch", "arch_kwargs"):
-                if opt in opts and f"{prefix}{opt}" in kind.wired and f"{prefix}{opt}" not in kw:
-                    kw[f"{prefix}{opt}"] = opts[opt]
+                if opt in opts and f"{prefix}{opt}" in kind.wired:
+                    kw.setdefault(f"{prefix}{opt}", opts[opt])
             if opts.get("trust_pickle") and "trust_pickle" in kind.wired:
                 kw.setdefault("trust_pickle", True)
-        if "inputs" in r.model_options and "inputs" in kind.wired:
-            kw.setdefault("inputs", list(r.model_options["inputs"]))
-        if (kind.name == "export" and kw.get("int8") and "reference" not in kw and step.input_step is not None
+        if "inputs" in opts and "inputs" in kind.wired:
+            kw.setdefault("inputs", list(opts["inputs"]))
+
+    def _wire(self, step: Step, kw: dict) -> dict | None:
+        """What a step takes from the recipe or earlier steps beyond its input."""
+        r, kind = self.recipe, step.kind.name
+        if (kind == "export" and kw.get("int8") and "reference" not in kw and step.input_step is not None
                 and "arch" not in r.model_options):  # a teacher that loads alone (a folder, .pt2, .onnx)
             kw["reference"] = str(r.model)  # score INT8 against the teacher, not the distilled / pruned model
-        if kind.name == "package":
+        if kind == "package":
             bench = self._latest(step, "bench")
             if bench is not None and "bench" not in kw:
                 if bench not in self._outputs:
                     return None
                 kw["bench"] = str(self._outputs[bench] / "bench.json")
-        if kind.name == "install":
+        if kind == "install":
             kw.setdefault("dest", str(r.out / "device"))
             sign_key = self._package_key(step)
-            if "public_key" not in kw:
-                pub = Path(sign_key).with_suffix(".pub") if sign_key else None
-                if pub is not None and pub.is_file():
-                    kw["public_key"] = str(pub)
-                elif sign_key is None:
-                    kw.setdefault("allow_unsigned", True)
+            pub = Path(sign_key).with_suffix(".pub") if sign_key else None
+            if "public_key" not in kw and pub is not None and pub.is_file():
+                kw["public_key"] = str(pub)
+            elif "public_key" not in kw and sign_key is None:
+                kw.setdefault("allow_unsigned", True)
         return kw
 
     def _latest(self, step: Step, produces: str) -> int | None:
