@@ -10,8 +10,8 @@ are imported only inside the functions that use them.
 
 __version__ = "0.1.0"
 
-__all__ = ["bench", "distill", "export", "install", "keygen", "package", "predict", "prune", "rollback", "update",
-           "verify", "__version__"]
+__all__ = ["bench", "distill", "export", "federate", "install", "keygen", "package", "predict", "prune", "rollback",
+           "run", "update", "verify", "__version__"]
 
 
 def __getattr__(name: str):

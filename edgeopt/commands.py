@@ -50,6 +50,7 @@ def callable_package(package: str, module: str, name: str) -> None:
 # command -> (module, function), for commands that share no name with a subpackage
 FUNCTIONS = {name: ("edgeopt.bundle", name) for name in ("keygen", "package", "verify", "install", "rollback",
                                                             "predict")}
+FUNCTIONS["run"] = ("edgeopt.recipe.api", "run")
 
 
 def command(name: str):

@@ -91,17 +91,13 @@ def _path(src: Source, value, *keys) -> Path:
     return p if p.is_absolute() else (src.path.parent / p)
 
 
-def embedded_model() -> Path:
-    from edgeopt.models.embedded import embedded_model_path
-
-    return embedded_model_path()
-
-
 def _model(src: Source) -> Path:
     if "model" not in src.data:
         raise UsageError(f"{src.path}: no 'model'; name the teacher checkpoint (any MODEL form edgeopt export takes)")
     if src.data["model"] == EMBEDDED:
-        return embedded_model()
+        from edgeopt.models.embedded import embedded_model_path
+
+        return embedded_model_path()
     p = _path(src, src.data["model"], "model")
     if not p.exists():
         raise UsageError(f"{src.path}{src.line('model')}: model {src.data['model']}: no such file or folder "

@@ -18,7 +18,6 @@ from typing import Callable
 
 from edgeopt.errors import GateError, UsageError
 from edgeopt.recipe import cache as cache_mod
-from edgeopt.recipe import configs
 from edgeopt.recipe.recipe import Recipe, Step
 
 
@@ -332,7 +331,3 @@ class Runner:
         os.replace(tmp, link)
         return link
 
-
-def step_config_types() -> dict[str, type]:
-    """Each step's config class (DistillConfig, ...), for docs and tests."""
-    return {name: configs.config_class(name) for name in configs.STEPS}
