@@ -46,7 +46,7 @@ def world(tmp_path_factory):
     import torch
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from update_models import SessionGRU
+    from update_models import trained_session_gru
 
     folder = tmp_path_factory.mktemp("federate")
     rng = np.random.default_rng(0)
@@ -56,17 +56,7 @@ def world(tmp_path_factory):
     for name, (lo, hi) in {"a": (30, 60), "b": (30, 55), "c": (40, 70)}.items():
         a, b = _walks(rng, lo, hi, 200)
         np.savez(folder / "stores" / f"{name}.npz", item_ids=a, labels=b)
-    torch.manual_seed(0)
-    model = SessionGRU(**GRU_KW)
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    X, Y = torch.from_numpy(x), torch.from_numpy(y)
-    for _ in range(15):
-        for i in range(0, len(x), 64):
-            loss = torch.nn.functional.cross_entropy(model(X[i:i + 64]), Y[i:i + 64])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    torch.save(model.state_dict(), folder / "gru.pt")
+    torch.save(trained_session_gru(x, y, epochs=15, **GRU_KW).state_dict(), folder / "gru.pt")
     return folder
 
 

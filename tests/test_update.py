@@ -33,7 +33,7 @@ def gru(tmp_path_factory):
     import torch
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from update_models import SessionGRU
+    from update_models import trained_session_gru
 
     folder = tmp_path_factory.mktemp("update-gru")
     rng = np.random.default_rng(0)
@@ -41,17 +41,7 @@ def gru(tmp_path_factory):
     np.savez(folder / "old.npz", item_ids=x, labels=y)
     np.savez(folder / "new.npz", **dict(zip(("item_ids", "labels"), _walks(rng, 30, 60, 300))))
     np.savez(folder / "conflict.npz", **dict(zip(("item_ids", "labels"), _walks(rng, 1, 25, 300, shift=7))))
-    torch.manual_seed(0)
-    model = SessionGRU(**GRU_KW)
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    X, Y = torch.from_numpy(x), torch.from_numpy(y)
-    for _ in range(25):
-        for i in range(0, len(x), 64):
-            loss = torch.nn.functional.cross_entropy(model(X[i:i + 64]), Y[i:i + 64])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    torch.save(model.state_dict(), folder / "gru.pt")
+    torch.save(trained_session_gru(x, y, epochs=25, **GRU_KW).state_dict(), folder / "gru.pt")
     return folder
 
 
