@@ -110,10 +110,10 @@ def st_encoder(folder):
 
 def onnx_encoder(export_dir: Path, artifact: str):
     from edgeopt.backends import get_runtime
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
     manifest = json.loads((export_dir / "manifest.json").read_text())
-    tok = Tokenizer.from_folder(export_dir / "tokenizer", max_length=manifest["preprocessing"]["max_length"])
+    tok = TextEncoder(export_dir / "tokenizer", max_length=manifest["preprocessing"]["max_length"])
     session = get_runtime("onnxruntime").load(str(export_dir / artifact))
     names = [i["name"] for i in manifest["inputs"]]
 

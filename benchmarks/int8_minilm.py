@@ -63,14 +63,14 @@ def child(kind: str, path: str, precision: str, workload: str = "64") -> None:
     """Own process: serve timed bursts (edgeopt.bench.interleave) of batch-1 calls, either one
     64-token feed ("64") or held-out titles one at a time in their own lengths ("titles")."""
     from edgeopt.bench.interleave import serve
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
     out_dir = Path(os.environ["EDGEOPT_BENCH_OUT"])
     if workload == "titles":
-        tok = Tokenizer.from_folder(out_dir / "tokenizer", max_length=128)
+        tok = TextEncoder(out_dir / "tokenizer", max_length=128)
         feeds = [tok([t]) for t in titles()[1][:TITLE_CALLS]]  # one title per call: no padding
     else:
-        tok = Tokenizer.from_folder(out_dir / "tokenizer", max_length=64)
+        tok = TextEncoder(out_dir / "tokenizer", max_length=64)
         feeds = [tok([" ".join(titles()[1][:12])])]
         assert feeds[0]["input_ids"].shape[1] == 64
     cycle = itertools.cycle(feeds)
@@ -89,8 +89,8 @@ def child(kind: str, path: str, precision: str, workload: str = "64") -> None:
         for _ in range(3):  # OpenVINO: a shape in use gets its static variant (if the IR has buckets)
             for f in feeds:
                 session.run(f)
-        if hasattr(session, "settle"):
-            session.settle()
+        if hasattr(session.engine, "settle"):
+            session.engine.settle()
 
         def run():
             session.run(next(cycle))
@@ -109,15 +109,15 @@ def _load(kind: str, path: str, precision: str):
 def embed(kind: str, path: str, precision: str, out_dir: Path, texts: list[str]) -> np.ndarray:
     """Embeddings one text at a time, as served: an OpenVINO IR with shape buckets runs each text
     through the static variant of its bucket (compiled first with ``prepare``)."""
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
-    tok = Tokenizer.from_folder(out_dir / "tokenizer", max_length=128)
+    tok = TextEncoder(out_dir / "tokenizer", max_length=128)
     session = _load(kind, path, precision)
     rows = []
     for text in texts:
         feeds = tok([text])
-        if hasattr(session, "prepare"):
-            session.prepare(feeds)
+        if hasattr(session.engine, "prepare"):
+            session.engine.prepare(feeds)
         out = session.run(feeds)
         rows.append(out.get("sentence_embedding", next(iter(out.values()))))
     return np.concatenate(rows)
@@ -176,9 +176,9 @@ def build(work: Path, calib64: list[str]) -> dict:
     export_s = time.perf_counter() - t
     if not (out / "openvino" / "model.int8.xml").exists():
         print("note: the export kept no OpenVINO INT8 (not faster than FP32 on this machine: manifest.json 'int8')")
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
-    tok = Tokenizer.from_folder(out / "tokenizer", max_length=128)
+    tok = TextEncoder(out / "tokenizer", max_length=128)
     samples = [tok([t]) for t in calib64]
     fp32 = out / "model.onnx"
     stock = work / "stock"

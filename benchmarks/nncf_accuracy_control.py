@@ -58,10 +58,10 @@ def main() -> None:
     from nncf.quantization.advanced_parameters import (AdvancedAccuracyRestorerParameters,
                                                        AdvancedQuantizationParameters, AdvancedSmoothQuantParameters)
 
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
     out = fp32_ir(args.work)
-    tok = Tokenizer.from_folder(out / "tokenizer", max_length=128)
+    tok = TextEncoder(out / "tokenizer", max_length=128)
     calib64, held_out = titles()
     calib = [tok([t]) for t in calib64]  # the 64 calibration titles of the stock recipes in int8_minilm.py
     evald = [tok([t]) for t in held_out[:args.eval]]

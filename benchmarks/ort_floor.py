@@ -146,11 +146,11 @@ def child(name: str, workload: str) -> None:
     import onnxruntime as ort
 
     from edgeopt.bench.interleave import serve
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
     out_dir = Path(os.environ["EDGEOPT_BENCH_OUT"])
     if workload == "titles":
-        tok = Tokenizer.from_folder(out_dir / "tokenizer", max_length=128)
+        tok = TextEncoder(out_dir / "tokenizer", max_length=128)
         lengths = [tok([t])["input_ids"].shape[1] for t in bench.titles()[1][:bench.TITLE_CALLS]]
     else:
         lengths = [64]

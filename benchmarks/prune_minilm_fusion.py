@@ -19,10 +19,10 @@ import numpy as np
 def main():
     import onnxruntime as ort
 
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
     work = Path(sys.argv[1])
-    tok = Tokenizer.from_folder(work / "unpruned-export" / "tokenizer", max_length=64)
+    tok = TextEncoder(work / "unpruned-export" / "tokenizer", max_length=64)
     feeds_all = tok(["stainless steel dinner plates set of six and more products for kitchen and garden tools " * 3])
     levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
     for name, level in levels.items():

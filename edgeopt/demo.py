@@ -106,11 +106,10 @@ def sentence_transformers_parity(out: Path, manifest: Manifest, st, titles: list
     tensor, so in a padded batch each title's embedding depends on its batchmates."""
     from edgeopt.backends import get_runtime
     from edgeopt.optimize.metrics import cosines
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
     reference = st.encode(titles, batch_size=batch, convert_to_numpy=True, normalize_embeddings=False)
-    tokenizer = Tokenizer.from_folder(out / manifest.preprocessing["tokenizer"],
-                                      max_length=manifest.preprocessing["max_length"])
+    tokenizer = TextEncoder(out / manifest.preprocessing["tokenizer"], max_length=manifest.preprocessing["max_length"])
     rows = []
     for art in manifest.artifacts:
         runtime = art.runtimes[0]

@@ -10,18 +10,8 @@ from pathlib import Path
 
 from edgeopt import __version__
 from edgeopt.errors import UsageError
+from edgeopt.runtime.manifest import MANIFEST, SCHEMA, sha256_file  # one schema and hash, as the device reads them
 from edgeopt.spec import TensorSpec
-
-SCHEMA = 1
-MANIFEST = "manifest.json"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def companions(path: Path) -> list[Path]:

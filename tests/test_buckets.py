@@ -64,55 +64,55 @@ def test_export_checks_each_bucket_and_writes_it_into_the_ir(exported):
 
 def test_runtime_compiles_a_variant_once_a_bucket_is_in_use(exported):
     from edgeopt.backends import get_runtime
-    from edgeopt.backends.openvino import HOT_CALLS
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.openvino import HOT_CALLS
+    from edgeopt.runtime.text import TextEncoder
 
     out, _ = exported
-    tok = Tokenizer.from_folder(out / "tokenizer")
+    tok = TextEncoder(out / "tokenizer")
     session = get_runtime("openvino").load(str(out / "openvino" / "model.xml"))
     plain = get_runtime("openvino").load(str(out / "openvino" / "model.xml"), buckets=False)
     short, long = tok(["red running shoes"]), tok(["men navy blue slim fit t-shirt " * 12])
     assert short["input_ids"].shape[1] <= 8 and long["input_ids"].shape[1] > 32
     for _ in range(HOT_CALLS - 1):
         session.run(short)
-    session.settle()
-    assert session.variants == []  # a one-off length never costs a compile
+    session.engine.settle()
+    assert session.engine.variants == []  # a one-off length never costs a compile
     session.run(short)
-    session.settle()
-    assert session.variants == [(1, 8)]
+    session.engine.settle()
+    assert session.engine.variants == [(1, 8)]
     np.testing.assert_allclose(session.run(short)["logits"], plain.run(short)["logits"], atol=1e-5)
     pair = tok(["red running shoes", "blue jeans"])  # batch 2: buckets were checked at batch 1 only
     for _ in range(HOT_CALLS + 1):  # longer than every bucket, or batched: dynamic shapes, no variant
         np.testing.assert_allclose(session.run(long)["logits"], plain.run(long)["logits"], atol=1e-5)
         np.testing.assert_allclose(session.run(pair)["logits"], plain.run(pair)["logits"], atol=1e-5)
-    session.settle()
-    assert session.variants == [(1, 8)]
+    session.engine.settle()
+    assert session.engine.variants == [(1, 8)]
 
 
 def test_variants_are_capped(exported):
     from edgeopt.backends import get_runtime
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
     out, _ = exported
-    tok = Tokenizer.from_folder(out / "tokenizer")
+    tok = TextEncoder(out / "tokenizer")
     session = get_runtime("openvino").load(str(out / "openvino" / "model.xml"), max_variants=1)
-    assert session.prepare(tok(["red shoes"]))
-    assert not session.prepare(tok(["men navy blue slim fit cotton casual shirt with pockets"]))
-    assert session.variants == [(1, 8)]
+    assert session.engine.prepare(tok(["red shoes"]))
+    assert not session.engine.prepare(tok(["men navy blue slim fit cotton casual shirt with pockets"]))
+    assert session.engine.variants == [(1, 8)]
 
 
 def test_token_level_outputs_are_cut_back_to_the_input_length(minilm_path, tmp_path):
     from edgeopt.backends import get_runtime
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
     folder = hf_folder(minilm_path, tmp_path / "tiny-bert", "BertModel")
     out = tmp_path / "out"
     r = run_cli("export", folder, "-o", out, "--to", "onnx,openvino", "--shape-buckets", "8,16", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
-    feeds = Tokenizer.from_folder(out / "tokenizer")(["red running shoes"])
+    feeds = TextEncoder(out / "tokenizer")(["red running shoes"])
     xml = str(out / "openvino" / "model.xml")
     session, plain = get_runtime("openvino").load(xml), get_runtime("openvino").load(xml, buckets=False)
-    assert session.prepare(feeds)
+    assert session.engine.prepare(feeds)
     got, want = session.run(feeds), plain.run(feeds)
     assert set(got) == set(want) and "last_hidden_state" in got
     for name in want:

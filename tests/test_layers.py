@@ -18,18 +18,19 @@ ROOT = Path(__file__).resolve().parents[1] / "edgeopt"
 LAYERS = (
     ("errors", "commands"),  # import nothing of edgeopt; commands names the command modules as
                              # strings and imports them with importlib only when called
-    ("edgeopt", "spec", "atomic", "text", "onnx_graph", "assets", "cpu"),  # leaf helpers
-    ("manifest",),
+    ("edgeopt", "spec", "atomic", "onnx_graph", "assets", "cpu"),  # leaf helpers
     ("runtime",),  # the device side; see SELF_CONTAINED
+    ("manifest",),  # the export's manifest; hashes files as the device checks them (runtime.manifest)
     ("backends",),  # host runtimes (onnxruntime, OpenVINO, TensorRT): availability, sessions
     ("models",),  # load every model form into a LoadedModel
     ("data",),  # datasets, read against a model's inputs
-    ("train",),
     ("bench",),
     ("optimize",),  # INT8: times its candidates with bench
     ("export",),  # runs optimize's INT8 step
+    ("train",),  # the training core of distill, prune and update: batches, objectives, held-out
+                 # comparison (optimize's metrics), what they write
     ("distill",),  # exports a student to time it
-    ("prune", "update"),  # recover / train through distill
+    ("prune", "update"),  # train with the core; they do not import distill
     ("bundle",),
     ("recipe", "serve", "fleet", "target", "federate"),
     ("demo", "doctor"),  # commands of their own; nothing below imports them

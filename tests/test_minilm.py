@@ -42,10 +42,10 @@ def test_embeddings_match_sentence_transformers_on_product_titles(exported, prod
 
 def test_embeddings_are_unit_norm(exported):
     from edgeopt.backends import get_runtime
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
     _, out, _ = exported
-    feeds = Tokenizer.from_folder(out / "tokenizer")(["red running shoes", "Men Navy Blue Slim Fit T-shirt"])
+    feeds = TextEncoder(out / "tokenizer")(["red running shoes", "Men Navy Blue Slim Fit T-shirt"])
     emb = get_runtime("onnxruntime").load(str(out / "model.onnx")).run(feeds)["sentence_embedding"]
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 

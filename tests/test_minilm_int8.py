@@ -164,7 +164,7 @@ def test_without_calib_openvino_int8_is_calibration_free_and_holds_on_real_title
 
     from edgeopt.backends import get_runtime
     from edgeopt.optimize.metrics import evaluate
-    from edgeopt.text import Tokenizer
+    from edgeopt.runtime.text import TextEncoder
 
     out = tmp_path_factory.mktemp("minilm8") / "out"
     r = run_cli("export", minilm_path, "-o", out, "--int8", "--json", "--no-speed-check")  # quality, not speed
@@ -177,9 +177,9 @@ def test_without_calib_openvino_int8_is_calibration_free_and_holds_on_real_title
     ir = ov.Core().read_model(str(out / "openvino" / "model.int8.xml"))
     assert ir.get_rt_info(["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"]).astype(str) == "128"
     session = get_runtime("openvino").load(str(out / "openvino" / "model.int8.xml"), precision="int8")
-    assert session.compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == 128  # the runtime applies it
+    assert session.engine.compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == 128  # the runtime applies it
 
-    tok = Tokenizer.from_folder(out / "tokenizer")
+    tok = TextEncoder(out / "tokenizer")
     titles = product_titles[7::97][:200]
 
     def embed(path, runtime, precision):  # one title per call, as served (and as the gate scores them)

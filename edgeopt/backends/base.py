@@ -2,6 +2,11 @@
 
 A *runtime* knows whether it is usable here (``availability``) and opens a *session* for an
 artifact path. A session exposes its I/O specs and ``run(feeds) -> {output name: array}``.
+
+The session runs the device runtime's engine (edgeopt/runtime/ort.py, openvino.py, tensorrt.py),
+the same object ``edgeopt.runtime.load`` opens on a device: export's verification, the INT8 gate,
+bench, install's health check and serve all run one executor per runtime. What the build side adds
+is here: typed I/O specs (``EngineSession``), availability, and the choice of provider or device.
 """
 
 from __future__ import annotations
@@ -34,6 +39,17 @@ class Session(Protocol):
     outputs: list[TensorSpec]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class EngineSession:
+    """A device-runtime engine (``engine``) with the I/O specs the build side reads. ``run`` is the
+    engine's: feeds it does not take are ignored, outputs come back by name."""
+
+    def __init__(self, engine, inputs: list[TensorSpec], outputs: list[TensorSpec]):
+        self.engine, self.inputs, self.outputs = engine, inputs, outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.engine.run(feeds)
 
 
 class Runtime(Protocol):

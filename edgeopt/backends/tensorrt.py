@@ -1,8 +1,8 @@
-"""TensorRT: runs serialized engines (.plan) on NVIDIA GPUs.
+"""TensorRT on the build side: the GPUs here, availability and I/O specs around the device runtime's
+engine (edgeopt/runtime/tensorrt.py), which runs serialized engines (.plan) on NVIDIA GPUs.
 
 Everything here imports tensorrt lazily, so the module loads on machines without it and
-``availability`` explains why it cannot run. Engine *building* lives in
-``edgeopt.export.tensorrt``.
+``availability`` explains why it cannot run. Engine *building* lives in ``edgeopt.export.tensorrt``.
 """
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-import numpy as np
-
+from edgeopt.backends.base import Availability, EngineSession
 from edgeopt.errors import UnavailableError
-from edgeopt.backends.base import Availability, dist_version
+from edgeopt.runtime.tensorrt import gpu_arch_tag, version as tensorrt_version
 from edgeopt.spec import TensorSpec
 
 HINT = "pip install 'edgeopt[tensorrt]' on a machine with an NVIDIA GPU (see Dockerfile.gpu)"
+_TRT_TO_NP = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64",
+              "INT8": "int8", "BOOL": "bool", "UINT8": "uint8", "BF16": "bfloat16"}
+
+__all__ = ["HINT", "TensorRtRuntime", "gpu_arch_tag", "io_specs", "nvidia_gpus", "tensorrt_version"]
 
 
 def nvidia_gpus() -> list[dict]:
@@ -37,14 +40,22 @@ def nvidia_gpus() -> list[dict]:
     return gpus
 
 
-def tensorrt_version() -> str | None:
-    """Installed TensorRT (the metapackage or a CUDA-specific wheel), without importing it."""
-    return dist_version("tensorrt") or dist_version("tensorrt-cu12") or dist_version("tensorrt-cu13")
+def io_specs(engine, is_input) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """(inputs, outputs) of a deserialized ``tensorrt.ICudaEngine`` (TensorRT 10 tensor API);
+    ``is_input(name)`` says whether a tensor is an input. Dynamic axes become 'dim<i>'."""
+    inputs, outputs = [], []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        dtype = _TRT_TO_NP.get(engine.get_tensor_dtype(name).name, "float32")
+        shape = tuple(d if d >= 0 else f"dim{j}" for j, d in enumerate(engine.get_tensor_shape(name)))
+        (inputs if is_input(name) else outputs).append(TensorSpec(name, dtype, shape))
+    return inputs, outputs
 
 
-def gpu_arch_tag(compute_capability: str) -> str:
-    """Engine file tag for a GPU: compute capability 8.9 -> 'sm89'."""
-    return "sm" + compute_capability.replace(".", "")
+def session(engine) -> EngineSession:  # pragma: no cover - needs a GPU; exercised by tests marked `gpu`
+    """A TrtEngine with its I/O specs."""
+    inputs = set(engine.input_names)
+    return EngineSession(engine, *io_specs(engine.engine, inputs.__contains__))
 
 
 class TensorRtRuntime:
@@ -61,56 +72,10 @@ class TensorRtRuntime:
                                 reason="no NVIDIA GPU found (nvidia-smi missing or lists none)", hint=HINT)
         return Availability(self.name, True, version, details={"gpus": gpus})
 
-    def load(self, path, *, threads=None, device="gpu", precision="int8") -> "TrtSession":
+    def load(self, path, *, threads=None, device="gpu", precision="int8") -> EngineSession:
         avail = self.availability()
         if not avail.ok:
             raise UnavailableError(f"tensorrt unavailable: {avail.reason}; {avail.hint}")
-        return TrtSession(path)
+        from edgeopt.runtime.tensorrt import TrtEngine
 
-
-_TRT_TO_NP = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64",
-              "INT8": "int8", "BOOL": "bool", "UINT8": "uint8", "BF16": "bfloat16"}
-
-
-class TrtSession:  # pragma: no cover - needs a GPU; exercised by tests marked `gpu`
-    """Runs a TensorRT engine with torch CUDA tensors as I/O buffers (TensorRT 10 tensor API)."""
-
-    def __init__(self, path: str):
-        import tensorrt as trt
-        import torch
-
-        self.torch = torch
-        logger = trt.Logger(trt.Logger.WARNING)
-        with open(path, "rb") as f:
-            self.engine = trt.Runtime(logger).deserialize_cuda_engine(f.read())
-        if self.engine is None:
-            raise UnavailableError(f"{path}: TensorRT could not deserialize the engine "
-                                   "(built for another GPU or TensorRT version?); rebuild it here")
-        self.context = self.engine.create_execution_context()
-        self.inputs, self.outputs = [], []
-        for i in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(i)
-            dtype = _TRT_TO_NP.get(self.engine.get_tensor_dtype(name).name, "float32")
-            shape = tuple(d if d >= 0 else f"dim{j}" for j, d in enumerate(self.engine.get_tensor_shape(name)))
-            spec = TensorSpec(name, dtype, shape)
-            is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            (self.inputs if is_input else self.outputs).append(spec)
-        self.stream = torch.cuda.Stream()
-
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch = self.torch
-        keep = []
-        for spec in self.inputs:
-            t = torch.from_numpy(np.ascontiguousarray(feeds[spec.name])).cuda()
-            keep.append(t)
-            self.context.set_input_shape(spec.name, tuple(t.shape))
-            self.context.set_tensor_address(spec.name, t.data_ptr())
-        outs = {}
-        for spec in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(spec.name))
-            t = torch.empty(shape, dtype=getattr(torch, spec.dtype), device="cuda")
-            outs[spec.name] = t
-            self.context.set_tensor_address(spec.name, t.data_ptr())
-        self.context.execute_async_v3(self.stream.cuda_stream)
-        self.stream.synchronize()
-        return {k: v.cpu().numpy() for k, v in outs.items()}
+        return session(TrtEngine(path, precision=precision))

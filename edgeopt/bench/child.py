@@ -101,27 +101,16 @@ class TorchSession:
 
 
 def open_ort_cached(path: str, threads, cache_file: str):
-    """ORT with a pre-optimized model: the first run writes it, later runs load it unoptimized."""
+    """ORT with the device's install-time cache: the first start optimizes the graph for this CPU
+    into ``cache_file`` (edgeopt.runtime.ort.prepare, what install does), every start loads it."""
     import os
 
-    import onnxruntime as ort
+    from edgeopt.backends import get_runtime
+    from edgeopt.runtime.ort import prepare
 
-    from edgeopt.backends.onnxruntime import OrtSession, _spec
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    if os.path.exists(cache_file):
-        path = cache_file
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    else:
-        opts.optimized_model_filepath = cache_file
-    session = OrtSession.__new__(OrtSession)
-    session.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-    session.inputs = [_spec(a) for a in session.session.get_inputs()]
-    session.outputs = [_spec(a) for a in session.session.get_outputs()]
-    return session
+    if not os.path.exists(cache_file):
+        prepare(path, cache_file)
+    return get_runtime("onnxruntime").load(path, threads=threads, cached=cache_file)
 
 
 def open_session(cfg: dict):
@@ -136,7 +125,7 @@ def open_session(cfg: dict):
     if runtime == "onnxruntime" and cache:
         import os
 
-        return open_ort_cached(path, threads, os.path.join(cache, "model.optimized.onnx"))
+        return open_ort_cached(path, threads, os.path.join(cache, "model.opt.ort"))
     from edgeopt.backends import get_runtime
 
     kwargs = {"cache_dir": cache} if runtime == "openvino" and cache else {}
@@ -149,6 +138,7 @@ def warm(session, cfg: dict) -> list[dict]:
 
     from edgeopt.bench import warm as w
 
+    engine = getattr(session, "engine", None)  # the device runtime's engine (edgeopt.backends sessions)
     results = []
     for batch in cfg["batches"]:
         row = {"batch": batch}
@@ -162,8 +152,8 @@ def warm(session, cfg: dict) -> list[dict]:
             session.run(feeds)
 
         w.warm_up(call, cfg["warmup"])
-        if hasattr(session, "settle"):  # OpenVINO: static-shape variants compile once a shape is in use
-            session.settle()
+        if hasattr(engine, "settle"):  # OpenVINO: static-shape variants compile once a shape is in use
+            engine.settle()
             w.warm_up(call, cfg["warmup"])
         timed = w.with_slowdown(call, cfg.get("slowdown", 0.0))
         m = w.measure(timed, seconds=cfg["seconds"], blocks=cfg.get("blocks", 4))
@@ -177,12 +167,12 @@ def warm(session, cfg: dict) -> list[dict]:
                 continue
             span = min(cfg["seconds"], 1.0)
             if cfg["runtime"] == "openvino":
-                ips = w.openvino_async_throughput(session.compiled, feeds, jobs=workers, seconds=span)
+                ips = w.openvino_async_throughput(engine.compiled, feeds, jobs=workers, seconds=span)
             else:
                 ips = w.parallel_throughput(call, workers=workers, seconds=span)
             row["concurrent_ips"][str(workers)] = ips * batch
-        if getattr(session, "variants", None):  # OpenVINO static-shape variants in use (batch, length)
-            row["static_variants"] = [list(v) for v in session.variants]
+        if getattr(engine, "variants", None):  # OpenVINO static-shape variants in use (batch, length)
+            row["static_variants"] = [list(v) for v in engine.variants]
         row["peak_rss_mb"] = peak_rss_mb(resource)
         results.append(row)
     return results

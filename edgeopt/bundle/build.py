@@ -24,6 +24,7 @@ from edgeopt.bundle.versions import default_version, parse_expires, parse_versio
 from edgeopt.errors import GateError, UsageError
 from edgeopt.manifest import MANIFEST, companions, file_digest, read_manifest_data, sha256_file
 from edgeopt.runtime.manifest import SIGNATURE
+from edgeopt.runtime.durable import fsync_file
 
 SUFFIX = ".edgepkg"
 TARGETS = {"mobile": "ort"}  # --target -> the one artifact format it ships (ORT Mobile: .ort, export --to mobile)
@@ -131,8 +132,7 @@ def _write_tar(stage: Path, target: Path) -> None:
             info.mode = 0o644
             with open(p, "rb") as f:
                 tar.addfile(info, f)
-    with open(target, "rb+") as f:
-        os.fsync(f.fileno())
+    fsync_file(target)
 
 
 def package(*, out: str | os.PathLike, bundle: str | os.PathLike, sign_key: str | os.PathLike | None = None,

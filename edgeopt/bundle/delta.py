@@ -23,6 +23,7 @@ from pathlib import Path
 from edgeopt.errors import UsageError
 from edgeopt.bundle import patch
 from edgeopt.runtime.errors import BundleError
+from edgeopt.runtime.durable import fsync_file
 from edgeopt.runtime.manifest import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, check_files, is_safe_relpath, parse
 
 PLAN = "delta.json"
@@ -87,8 +88,7 @@ def write(target: Path, stage: Path, steps: dict, payload: dict[str, bytes]) -> 
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
-    with open(target, "rb+") as f:
-        os.fsync(f.fileno())
+    fsync_file(target)
 
 
 def _read_members(bundle: Path, max_bytes: int) -> dict[str, bytes]:

@@ -23,6 +23,7 @@ from edgeopt.bundle.versions import expired, parse_version, safe_name
 from edgeopt.errors import GateError, UsageError, VerificationError
 from edgeopt.runtime import manifest as manifest_io
 from edgeopt.runtime.archive import DEFAULT_MAX_BYTES, NoSpaceError
+from edgeopt.runtime.durable import fsync_dir
 from edgeopt.runtime.errors import BundleError
 
 HEALTH_TIMEOUT_S = 600
@@ -141,8 +142,8 @@ def install(*, bundle: str | os.PathLike, dest: str | os.PathLike, public_key: s
             layout.remove(target)  # an earlier copy of this version (not current: checked above)
             layout.remove(model_dir / layout.CACHE / version)
             os.rename(stage, target)
-            layout.fsync_dir(model_dir)
-            layout.fsync_dir(dest)
+            fsync_dir(model_dir)
+            fsync_dir(dest)
         finally:
             if stage.exists():
                 layout.remove(stage)

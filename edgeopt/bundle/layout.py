@@ -16,18 +16,12 @@ import shutil
 import uuid
 from pathlib import Path
 
+from edgeopt.runtime.durable import fsync_dir
+
 LOCK = ".edgeopt.lock"
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
 CURRENT, PREVIOUS, CACHE = "current", "previous", ".cache"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

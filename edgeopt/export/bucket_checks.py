@@ -76,10 +76,11 @@ def probe_feeds(model: LoadedModel, buckets: ShapeBuckets) -> list[dict[str, np.
 
 
 def _session(xml: Path, precision: str, buckets: ShapeBuckets, threads):
-    from edgeopt.backends.openvino import OvSession
+    """The device runtime's OpenVINO engine with ``buckets``, each of them allowed a variant: the
+    static shapes checked here are those the device will run."""
+    from edgeopt.runtime.openvino import OvEngine
 
-    return OvSession(str(xml), threads=threads, precision=precision, buckets=buckets,
-                     max_variants=len(buckets.lengths))
+    return OvEngine(xml, threads=threads, precision=precision, buckets=buckets, max_variants=len(buckets.lengths))
 
 
 def _dynamic_and_static(session, feeds: dict) -> tuple[dict, dict | None, int | None]:

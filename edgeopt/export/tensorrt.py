@@ -111,10 +111,9 @@ def tensorrt_readiness(qdq_path: Path) -> dict:
 def engine_filename(precision: str, compute_capability: str, trt_version: str) -> str:
     """tensorrt/model.<precision>.<gpu-arch>.plan, the arch tag carrying the TensorRT version,
     since an engine runs only on the GPU architecture and TensorRT release that built it."""
-    from edgeopt.backends.tensorrt import gpu_arch_tag
+    from edgeopt.runtime.tensorrt import engine_tag  # the tag the device's runtime matches
 
-    major_minor = ".".join(trt_version.split(".")[:2])
-    return f"model.{precision}.{gpu_arch_tag(compute_capability)}-trt{major_minor}.plan"
+    return f"model.{precision}.{engine_tag(compute_capability, trt_version)}.plan"
 
 
 def profile_from_data(inputs, samples: list[dict[str, np.ndarray]], max_batch: int = 32) -> dict:

@@ -54,9 +54,9 @@ def load_onnx(path: Path, inputs=None) -> LoadedModel:
 
     def reference(feeds):
         if "session" not in state:
-            from edgeopt.backends.onnxruntime import OrtSession
+            from edgeopt.backends import get_runtime
 
-            state["session"] = OrtSession(str(path), threads=None, device="cpu")
+            state["session"] = get_runtime("onnxruntime").load(str(path))
         return state["session"].run(feeds)
 
     from edgeopt.models.graph_ids import index_limits

@@ -159,10 +159,9 @@ class _Runner:
         pre = manifest.get("preprocessing") or {}
         self.tokenizer = None
         if pre.get("tokenizer"):
-            from edgeopt.text import Tokenizer
+            from edgeopt.runtime.text import TextEncoder
 
-            self.tokenizer = Tokenizer.from_folder(variant.folder / pre["tokenizer"],
-                                                   max_length=pre.get("max_length", 128))
+            self.tokenizer = TextEncoder(variant.folder / pre["tokenizer"], max_length=pre.get("max_length", 128))
 
     def texts(self, texts: list[str]) -> np.ndarray:
         rows = []

@@ -19,6 +19,7 @@ import zlib
 from pathlib import Path
 
 from edgeopt.runtime.errors import BundleError
+from edgeopt.runtime.durable import fsync_dir
 from edgeopt.runtime.manifest import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, is_safe_relpath, parse
 
 MAX_MEMBERS = 10_000
@@ -91,14 +92,6 @@ def _copy(tar, member, target: Path, expected: dict, bundle: Path, durable: bool
         raise BundleError(f"{bundle}: {member.name} does not match its sha256 in {MANIFEST} (tampered or corrupt)")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def extract(bundle: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES,
             durable: bool = False) -> tuple[dict, bool]:
     """Extract ``bundle`` into the empty folder ``dest``; returns (manifest, has a signature).
@@ -165,5 +158,5 @@ def extract(bundle: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: in
         raise
     if durable:
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(folder)
+            fsync_dir(folder)
     return manifest, signed

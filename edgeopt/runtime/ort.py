@@ -1,11 +1,12 @@
-"""ONNX Runtime engine for the device runtime (CPU).
+"""ONNX Runtime engine: the one onnxruntime executor, for the device and for the build side alike
+(edgeopt.backends.onnxruntime adds I/O specs, availability and GPU provider selection around it).
+It loads ``.onnx`` and ``.ort`` (mobile) files alike: onnxruntime tells them apart by the extension.
 
 Cold start: ``prepare`` runs at install time on the device itself and saves the fully optimized
-graph in ORT format (``SessionOptions.optimized_model_filepath``); ``OrtEngine`` then loads those
-file with graph optimization off, instead of parsing the ONNX
-protobuf and optimizing the graph again in every process. The saved graph may hold CPU-specific
-layouts (NCHWc), which is why it is made on the device and keyed to its CPU and ORT version
-(cache.py).
+graph in ORT format (``SessionOptions.optimized_model_filepath``); ``OrtEngine`` then loads that
+file with graph optimization off, instead of parsing the ONNX protobuf and optimizing the graph
+again in every process. The saved graph may hold CPU-specific layouts (NCHWc), which is why it is
+made on the device and keyed to its CPU and ORT version (cache.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 name = "onnxruntime"
 module = "onnxruntime"
+CPU = ("CPUExecutionProvider",)
 
 
 def _options(ort, threads: int | None, prepack: bool):
@@ -48,7 +50,8 @@ def prepare(src: Path, out: Path) -> None:
 
 class OrtEngine:
     def __init__(self, path: Path, *, threads: int | None = None, precision: str = "fp32",
-                 cached: Path | None = None, prepack: bool = True, cache_dir: Path | None = None):
+                 cached: Path | None = None, prepack: bool = True, cache_dir: Path | None = None,
+                 providers: tuple[str, ...] = CPU):
         import onnxruntime as ort
 
         so = _options(ort, threads, prepack)
@@ -58,7 +61,7 @@ class OrtEngine:
             # not session.use_ort_model_bytes_directly: the Python binding copies the bytes into a
             # temporary, which that option would then point into after it is freed (a crash)
             path = cached
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), so, providers=list(providers))
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -1,4 +1,5 @@
-"""TensorRT engine for the device runtime (NVIDIA GPUs).
+"""TensorRT engine (NVIDIA GPUs): the one TensorRT executor, for the device and for the build side
+alike (edgeopt.backends.tensorrt adds I/O specs and availability around it; export builds engines).
 
 An engine runs only on the GPU architecture and TensorRT release that built it, so the export names
 it ``tensorrt/model.<precision>.sm<cc>-trt<major.minor>.plan`` and ``matches`` compares that tag with
@@ -51,7 +52,17 @@ def device_tag() -> tuple[str | None, str]:
         return None, "nvidia-smi lists no usable GPU"
     if not out:
         return None, "nvidia-smi lists no GPU"
-    return f"sm{out[0].replace('.', '')}-trt{'.'.join(trt_version.split('.')[:2])}", ""
+    return engine_tag(out[0], trt_version), ""
+
+
+def gpu_arch_tag(compute_capability: str) -> str:
+    """A GPU's part of an engine's tag: compute capability 8.9 -> 'sm89'."""
+    return "sm" + compute_capability.strip().replace(".", "")
+
+
+def engine_tag(compute_capability: str, trt_version: str) -> str:
+    """The tag an engine's file name carries, which ``matches`` compares: ('8.9', '10.3.0') -> 'sm89-trt10.3'."""
+    return f"{gpu_arch_tag(compute_capability)}-trt{'.'.join(trt_version.split('.')[:2])}"
 
 
 def matches(path: str, tag: str) -> bool:

@@ -1,5 +1,7 @@
 """Texts -> feeds with the packaged tokenizer (``tokenizer/tokenizer.json``), through the lean
-``tokenizers`` library: the same tokenization the export used, without transformers or torch."""
+``tokenizers`` library: the same tokenization the export used, without transformers or torch.
+The one tokenizer of exported folders: the device's ``Model.embed``, serve's BYTES input, golden
+outputs, the demo, recipes and benchmarks all encode with it."""
 
 from __future__ import annotations
 
@@ -10,9 +12,15 @@ import numpy as np
 
 from edgeopt.runtime.errors import BundleError
 
+_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
+
 
 class TextEncoder:
-    def __init__(self, folder: Path, max_length: int, input_names: list[str]):
+    """``TextEncoder(folder)(texts)``: one row per text, padded to the longest, cut at ``max_length``;
+    the model's ``input_names`` (default: input_ids, attention_mask and token_type_ids)."""
+
+    def __init__(self, folder: str | Path, max_length: int = 128, input_names: list[str] | None = None):
+        folder = Path(folder)
         try:
             from tokenizers import Tokenizer
         except ImportError:
@@ -29,7 +37,7 @@ class TextEncoder:
         pad_id = self.tokenizer.token_to_id(pad)
         self.tokenizer.enable_truncation(max_length=max_length)
         self.tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad)
-        self.input_names = input_names
+        self.input_names = list(input_names or _COLUMNS)
 
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
         enc = self.tokenizer.encode_batch(list(texts))
