@@ -40,6 +40,17 @@ from edgeopt.cli.options import console, model_options
               "clip each store's update to L2 norm C and add Gaussian noise; needs --dp-epsilon.")
 @click.option("--dp-epsilon", type=float, metavar="E")
 @click.option("--dp-delta", type=float, default=1e-5, show_default=True)
+@click.option("--wire", type=click.Choice(["full", "rows", "compact"]), help="What each store sends back: every "
+              "array (full), dense arrays + only the embedding rows its data read (rows), or rows with each value's "
+              "high 16 bits, update --compact-delta's rounding (compact) [default: rows; full with --dp-clip/--secagg].")
+@click.option("--secagg", is_flag=True, help="Secure aggregation with Flower's SecAgg+: the server only sees the "
+              "sum of the stores' masked updates (rows still averaged over the stores that read them).")
+@click.option("--secagg-shares", type=float, default=1.0, show_default=True, metavar="N",
+              help="SecAgg+ shares of each store's secret: a count > 2, or a share (0, 1] of the sampled stores.")
+@click.option("--secagg-threshold", type=float, default=0.5, show_default=True, metavar="T",
+              help="Shares needed to rebuild a dropped store's mask: a count >= 2, or a share (0, 1] of the shares.")
+@click.option("--secagg-clip", type=float, default=8.0, show_default=True, metavar="C",
+              help="SecAgg+ clips each store's weighted change to [-C, C] before quantizing it (2**22 levels).")
 @click.option("--task", type=click.Choice(["classify", "binary", "regress"]), help="[default: from the model]")
 @click.option("--metric", help="top1, recall@K, mrr@K, auc, accuracy, mse [default: as update].")
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -54,7 +65,8 @@ from edgeopt.cli.options import console, model_options
 @click.option("-v", "--verbose", is_flag=True, help="Print Flower's log and each step (on stderr).")
 def command(model, stores, rounds, strategy, local_epochs, method, strength, old_data, old_eval, max_forgetting,
             fraction, min_stores, round_timeout, proximal_mu, server_lr, id_space, dp_clip, dp_epsilon, dp_delta,
-            task, metric, batch_size, lr, seed, flower_app, arch, arch_kwargs, trust_pickle, inputs, out, as_json, verbose):
+            wire, secagg, secagg_shares, secagg_threshold, secagg_clip, task, metric, batch_size, lr, seed, flower_app, arch,
+            arch_kwargs, trust_pickle, inputs, out, as_json, verbose):
     """Update MODEL across the stores in DIR with Flower (simulation engine, one SuperNode per store):
     each store trains on its own file, only weights travel, and the server aggregates with
     --strategy. The global model is written to OUT like an update (OUT/model.pt2 + report.json:
@@ -64,12 +76,13 @@ def command(model, stores, rounds, strategy, local_epochs, method, strength, old
     """
     from edgeopt.errors import UsageError
     from edgeopt.federate import federate
-    from edgeopt.federate.job import Privacy
+    from edgeopt.federate.job import Privacy, SecAgg
     from edgeopt.models.arch import parse_kwargs
 
     if (dp_clip is None) != (dp_epsilon is None):
         raise UsageError("--dp-clip and --dp-epsilon go together: give both for differential privacy, or neither")
     dp = Privacy(clip=dp_clip, epsilon=dp_epsilon, delta=dp_delta) if dp_clip is not None else None
+    secure = SecAgg(shares=secagg_shares, threshold=secagg_threshold, clip=secagg_clip) if secagg else None
     con = console()
     t0 = time.perf_counter()
 
@@ -80,8 +93,8 @@ def command(model, stores, rounds, strategy, local_epochs, method, strength, old
     r = federate(model=model, stores=stores, out=out, rounds=rounds, strategy=strategy, local_epochs=local_epochs,
                  method=method, strength=strength, old_data=old_data, old_eval=old_eval,
                  max_forgetting=max_forgetting, fraction=fraction, min_stores=min_stores, round_timeout=round_timeout,
-                 proximal_mu=proximal_mu, server_lr=server_lr, id_space=id_space, dp=dp, task=task, metric=metric,
-                 batch_size=batch_size, lr=lr, seed=seed, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
+                 proximal_mu=proximal_mu, server_lr=server_lr, id_space=id_space, dp=dp, secagg=secure, wire=wire,
+                 task=task, metric=metric, batch_size=batch_size, lr=lr, seed=seed, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
                  trust_pickle=trust_pickle, inputs=list(inputs), verbose=verbose, flower_app=flower_app,
                  log=log)
     if as_json:

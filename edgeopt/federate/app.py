@@ -49,13 +49,13 @@ def _local(job: Job, context):
 
 
 def client_app(job: Job | None = None):
-    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+    from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
     from flwr.clientapp.mod import LocalDpMod
 
-    from edgeopt.federate import local
+    from edgeopt.federate import local, secagg, wire
 
-    mods = []
+    mods = [secagg.secure_mod]  # Flower's secaggplus_mod on the messages of SecAgg+ (--secagg), else a no-op
     if job is not None and job.dp is not None:
         mods.append(LocalDpMod(job.dp.clip, job.dp.sensitivity, job.dp.epsilon, job.dp.delta))
     app = ClientApp()
@@ -64,20 +64,26 @@ def client_app(job: Job | None = None):
     def train(msg, context):
         j = _job(job, context)
         built, ds, _ = _local(j, context)
+        if secagg.is_legacy(msg):  # --secagg: SecAgg+ runs on Flower's legacy records
+            return secagg.train_reply(j, built, ds, msg)
         config = msg.content[CONFIG]
-        out = local.train(j.spec, built, msg.content[ARRAYS].to_torch_state_dict(), ds, j.local,
-                          proximal_mu=float(config.get("proximal-mu", 0.0)))
+        sent = msg.content[ARRAYS].to_torch_state_dict()
+        out = local.train(j.spec, built, sent, ds, j.local, proximal_mu=float(config.get("proximal-mu", 0.0)))
+        rows = local.touched_rows(built, ds)
+        arrays = wire.encode(j.wire, out["state"], {k: v.numpy() for k, v in sent.items()}, rows)
         content = RecordDict({
-            ARRAYS: ArrayRecord(out["state"]),
+            ARRAYS: ArrayRecord(array_dict={k: Array(a) for k, a in arrays.items()}),
             METRICS: MetricRecord({"num-examples": len(ds), "samples-seen": out["samples_seen"],
                                    "train-seconds": out["seconds"]}),
-            "rows": ConfigRecord(local.touched_rows(built, ds))})
+            "rows": ConfigRecord(rows)})
         return Message(content, reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg, context):
         j = _job(job, context)
         built, _, held = _local(j, context)
+        if secagg.is_legacy(msg):
+            return secagg.evaluate_reply(j, built, held, msg)
         built.module.load_state_dict(msg.content[ARRAYS].to_torch_state_dict())
         values = local.scores(j.spec, built.module, held)
         return Message(RecordDict({METRICS: MetricRecord({"num-examples": len(held), **values})}), reply_to=msg)
@@ -90,7 +96,7 @@ def server_app(job: Job | None = None, outcome: dict | None = None):
     from flwr.app import ArrayRecord, MetricRecord
     from flwr.serverapp import ServerApp
 
-    from edgeopt.federate import finish, strategy
+    from edgeopt.federate import finish, secagg, strategy
 
     app = ServerApp()
 
@@ -100,16 +106,20 @@ def server_app(job: Job | None = None, outcome: dict | None = None):
         try:
             j = _job(job, context)
             ref = finish.Reference.build(j)
-            strat = strategy.make(j.strategy, tables=[t.path for t in ref.built.tables], fraction=j.fraction,
-                                  min_stores=j.min_stores, proximal_mu=j.proximal_mu, server_lr=j.server_lr)
+            if j.secagg is not None:  # Flower's SecAgg+ workflow (legacy strategies), secagg.py
+                result, rounds = secagg.serve(grid, context, j, ref)
+            else:
+                strat = strategy.make(j.strategy, tables=[t.path for t in ref.built.tables], fraction=j.fraction,
+                                      min_stores=j.min_stores, proximal_mu=j.proximal_mu, server_lr=j.server_lr)
 
-            def central(server_round, arrays):
-                values = ref.old_scores(arrays.to_torch_state_dict())
-                return MetricRecord(values) if values else None
+                def central(server_round, arrays):
+                    values = ref.old_scores(arrays.to_torch_state_dict())
+                    return MetricRecord(values) if values else None
 
-            result = strat.start(grid=grid, initial_arrays=ArrayRecord(ref.built.module.state_dict()),
-                                 num_rounds=j.rounds, timeout=j.round_timeout, evaluate_fn=central)
-            report = finish.finish(j, ref, result, strat.rounds, seconds=time.perf_counter() - t0)
+                result = strat.start(grid=grid, initial_arrays=ArrayRecord(ref.built.module.state_dict()),
+                                     num_rounds=j.rounds, timeout=j.round_timeout, evaluate_fn=central)
+                rounds = strat.rounds
+            report = finish.finish(j, ref, result, rounds, seconds=time.perf_counter() - t0)
             if outcome is not None:
                 outcome["report"] = report
         except Exception as e:  # noqa: BLE001 - handed to the caller; under deployment Flower logs it

@@ -9,6 +9,7 @@ store runs the ClientApp (app.py) and the ServerApp aggregates with the chosen s
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -46,7 +47,7 @@ def prepare(*, model, stores, out, old_data=None, old_eval=None, method="finetun
             task=None, metric=None, id_space=None, arch=None, arch_kwargs=None, trust_pickle=False,
             inputs=None, seed=0, deploy=False, **job_kwargs):
     """Check everything and return the Job (no training, nothing written)."""
-    from edgeopt.distill import objectives
+    from edgeopt.train import objectives
     from edgeopt.federate import job as jobs
     from edgeopt.federate import local
     from edgeopt.federate.stores import read_stores
@@ -60,6 +61,12 @@ def prepare(*, model, stores, out, old_data=None, old_eval=None, method="finetun
     if method not in local.METHODS:
         raise UsageError(f"--method {method!r}: federate trains stores with {' or '.join(local.METHODS)} "
                          "(ewc and replay need the old data at every store)")
+    secure = job_kwargs.get("secagg")
+    if job_kwargs.get("wire") is None:  # Flower's LocalDpMod and SecAgg+ need whole arrays (wire.py)
+        job_kwargs["wire"] = "full" if secure is not None or job_kwargs.get("dp") is not None else "rows"
+    if secure is not None and job_kwargs.get("dp") is not None:
+        raise UsageError("--secagg with --dp-clip is not built: a SecAgg+ reply holds weight changes and row masks, "
+                         "which Flower's LocalDpMod refuses (it wants back the weights it was sent); choose one")
     if job_kwargs.get("max_forgetting") is not None and old_data is None:
         raise UsageError("--max-forgetting needs --old-data: forgetting is measured on held-out old data")
     out = Path(out)
@@ -89,6 +96,12 @@ def prepare(*, model, stores, out, old_data=None, old_eval=None, method="finetun
     int_inputs = [s.name for s in loaded.io.inputs if s.dtype.startswith(("int", "uint"))]
     found, rows, labels = read_stores(stores, names=names, int_inputs=int_inputs, id_space=id_space,
                                       labels_are_ids=task == "classify", old=Path(old_data) if old_data else None)
+    if secure is not None:
+        counts = [x for x in (secure.shares, secure.threshold) if x > 1]
+        if counts and max(counts) > len(found):
+            raise UsageError(f"--secagg-shares / --secagg-threshold {max(counts):g} exceed the {len(found)} stores")
+        # a store's weight over max_weight is its share in SecAgg+'s fixed-point sum: the largest store is 1
+        job_kwargs["secagg"] = dataclasses.replace(secure, max_weight=float(max(s.samples for s in found)))
     spec = local.ModelSpec(model=str(model), rows=tuple(sorted(rows.items())), labels=labels, task=task,
                            metric=metric, arch=arch, arch_kwargs=tuple(sorted((arch_kwargs or {}).items())),
                            trust_pickle=trust_pickle, inputs=texts, seed=seed)
@@ -130,12 +143,14 @@ def federate(*, model: str | Path, stores: str | Path, out: str | Path, rounds: 
              lr: float = 1e-3, old_data: str | Path | None = None, old_eval: str | Path | None = None,
              max_forgetting: float | None = None, fraction: float = 1.0, min_stores: int = 2,
              round_timeout: float = 600.0, proximal_mu: float = 0.01, server_lr: float = 0.01,
-             id_space: int | None = None, dp=None, task: str | None = None, metric: str | None = None,
-             eval_size: int = 2000, seed: int = 0, arch: str | None = None, arch_kwargs: dict | None = None,
-             trust_pickle: bool = False, inputs=None, cpus: int | None = None, verbose: bool = False,
-             flower_app: str | Path | None = None, log: Callable[[str], None] = lambda m: None) -> FederateResult:
+             id_space: int | None = None, dp=None, secagg=None, wire: str | None = None, task: str | None = None,
+             metric: str | None = None, eval_size: int = 2000, seed: int = 0, arch: str | None = None,
+             arch_kwargs: dict | None = None, trust_pickle: bool = False, inputs=None, cpus: int | None = None,
+             verbose: bool = False, flower_app: str | Path | None = None, log: Callable[[str], None] = lambda m: None) -> FederateResult:
     """Federated update of ``model`` over the stores in ``stores``; see the module docstring.
-    ``dp``: a job.Privacy (Flower's LocalDpMod on every store) or None. ``flower_app``: write the
+    ``dp``: a job.Privacy (Flower's LocalDpMod on every store) or None; ``secagg``: a job.SecAgg
+    (Flower's SecAgg+, secagg.py) or None. ``wire``: what stores send back (wire.py) [rows; full with
+    ``dp`` or ``secagg``]. ``flower_app``: write the
     Flower App folder for the deployment engine there (``flwr run``) instead of simulating."""
     from edgeopt.federate.local import LocalConfig
 
@@ -148,7 +163,8 @@ def federate(*, model: str | Path, stores: str | Path, out: str | Path, rounds: 
                   strategy=strategy, task=task, metric=metric, id_space=id_space, arch=arch, arch_kwargs=arch_kwargs,
                   trust_pickle=trust_pickle, inputs=inputs, seed=seed, local=local_cfg, rounds=rounds,
                   fraction=fraction, min_stores=min_stores, round_timeout=round_timeout, proximal_mu=proximal_mu,
-                  server_lr=server_lr, max_forgetting=max_forgetting, eval_size=eval_size, dp=dp,
+                  server_lr=server_lr, max_forgetting=max_forgetting, eval_size=eval_size, dp=dp, secagg=secagg,
+                  wire=wire,
                   deploy=flower_app is not None)
     if flower_app is not None:
         from edgeopt.federate.deploy import write_app
