@@ -12,9 +12,12 @@ buckets. Reported, all on the held-out sessions of all stores pooled: Recall@20 
 federated model (``edgeopt.federate``, Flower's simulation engine), of ``edgeopt.update`` on the
 pooled stores' data (centralized), and the mean over stores of ``edgeopt.update`` on one store's
 data; forgetting (Recall@20 drop on the earlier period's held-out sessions) for each; bytes per
-store per round.
+store per round. ``--wires full,rows,compact`` runs the federated update once per --wire (what a
+store sends back, edgeopt/federate/wire.py) and reports each one's bytes and Recall@20;
+``--no-baselines`` skips the centralized and store-alone updates (and the targets).
 
     python benchmarks/federate_yoochoose.py --json federate_yoochoose.json [--rounds 5] [--limit 3000]
+    python benchmarks/federate_yoochoose.py --wires full,rows,compact --no-baselines --limit 3000 --rounds 2
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--new-share", type=float, default=0.1, help="share of the later period's items the previous "
                     "version never sees (the data's later period holds no new item of its own)")
     ap.add_argument("--limit", type=int, help="sessions per period (smoke tests)")
+    ap.add_argument("--wires", default="rows", help="comma-separated --wire values, one federated run each")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the centralized and store-alone updates")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -123,25 +128,30 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         r = update(**model, **old, data=data, eval_data=work / "pooled_eval.npz", method=args.method,
                    epochs=args.update_epochs, batch_size=64, progress=False, out=work / f"out-{name}")
-        return {"recall@20": r.report["after"]["new"]["recall@20"], "mrr@20": r.report["after"]["new"]["mrr@20"],
-                "forgetting": r.forgetting, "samples_seen": r.report["compute"]["train_samples_seen"],
+        return {"recall@20": r.report.after.new["recall@20"], "mrr@20": r.report.after.new["mrr@20"],
+                "forgetting": r.forgetting, "samples_seen": r.report.compute.train_samples_seen,
                 "seconds": round(time.perf_counter() - t, 1)}
 
-    results["runs"]["centralized update (pooled stores)"] = upd(work / "pooled_train.npz", "central")
-    print("central", results["runs"]["centralized update (pooled stores)"], file=sys.stderr)
+    if not args.no_baselines:
+        results["runs"]["centralized update (pooled stores)"] = upd(work / "pooled_train.npz", "central")
+        print("central", results["runs"]["centralized update (pooled stores)"], file=sys.stderr)
 
-    t = time.perf_counter()
-    r = federate(**model, **old, stores=work / "stores", out=work / "out-federated", rounds=args.rounds,
-                 local_epochs=args.local_epochs, method=args.method, strategy=args.strategy, batch_size=64, lr=1e-3)
-    rep = r.report
-    last = rep["global"]["stores_eval"]
-    results["runs"]["federated"] = {
-        "recall@20": last["recall@20"], "mrr@20": last["mrr@20"], "forgetting": r.forgetting,
-        "per_round_recall@20": [row["stores_eval"]["recall@20"] for row in rep["rounds"]],
-        "bytes_per_store_per_round": {"down": rep["bytes"]["down_per_store_per_round"],
-                                      "up": rep["bytes"]["up_per_store_per_round"]},
-        "seconds": round(time.perf_counter() - t, 1)}
-    print("federated", results["runs"]["federated"], file=sys.stderr)
+    for i, wire in enumerate(args.wires.split(",")):
+        t = time.perf_counter()
+        r = federate(**model, **old, stores=work / "stores", out=work / f"out-federated-{wire}", rounds=args.rounds,
+                     local_epochs=args.local_epochs, method=args.method, strategy=args.strategy, batch_size=64,
+                     lr=1e-3, wire=wire)
+        rep = r.report
+        last = rep["global"]["stores_eval"]
+        run = {"wire": wire, "recall@20": last["recall@20"], "mrr@20": last["mrr@20"], "forgetting": r.forgetting,
+               "per_round_recall@20": [row["stores_eval"]["recall@20"] for row in rep["rounds"]],
+               "bytes_per_store_per_round": {"down": rep["bytes"]["down_per_store_per_round"],
+                                             "up": rep["bytes"]["up_per_store_per_round"]},
+               "seconds": round(time.perf_counter() - t, 1)}
+        results["runs"]["federated" if i == 0 else f"federated --wire {wire}"] = run
+        print("federated", run, file=sys.stderr)
+    if args.no_baselines:
+        return _write(results, work, args)
 
     alone = [upd(work / "stores" / f"store{i:02d}.npz", f"alone{i}") for i in range(args.stores)]
     results["runs"]["stores alone (mean)"] = {k: float(np.mean([a[k] for a in alone]))
@@ -156,6 +166,10 @@ def main(argv=None) -> int:
     tg = results["targets"]
     tg["met"] = bool(tg["federated_vs_centralized_recall"] >= 0.95 and tg["federated_over_alone_mean"] > 0
                      and tg["forgetting_vs_centralized"] <= 0.01)
+    return _write(results, work, args)
+
+
+def _write(results: dict, work: Path, args) -> int:
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)

@@ -36,6 +36,20 @@ def record_bytes(record) -> int:
     return int(sum(len(a.data) for a in record.values()))
 
 
+def _expand(reply, sent) -> int:
+    """Put the full arrays a store's reply stands for (wire.py) in its place; returns the bytes it sent."""
+    from flwr.app import Array, ArrayRecord
+
+    from edgeopt.federate import wire
+
+    rows = dict(reply.content.config_records[ROWS]) if ROWS in reply.content.config_records else {}
+    name, record = next(iter(reply.content.array_records.items()))
+    got = {k: a.numpy() for k, a in record.items()}
+    full = wire.expand(got, {k: a.numpy() for k, a in sent.items()}, rows)
+    reply.content[name] = ArrayRecord(array_dict={k: Array(a) for k, a in full.items()})
+    return wire.reply_bytes(got, rows)
+
+
 def make(name: str, *, tables: list[str], fraction: float, min_stores: int, proximal_mu: float = 0.01,
          server_lr: float = 0.01):
     """The Flower strategy ``name`` with row-aware averaging of ``tables`` (parameter paths)."""
@@ -54,13 +68,12 @@ def make(name: str, *, tables: list[str], fraction: float, min_stores: int, prox
 
         def aggregate_train(self, server_round, replies):
             replies = list(replies)
-            arrays, metrics = super().aggregate_train(server_round, replies)
             ok = [m for m in replies if not m.has_error()]
             log = self.rounds[-1]
             log.replied, log.failed = len(ok), len(replies) - len(ok)
             if ok:
-                log.bytes_up_per_store = float(np.mean([record_bytes(next(iter(m.content.array_records.values())))
-                                                        for m in ok]))
+                log.bytes_up_per_store = float(np.mean([_expand(m, self._sent) for m in ok]))
+            arrays, metrics = super().aggregate_train(server_round, replies)
             if arrays is None:
                 return arrays, metrics
             weights = np.array([float(m.content.metric_records["metrics"][self.weighted_by_key]) for m in ok])
