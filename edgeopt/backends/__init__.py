@@ -1,5 +1,6 @@
 """Inference backends (onnxruntime, OpenVINO, TensorRT) behind one interface (see base.py); the
-module list is the registry. Build-side: the device runtime that ships in bundles is `edgeopt.runtime`."""
+module list is the registry. Build side: availability, provider choice and I/O specs around the
+executors of the device runtime that ships in bundles (`edgeopt.runtime`), which are the only ones."""
 
 from __future__ import annotations
 
