@@ -204,7 +204,7 @@ def main():
         else:
             report = distill(teacher=teacher, data=train_file, out=out, student_layers=n, epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, latency=False, cache_dir=work / "cache",
-                             log=log).report
+                             log=log).report.to_json()
         minutes = (time.perf_counter() - t0) / 60
         row = evaluate(f"{n} layers, distilled", st_encoder(out), queries, relevant, pool, titles, log, rows)
         row.update(distill_minutes=round(minutes, 1), train_seconds=report["training"]["seconds"],

@@ -133,8 +133,8 @@ def main():
         t0 = time.perf_counter()
         r = distill(data=data, out=out, **common)
         results[name] = {"top1": top1(out, test_csv), "minutes": round((time.perf_counter() - t0) / 60, 1),
-                         "epochs_run": r.report["training"]["epochs_run"],
-                         "best_epoch": r.report["training"]["best_epoch"]}
+                         "epochs_run": r.report.training.epochs_run,
+                         "best_epoch": r.report.training.best_epoch}
         log(f"student ({name}) top-1 {results[name]['top1']:.4f}")
     if "labels" in results:
         results["kept_with_labels"] = results["labels"]["top1"] / results["teacher_top1"]

@@ -98,7 +98,7 @@ def main():
     def run(folder, **kw):
         if args.reuse and (folder / "report.json").is_file():
             return json.loads((folder / "report.json").read_text())
-        return prune(out=folder, **common, **kw).report
+        return prune(out=folder, **common, **kw).report.to_json()
 
     rep = run(work / "pruned")
     results["widths"] = {k: w["after"] for k, w in rep["widths"].items()}

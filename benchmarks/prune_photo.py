@@ -84,7 +84,7 @@ def main():
             rep = prune(model=weights, arch=ARCH, inputs=[parse_input(INPUT)], out=out, ratio=r, structured=True,
                         round_to=args.round_to, data=d / "train.csv", eval_data=d / "test.csv", eval_size=100000,
                         task="classify", recover_epochs=args.recover_epochs, limit=args.limit, speed_check=False,
-                        mac_weight=args.mac_weight, log=log).report
+                        mac_weight=args.mac_weight, log=log).report.to_json()
         q = rep["quality"]
         row = {"ratio": r, "top1_unpruned": q["before"]["top1"], "top1_pruned": q["after_pruning"]["top1"],
                "top1_recovered": q.get("after_recovery", {}).get("top1"),
@@ -129,7 +129,7 @@ def main():
         else:
             rep = prune(model=weights, arch=ARCH, inputs=[parse_input(INPUT)], out=out, ratio=args.int8_ratio,
                         structured=True, round_to=rt, data=d / "train.csv", eval_data=d / "test.csv",
-                        eval_size=500, task="classify", limit=args.limit, speed_check=False, log=log).report
+                        eval_size=500, task="classify", limit=args.limit, speed_check=False, log=log).report.to_json()
         result.setdefault("round_to_compare", {})[rt] = {
             "macs_ratio": rep["macs"]["pruned"] / rep["macs"]["unpruned"],
             "widths": {k: w["after"] for k, w in rep["widths"].items()}}

@@ -86,10 +86,10 @@ def main() -> None:
                    method=method, task="binary", epochs=3, batch_size=64, lr=args.lr, eval_size=10000,
                    out=work / method, progress=False)
         rep = r.report
-        c = rep["compute"]
-        table.append({"run": method, "old_auc": rep["after"]["old"]["auc"], "new_auc": rep["after"]["new"]["auc"],
-                      "forgetting": rep["forgetting"],
-                      "compute": (c["train_samples_seen"] + c["extra_forward_samples"] / 3) / retrain_samples})
+        c = rep.compute
+        table.append({"run": method, "old_auc": rep.after.old["auc"], "new_auc": rep.after.new["auc"],
+                      "forgetting": rep.forgetting,
+                      "compute": (c.train_samples_seen + c.extra_forward_samples / 3) / retrain_samples})
     ft = next(t for t in table if t["run"] == "finetune")
     for t in table[3:]:
         t["forgetting_vs_finetune"] = t["forgetting"] / ft["forgetting"] if ft["forgetting"] > 0 else None

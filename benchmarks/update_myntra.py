@@ -150,10 +150,10 @@ def main(argv=None) -> int:
                    eval_size=100_000, seed=args.seed, out=work / f"out-{method}{'-tune' if tune else ''}{strength or ''}",
                    progress=False)
         rep = r.report
-        res["runs"][name] = {"strength": rep["strength"], "old_top1": rep["after"]["old"]["top1"], "new_top1": rep["after"]["new"]["top1"],
-                               "forgetting": rep["forgetting"], "grew": rep["model"]["grew"],
-                               "samples_seen": rep["compute"]["train_samples_seen"],
-                               "extra_forward_samples": rep["compute"]["extra_forward_samples"],
+        res["runs"][name] = {"strength": rep.strength, "old_top1": rep.after.old["top1"], "new_top1": rep.after.new["top1"],
+                               "forgetting": rep.forgetting, "grew": rep.model.grew,
+                               "samples_seen": rep.compute.train_samples_seen,
+                               "extra_forward_samples": rep.compute.extra_forward_samples,
                                "seconds": round(time.perf_counter() - t, 1)}
         print(name, json.dumps(res["runs"][name]), file=sys.stderr)
     res["targets"] = targets(res["runs"])

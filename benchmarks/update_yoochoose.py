@@ -174,15 +174,15 @@ def main(argv=None) -> int:
                    seed=args.seed, compact_delta=compact, progress=False,
                    out=work / f"out-{method}{'-tune' if tune else ''}{'-compact' if compact else ''}")
         rep = r.report
-        c = rep["compute"]
+        c = rep.compute
         results["runs"][name] = {
-            "old": {k: rep["after"]["old"][k] for k in ("recall@20", "mrr@20")},
-            "new": {k: rep["after"]["new"][k] for k in ("recall@20", "mrr@20")},
-            "forgetting_recall@20": rep["forgetting"], "strength": rep["strength"],
-            "samples_seen": c["train_samples_seen"], "extra_forward_samples": c["extra_forward_samples"],
+            "old": {k: rep.after.old[k] for k in ("recall@20", "mrr@20")},
+            "new": {k: rep.after.new[k] for k in ("recall@20", "mrr@20")},
+            "forgetting_recall@20": rep.forgetting, "strength": rep.strength,
+            "samples_seen": c.train_samples_seen, "extra_forward_samples": c.extra_forward_samples,
             "seconds": round(time.perf_counter() - t, 1), "out": str(r.out)}
         if compact:
-            results["runs"][name]["compact_delta"] = rep["compact_delta"]
+            results["runs"][name]["compact_delta"] = rep.compact_delta
         print(name, results["runs"][name], file=sys.stderr)
 
     for method, tune in variants:

@@ -149,9 +149,9 @@ def test_compact_delta_update_ships_fewer_bytes_and_keeps_the_low_bits(versions,
     root = versions["root"]
     r = update(model=root / "v1" / "recsys", data=root / "new.npz", method="finetune", epochs=1,
                out=tmp_path / "v3" / "recsys", progress=False, compact_delta=True)
-    info = r.report["compact_delta"]
+    info = r.report.compact_delta
     assert info["weights_moved"] > 0 and info["max_relative_change"] <= 2 ** -8
-    assert r.report["after"]["new"]  # measured after the weights were moved
+    assert r.report.after.new  # measured after the weights were moved
 
     def weights(folder):
         return {k: v.detach().numpy() for k, v in torch.export.load(str(folder / "model.pt2")).state_dict.items()}

@@ -206,8 +206,8 @@ def test_interrupted_run_resumes_to_the_same_student(images, tmp_path, monkeypat
     assert not out.exists() and (tmp_path / "resumed.checkpoint" / "last.pt").is_file()
     monkeypatch.setattr(loop.checkpoint, "save", real_save)
     result = _run(images, out, epochs=3, patience=3, resume=True)
-    assert result.report["training"]["resumed_at_epoch"] == 1
-    assert [h["epoch"] for h in result.report["training"]["history"]] == [1, 2, 3]
+    assert result.report.training.resumed_at_epoch == 1
+    assert [h["epoch"] for h in result.report.training.history] == [1, 2, 3]
     resumed = _student_weights(out)
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
     # a different command refuses the checkpoint of another run
@@ -339,8 +339,8 @@ def test_hf_text_classifier_keeps_its_family(tiny_bert, product_titles, tmp_path
         0 if "Men" in t else 1 if "Women" in t else 2]}) + "\n" for t in titles))
     result = distill(teacher=tiny_bert, student_layers=1, data=data, out=tmp_path / "out", epochs=1, latency=False,
                      progress=False)
-    assert result.task == "classify" and result.report["settings"]["augment"]
-    assert "top1" in result.report["quality"]["student"]
+    assert result.task == "classify" and result.report.settings.augment
+    assert "top1" in result.report.quality.student
     model = transformers.AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "out"))
     assert model.config.num_hidden_layers == 1 and model.config.num_labels == 3
     loaded = load_model(tmp_path / "out")
@@ -370,10 +370,10 @@ def test_tabular_ranker_and_regressor(task, tmp_path):
                      student=tmp_path / "student.pt", student_arch=arch, student_arch_kwargs={"hidden": 8},
                      inputs=[parse_input("features:1x12:float32")], data=tmp_path / "rows.npz", task=task,
                      out=tmp_path / "out", epochs=3, latency=False, progress=False)
-    history = result.report["training"]["history"]
+    history = result.report.training.history
     assert history[-1]["loss"] < history[0]["loss"]
     key = "accuracy" if task == "binary" else "mse"
-    assert key in result.report["quality"]["student"] and key in result.report["quality"]["teacher"]
+    assert key in result.report.quality.student and key in result.report.quality.teacher
     assert load_model(tmp_path / "out").metadata["task"] == task
 
 
@@ -403,6 +403,6 @@ def test_image_folder_with_augmentation_keeps_class_names(images, tmp_path):
             arr = np.clip(rng.normal(25 * k, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(arr).save(tmp_path / "imgs" / c / f"{j}.png")
     result = _run(images, tmp_path / "out", epochs=1, seed=0, **{"data": tmp_path / "imgs", "eval_data": None})
-    assert result.report["settings"]["augment"] and result.report["data"]["labels"]
-    assert result.report["data"]["eval_samples"] == 4
+    assert result.report.settings.augment and result.report.data.labels
+    assert result.report.data.eval_samples == 4
     assert load_model(tmp_path / "out").metadata["class_names"] == classes

@@ -29,8 +29,8 @@ LAYERS = (
     ("export",),  # runs optimize's INT8 step
     ("train",),  # the training core of distill, prune and update: batches, objectives, held-out
                  # comparison (optimize's metrics), what they write
-    ("distill",),  # exports a student to time it
-    ("prune", "update"),  # train with the core; they do not import distill
+    ("distill", "prune", "update"),  # the three training commands: each trains with the core, none
+                                     # imports another (distill exports a student to time it)
     ("bundle",),
     ("recipe", "serve", "fleet", "target", "federate"),
     ("demo", "doctor"),  # commands of their own; nothing below imports them

@@ -69,12 +69,12 @@ def test_structured_cnn_prunes_channels_by_data_importance_and_writes_a_pt2_fold
                    speed_check=False)
     r = result.report
     assert result.passed and sorted(p.name for p in out.iterdir()) == ["model.json", "model.pt2", "report.json"]
-    assert r["importance"].startswith("first-order Taylor") and r["round_to"] == 4
-    assert r["widths"]["head"] == {"before": 10, "after": 10}  # the output layer is intact
-    after = [w["after"] for k, w in r["widths"].items() if k != "head"]
+    assert r.importance.startswith("first-order Taylor") and r.round_to == 4
+    assert r.widths["head"] == {"before": 10, "after": 10}  # the output layer is intact
+    after = [w["after"] for k, w in r.widths.items() if k != "head"]
     assert all(a % 4 == 0 and 0 < a < 16 for a in after)
-    assert r["macs"]["pruned"] < 0.5 * r["macs"]["unpruned"] and r["parameters"]["pruned"] < r["parameters"]["unpruned"]
-    assert {"top1", "agreement"} <= set(r["quality"]["after_pruning"]) and "top1" in r["quality"]["before"]
+    assert r.macs.pruned < 0.5 * r.macs.unpruned and r.parameters.pruned < r.parameters.unpruned
+    assert {"top1", "agreement"} <= set(r.quality.after_pruning) and "top1" in r.quality.before
     loaded = load_model(out)  # reads back with its input spec and task, ready for `edgeopt export`
     assert loaded.metadata["task"] == "classify" and loaded.io.outputs[0].shape == ("batch", 10)
     x = np.load(images / "train.npz")["image"][:3]
@@ -85,11 +85,11 @@ def test_unstructured_reports_sparsity_and_a_smaller_compressed_file_not_speed(i
     from edgeopt.prune import prune
 
     r = prune(**cnn(images), out=tmp_path / "sparse", ratio=0.6, latency_fn=macs_latency).report
-    assert r["method"] == "unstructured" and abs(r["sparsity"]["layer_sparsity"] - 0.6) < 0.01
-    assert r["bytes"]["pruned_gzip"] < 0.8 * r["bytes"]["unpruned_gzip"]
-    assert "no speed" in r["note"] and r["gate"]["applies"] is False
-    assert r["macs"]["pruned"] == r["macs"]["unpruned"]  # same shapes, same arithmetic
-    assert all(w["before"] == w["after"] for w in r["widths"].values())
+    assert r.method == "unstructured" and abs(r.sparsity["layer_sparsity"] - 0.6) < 0.01
+    assert r.bytes.pruned_gzip < 0.8 * r.bytes.unpruned_gzip
+    assert "no speed" in r.note and r.gate.applies is False
+    assert r.macs.pruned == r.macs.unpruned  # same shapes, same arithmetic
+    assert all(w["before"] == w["after"] for w in r.widths.values())
 
 
 def test_speed_gate_fails_when_the_pruned_model_is_not_faster(images, tmp_path):
@@ -104,7 +104,7 @@ def test_speed_gate_fails_when_the_pruned_model_is_not_faster(images, tmp_path):
     assert report["passed"] is False and report["gate"]["ratio"] == 1.0
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]  # no model that failed its gate
     ok = prune(**cnn(images), out=tmp_path / "fast", ratio=0.5, structured=True, round_to=4, latency_fn=macs_latency)
-    assert ok.passed and ok.report["gate"]["passed"] and ok.report["latency"]["onnxruntime"]["ratio"] < 0.97
+    assert ok.passed and ok.report.gate.passed and ok.report.latency["onnxruntime"].ratio < 0.97
 
 
 def test_target_speedup_finds_the_least_pruning_that_reaches_it(images, tmp_path):
@@ -113,11 +113,11 @@ def test_target_speedup_finds_the_least_pruning_that_reaches_it(images, tmp_path
 
     r = prune(**cnn(images), out=tmp_path / "t", target_speedup=0.6, structured=True, round_to=2,
               latency_fn=macs_latency).report
-    search = r["latency"]["onnxruntime"]["search"]
+    search = r.latency["onnxruntime"].search
     reached = [c["ratio"] for c in search if c["speedup"] <= 0.6]
     missed = [c["ratio"] for c in search if c["speedup"] > 0.6]
-    assert r["ratio"] == min(reached) and (not missed or max(missed) < r["ratio"])
-    assert r["gate"]["passed"] and r["latency"]["onnxruntime"]["ratio"] <= 0.6
+    assert r.ratio == min(reached) and (not missed or max(missed) < r.ratio)
+    assert r.gate.passed and r.latency["onnxruntime"].ratio <= 0.6
     with pytest.raises(GateError, match="relax the target"):
         prune(**cnn(images), out=tmp_path / "never", target_speedup=0.5, structured=True, round_to=2,
               latency_fn=lambda m, label: {"p50_ms": 1.0})
@@ -136,7 +136,7 @@ def test_tiny_bert_loses_heads_and_ffn_neurons_and_stays_a_hugging_face_folder(t
     out = tmp_path / "bert"
     r = prune(model=tiny_bert, out=out, ratio=0.5, head_ratio=0.5, structured=True, round_to=8, data=texts,
               task="classify", speed_check=False, progress=False).report
-    w = r["widths"]
+    w = r.widths
     assert all(v["after"]["ffn"] % 8 == 0 and v["after"]["ffn"] < 64 for v in w.values())
     assert sum(v["after"]["heads"] for v in w.values()) < sum(v["before"]["heads"] for v in w.values())
     assert all(v["after"]["heads"] >= 1 for v in w.values())
@@ -284,7 +284,7 @@ def test_sentence_transformers_unstructured_stays_a_sentence_transformers_folder
     out = tmp_path / "sparse-st"
     r = prune(model=_tiny_sentence_transformer(minilm_path, tmp_path), out=out, ratio=0.3, speed_check=False,
               progress=False).report
-    assert r["method"] == "unstructured" and (out / "modules.json").is_file()
+    assert r.method == "unstructured" and (out / "modules.json").is_file()
     assert load_model(out).family == "sentence-transformers"
 
 
@@ -292,8 +292,8 @@ def test_default_round_to_is_halved_until_the_narrowest_layer_keeps_a_block(imag
     from edgeopt.prune import prune
 
     r = prune(**cnn(images), out=tmp_path / "r", ratio=0.5, structured=True, speed_check=False).report
-    assert r["round_to"] == 8  # 16 (AVX-512) or 8 (AVX2) by default; 16 would empty the 16-channel layers
-    assert all(w["after"] % 8 == 0 for k, w in r["widths"].items() if k != "head")
+    assert r.round_to == 8  # 16 (AVX-512) or 8 (AVX2) by default; 16 would empty the 16-channel layers
+    assert all(w["after"] % 8 == 0 for k, w in r.widths.items() if k != "head")
 
 
 def test_kept_widths_round_to_the_nearest_block_not_down():
@@ -318,8 +318,8 @@ def test_rounded_prune_stays_within_half_a_block_of_the_unrounded_one(images, tm
     torch.save(resnet_tiny(num_classes=10, width=32).state_dict(), tmp_path / "wide.pt")
     kw = dict(model=tmp_path / "wide.pt", arch=TINY, arch_kwargs={"width": 32}, inputs=_spec(), progress=False,
               ratio=0.1, structured=True, data=images / "train.npz", speed_check=False)
-    free = prune(out=tmp_path / "free", round_to=1, **kw).report["widths"]
-    blocked = prune(out=tmp_path / "blocked", round_to=16, **kw).report["widths"]
+    free = prune(out=tmp_path / "free", round_to=1, **kw).report.widths
+    blocked = prune(out=tmp_path / "blocked", round_to=16, **kw).report.widths
     moved = {k: blocked[k]["after"] - w["after"] for k, w in free.items()}
     assert any(w["after"] % 16 for w in free.values()), free  # something for the rounding to do
     assert all(blocked[k]["after"] % 16 == 0 for k in free if k != "head")
@@ -348,8 +348,8 @@ def test_mac_weight_removes_more_arithmetic_at_the_same_ratio(images, tmp_path):
     kw = dict(ratio=0.5, structured=True, round_to=2, data=images / "train.npz", speed_check=False)
     plain = prune(**cnn(images), out=tmp_path / "plain", **kw).report
     per_mac = prune(**cnn(images), out=tmp_path / "mac", mac_weight=1.0, **kw).report
-    assert per_mac["importance"].endswith("/ MACs^1")
-    assert per_mac["macs"]["pruned"] < 0.9 * plain["macs"]["pruned"], (plain["widths"], per_mac["widths"])
+    assert per_mac.importance.endswith("/ MACs^1")
+    assert per_mac.macs.pruned < 0.9 * plain.macs.pruned, (plain.widths, per_mac.widths)
 
 
 def test_sentence_transformers_structured_stays_a_folder_that_edgeopt_reloads_pruned(minilm_path, tmp_path):
@@ -365,6 +365,6 @@ def test_sentence_transformers_structured_stays_a_folder_that_edgeopt_reloads_pr
     loaded = load_model(out)
     assert loaded.family == "sentence-transformers"
     assert [{"heads": L.heads, "ffn": L.neurons} for L in encoder_layers(loaded.module)] == \
-        [w["after"] for w in r["widths"].values()]
+        [w["after"] for w in r.widths.values()]
     assert loaded.reference(loaded.sample_feeds()[0])["sentence_embedding"].shape[1] == 32
     assert export_onnx(loaded, tmp_path / "m.onnx")["exporter"] == "torchscript"

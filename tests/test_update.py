@@ -93,15 +93,15 @@ def test_update_grows_tables_for_new_items_cli(gru, tmp_path):
 def test_methods(gru, tmp_path, method):
     r = _update(gru, tmp_path / method, method=method)
     rep = r.report
-    assert (tmp_path / method / "model.pt2").is_file() and rep["method"] == method
-    new_train = rep["data"]["new_train_samples"]
+    assert (tmp_path / method / "model.pt2").is_file() and rep.method == method
+    new_train = rep.data.new_train_samples
     if method == "replay":  # half as many old samples as new ones, by default
-        assert rep["tried"][0]["train_samples"] == new_train + int(np.ceil(0.5 * new_train))
+        assert rep.tried[0].train_samples == new_train + int(np.ceil(0.5 * new_train))
     else:
-        assert rep["tried"][0]["train_samples"] == new_train
+        assert rep.tried[0].train_samples == new_train
     if method == "ewc":
-        assert rep["compute"]["extra_forward_samples"] >= min(512, rep["data"]["old_train_samples"])
-    assert rep["after"]["new"]["mrr@20"] > rep["before"]["new"]["mrr@20"]  # the new items are learnt
+        assert rep.compute.extra_forward_samples >= min(512, rep.data.old_train_samples)
+    assert rep.after.new["mrr@20"] > rep.before.new["mrr@20"]  # the new items are learnt
 
 
 def test_protecting_methods_forget_less_than_finetune(gru, tmp_path):
@@ -110,8 +110,8 @@ def test_protecting_methods_forget_less_than_finetune(gru, tmp_path):
     ft = _update(gru, tmp_path / "ft", method="finetune", **kw).report
     lwf = _update(gru, tmp_path / "lwf", method="lwf", strength=2.0, **kw).report
     ewc = _update(gru, tmp_path / "ewc", method="ewc", strength=10.0, **kw).report
-    assert ft["forgetting"] > 0.2
-    assert lwf["forgetting"] < 0.5 * ft["forgetting"] and ewc["forgetting"] < 0.5 * ft["forgetting"]
+    assert ft.forgetting > 0.2
+    assert lwf.forgetting < 0.5 * ft.forgetting and ewc.forgetting < 0.5 * ft.forgetting
 
 
 def test_gate_refuses_and_writes_nothing(gru, tmp_path):
@@ -126,9 +126,9 @@ def test_gate_refuses_and_writes_nothing(gru, tmp_path):
 
 def test_tune_tries_strengths(gru, tmp_path):
     r = _update(gru, tmp_path / "t", method="lwf", tune=True, epochs=1)
-    tried = r.report["tried"]
-    assert [t["strength"] for t in tried] == [0.5, 1.0, 2.0, 4.0]
-    assert r.report["strength"] in (0.5, 1.0, 2.0, 4.0) and r.report["compute"]["candidates"] == 4
+    tried = r.report.tried
+    assert [t.strength for t in tried] == [0.5, 1.0, 2.0, 4.0]
+    assert r.report.strength in (0.5, 1.0, 2.0, 4.0) and r.report.compute.candidates == 4
 
 
 def test_update_of_an_update_grows_again(gru, tmp_path):
@@ -140,7 +140,7 @@ def test_update_of_an_update_grows_again(gru, tmp_path):
 
     r = update(model=first.out, data=tmp_path / "newer.npz", old_data=gru / "new.npz", method="lwf",
                out=tmp_path / "v3", epochs=1, progress=False)
-    grew = r.report["model"]["grew"]["item_ids"]
+    grew = r.report.model.grew["item_ids"]
     assert (grew["from"], grew["to"]) == (60, 65) and grew["parameter"].endswith("items.weight")
     assert json.loads((tmp_path / "v3" / "model.json").read_text())["outputs"] == 65
 
@@ -178,10 +178,10 @@ def test_classifier_new_classes(tmp_path):
                data=tmp_path / "new.npz", old_data=tmp_path / "old.npz", method="replay", epochs=5, lr=1e-2,
                out=tmp_path / "out", progress=False)
     rep = r.report
-    assert rep["metric"] == "top1" and rep["model"]["grew"]["output"] == {"from": 4, "to": 6, "parameter":
-                                                                          "inner.net.2.weight"}
-    assert rep["after"]["new"]["top1"] > rep["before"]["new"]["top1"] + 0.2
-    assert rep["forgetting"] < 0.15
+    assert rep.metric == "top1" and rep.model.grew["output"] == {"from": 4, "to": 6,
+                                                                 "parameter": "inner.net.2.weight"}
+    assert rep.after.new["top1"] > rep.before.new["top1"] + 0.2
+    assert rep.forgetting < 0.15
 
 
 @pytest.mark.parametrize("case", ["ewc-no-old", "replay-no-old", "empty", "wrong-input", "forgetting-range",

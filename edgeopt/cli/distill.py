@@ -114,29 +114,28 @@ def command(teacher, student, student_layers, latency_budget, data, eval_data, j
     if result.out is None:
         return
     if as_json:
-        click.echo(json.dumps(result.report, indent=2))
+        click.echo(json.dumps(result.report.to_json(), indent=2))
         return
     print_report(con, result.report, result.out)
 
 
-def print_report(con, report: dict, out: Path) -> None:
+def print_report(con, report, out: Path) -> None:
+    """``report``: an edgeopt.distill.report.DistillReport."""
     from rich.table import Table
 
-    from edgeopt.distill.outputs import table_rows
-
-    q = report["quality"]
-    table = Table(title=f"{report['task']}: teacher vs student on {q['samples']} held-out samples")
+    q = report.quality
+    table = Table(title=f"{report.task}: teacher vs student on {q.samples} held-out samples")
     for col in ("", "teacher", "student"):
         table.add_column(col, justify="left" if not col else "right")
-    for row in table_rows(report):
+    for row in report.table_rows():
         table.add_row(*row)
     con.print(table)
-    budget = report.get("latency_budget")
+    budget = report.latency_budget
     if budget:
-        cands = ", ".join(f"{c['layers']} layers {c['ratio']:.2f}x" for c in budget["candidates"] if "ratio" in c)
-        con.print(f"--latency-budget {budget['budget']}: measured {cands}; chose {budget['chosen_layers']} layers",
+        cands = ", ".join(f"{c['layers']} layers {c['ratio']:.2f}x" for c in budget.candidates if "ratio" in c)
+        con.print(f"--latency-budget {budget.budget}: measured {cands}; chose {budget.chosen_layers} layers",
                   highlight=False)
-    t = report["training"]
-    con.print(f"trained {t['epochs_run']} epoch(s) in {t['seconds']:.0f} s on {t['processes']} process(es); "
-              f"best epoch {t['best_epoch']}{' (stopped early)' if t['stopped_early'] else ''}", highlight=False)
+    t = report.training
+    con.print(f"trained {t.epochs_run} epoch(s) in {t.seconds:.0f} s on {t.processes} process(es); "
+              f"best epoch {t.best_epoch}{' (stopped early)' if t.stopped_early else ''}", highlight=False)
     con.print(f"student: {out}   report: {out / 'report.json'}", highlight=False)

@@ -72,48 +72,48 @@ def command(model, ratio, target_speedup, structured, round_to, head_ratio, mac_
                    arch_kwargs=parse_kwargs(arch_kwargs), trust_pickle=trust_pickle,
                    inputs=[parse_input(s) for s in inputs] or None, progress=not as_json, log=log)
     if as_json:
-        click.echo(json.dumps(result.report, indent=2))
+        click.echo(json.dumps(result.report.to_json(), indent=2))
         return
     print_report(con, result.report, result.out)
 
 
-def print_report(con, report: dict, out: Path) -> None:
+def print_report(con, report, out: Path) -> None:
+    """``report``: an edgeopt.prune.report.PruneReport."""
     from rich.table import Table
 
-    widths = Table(title=f"{report['method']} pruning: widths per layer")
+    widths = Table(title=f"{report.method} pruning: widths per layer")
     for col in ("layer", "before", "after"):
         widths.add_column(col, justify="left" if col == "layer" else "right")
     fmt = lambda w: ", ".join(f"{k} {v}" for k, v in w.items()) if isinstance(w, dict) else str(w)  # noqa: E731
-    for name, w in report["widths"].items():
+    for name, w in report.widths.items():
         widths.add_row(name, fmt(w["before"]), fmt(w["after"]))
     con.print(widths)
     summary = Table(title="unpruned vs pruned")
     for col in ("", "unpruned", "pruned"):
         summary.add_column(col, justify="left" if not col else "right")
-    summary.add_row("parameters", f"{report['parameters']['unpruned'] / 1e6:.3f} M",
-                    f"{report['parameters']['pruned'] / 1e6:.3f} M")
-    summary.add_row("MACs", f"{report['macs']['unpruned'] / 1e6:.1f} M", f"{report['macs']['pruned'] / 1e6:.1f} M")
-    b = report["bytes"]
-    summary.add_row("bytes", f"{b['unpruned'] / 1e6:.2f} MB", f"{b['pruned'] / 1e6:.2f} MB")
-    if "pruned_gzip" in b:
-        summary.add_row("bytes, gzip", f"{b['unpruned_gzip'] / 1e6:.2f} MB", f"{b['pruned_gzip'] / 1e6:.2f} MB")
-    for runtime, lat in (report.get("latency") or {}).items():
-        u, p = lat["unpruned"], lat["pruned"]
+    summary.add_row("parameters", f"{report.parameters.unpruned / 1e6:.3f} M",
+                    f"{report.parameters.pruned / 1e6:.3f} M")
+    summary.add_row("MACs", f"{report.macs.unpruned / 1e6:.1f} M", f"{report.macs.pruned / 1e6:.1f} M")
+    b = report.bytes
+    summary.add_row("bytes", f"{b.unpruned / 1e6:.2f} MB", f"{b.pruned / 1e6:.2f} MB")
+    if b.pruned_gzip is not None:
+        summary.add_row("bytes, gzip", f"{b.unpruned_gzip / 1e6:.2f} MB", f"{b.pruned_gzip / 1e6:.2f} MB")
+    for runtime, lat in (report.latency or {}).items():
         ms = lambda d: f"{d['p50_ms']:.2f} ms" if "p50_ms" in d else d.get("error", "-")  # noqa: E731
-        ratio = f" ({lat['ratio']:.2f}x)" if lat.get("ratio") is not None else ""
-        summary.add_row(f"p50 {runtime}", ms(u), ms(p) + ratio)
-    q = report.get("quality")
+        ratio = f" ({lat.ratio:.2f}x)" if lat.ratio is not None else ""
+        summary.add_row(f"p50 {runtime}", ms(lat.unpruned), ms(lat.pruned) + ratio)
+    q = report.quality
     if q:
-        for key in q["after_pruning"]:
-            ref = q["before"].get(key)
-            cells = [f"{q[s][key]:.4f}" for s in ("after_pruning", "after_recovery") if s in q and key in q[s]]
+        for key in q.after_pruning:
+            ref = q.before.get(key)
+            cells = [f"{s[key]:.4f}" for s in (q.after_pruning, q.after_recovery) if s is not None and key in s]
             summary.add_row(key + (" (pruned / recovered)" if len(cells) > 1 else ""),
                             f"{ref:.4f}" if ref is not None else "1 (reference)", " / ".join(cells))
     con.print(summary)
-    if report.get("note"):
-        con.print(report["note"], highlight=False)
-    con.print(f"round-to {report['round_to_reason']}; importance: {report['importance']}", highlight=False)
-    gate = report.get("gate")
-    if gate:
-        con.print(f"speed gate: {'passed' if gate['passed'] else 'failed'}: {gate['reason']}", highlight=False)
+    if report.note:
+        con.print(report.note, highlight=False)
+    con.print(f"round-to {report.round_to_reason}; importance: {report.importance}", highlight=False)
+    if report.gate:
+        con.print(f"speed gate: {'passed' if report.gate.passed else 'failed'}: {report.gate.reason}",
+                  highlight=False)
     con.print(f"pruned model: {out}   report: {out / 'report.json'}", highlight=False)

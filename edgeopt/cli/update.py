@@ -77,31 +77,32 @@ def command(model, data, old_data, method, strength, tune, max_forgetting, task,
                     eval_size=eval_size, seed=seed, compact_delta=compact_delta, output_kind=output_kind, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
                     trust_pickle=trust_pickle, inputs=[parse_input(s) for s in inputs] or None, log=log)
     if as_json:
-        click.echo(json.dumps(result.report, indent=2))
+        click.echo(json.dumps(result.report.to_json(), indent=2))
         return
     print_report(con, result.report, result.out)
 
 
-def print_report(con, r: dict, out: Path) -> None:
+def print_report(con, r, out: Path) -> None:
+    """``r``: an edgeopt.update.report.UpdateReport."""
     from rich.table import Table
 
-    table = Table(title=f"update ({r['method']}{'' if r['strength'] is None else ', strength ' + str(r['strength'])}): "
+    table = Table(title=f"update ({r.method}{'' if r.strength is None else ', strength ' + str(r.strength)}): "
                         "held-out metrics before and after")
     for col in ("data", "metric", "before", "after", "change"):
         table.add_column(col, justify="left" if col in ("data", "metric") else "right")
-    for part in ("old", "new"):
-        if r["before"][part] is None:
+    for part, before, after in (("old", r.before.old, r.after.old), ("new", r.before.new, r.after.new)):
+        if before is None:
             continue
-        for name, b in r["before"][part].items():
-            a = r["after"][part][name]
+        for name, b in before.items():
+            a = after[name]
             table.add_row(part, name, f"{b:.4f}", f"{a:.4f}", f"{a - b:+.4f}")
     con.print(table)
-    if r["forgetting"] is not None:
-        gate = "" if r["max_forgetting"] is None else f" (allowed {r['max_forgetting']})"
-        con.print(f"forgetting ({r['metric']} drop on old data): {r['forgetting']:.4f}{gate}", highlight=False)
-    for name, g in (r["model"]["grew"] or {}).items():
+    if r.forgetting is not None:
+        gate = "" if r.max_forgetting is None else f" (allowed {r.max_forgetting})"
+        con.print(f"forgetting ({r.metric} drop on old data): {r.forgetting:.4f}{gate}", highlight=False)
+    for name, g in (r.model.grew or {}).items():
         con.print(f"grew {name}: {g['from']} -> {g['to']} ids", highlight=False)
-    c = r["compute"]
-    con.print(f"compute: {c['seconds']:.0f} s, {c['train_samples_seen']} training samples seen, "
-              f"{c['extra_forward_samples']} extra forward passes, {c['candidates']} candidate(s)", highlight=False)
+    c = r.compute
+    con.print(f"compute: {c.seconds:.0f} s, {c.train_samples_seen} training samples seen, "
+              f"{c.extra_forward_samples} extra forward passes, {c.candidates} candidate(s)", highlight=False)
     con.print(f"model: {out}   report: {out / 'report.json'}", highlight=False)

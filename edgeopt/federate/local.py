@@ -79,7 +79,7 @@ def build(spec: ModelSpec) -> Built:
     """The grown model for ``spec`` (cached per process: a store's client keeps it between rounds)."""
     if spec in _CACHE:
         return _CACHE[spec]
-    from edgeopt.distill.batches import forward, tensors
+    from edgeopt.train.batches import forward, tensors
     from edgeopt.models.trainable import set_mode, trainable
     from edgeopt.update import grow as growing
 
@@ -124,10 +124,10 @@ def touched_rows(built: Built, ds) -> dict[str, list[int]]:
 
 def scores(spec: ModelSpec, module, ds, columns: int | None = None) -> dict[str, float]:
     from edgeopt.update import metrics as mt
-    from edgeopt.update.run import _outputs
+    from edgeopt.train.outputs import column_outputs
 
     names = _CACHE[spec].names
-    return mt.all_values(spec.metric, spec.task, _outputs(module, ds, names)[..., :columns], ds.labels,
+    return mt.all_values(spec.metric, spec.task, column_outputs(module, ds, names)[..., :columns], ds.labels,
                          spec.output_kind)
 
 
@@ -136,7 +136,7 @@ def train(spec: ModelSpec, built: Built, state: dict, ds, cfg: LocalConfig, prox
     ``proximal_mu`` > 0 adds FedProx's term mu/2 * ||w - w_global||^2."""
     import torch
 
-    from edgeopt.distill.batches import collate, forward
+    from edgeopt.train.batches import collate, forward
     from edgeopt.models.trainable import set_mode
     from edgeopt.train import TrainConfig, cached_outputs, fit
     from edgeopt.train.checkpoint import fingerprint

@@ -10,11 +10,12 @@ import numpy as np
 
 from edgeopt.errors import UsageError, first_line
 from edgeopt.models.base import LoadedModel
+from edgeopt.prune.report import Recovery
 
 
 def example_args(model: LoadedModel, ds=None, n: int = 4) -> tuple:
     """A few real samples as positional tensors (the data's, else the model's own samples)."""
-    from edgeopt.distill.batches import collate, tensors
+    from edgeopt.train.batches import collate, tensors
 
     if ds is not None:
         feeds = collate(ds, range(min(n, len(ds))))
@@ -45,7 +46,7 @@ def batches(model: LoadedModel, ds, n: int, batch: int = 16):
     """Up to n samples of ds as (positional args, labels tensor or None) batches."""
     import torch
 
-    from edgeopt.distill.batches import collate, tensors
+    from edgeopt.train.batches import collate, tensors
 
     idx = np.arange(min(n, len(ds)))
     for start in range(0, len(idx), batch):
@@ -61,7 +62,7 @@ def taylor_loss(task: str | None):
     import torch.nn.functional as F
 
     def loss(out, labels):
-        from edgeopt.distill.batches import pooled
+        from edgeopt.train.batches import pooled
 
         y = pooled(out, {})
         if task == "classify" and y.ndim == 2 and y.shape[1] > 1:
@@ -75,38 +76,38 @@ def taylor_loss(task: str | None):
 
 
 def outputs(model: LoadedModel, ds) -> np.ndarray:
-    from edgeopt.distill.run import _outputs
+    from edgeopt.train.outputs import outputs as run
 
-    return _outputs(model.module, ds, model.io.input_names)
+    return run(model.module, ds, model.io.input_names)
 
 
 def quality(task: str, reference: np.ndarray, out: np.ndarray, labels) -> dict:
     """The pruned model against the unpruned one (and the labels) in the task's metric."""
-    from edgeopt.distill.outputs import compare
+    from edgeopt.train.outputs import compare
 
-    return compare(task, reference, out, labels)["student"]
+    return compare(task, reference, out, labels).student
 
 
 def before(task: str, reference: np.ndarray, labels) -> dict:
-    from edgeopt.distill.outputs import compare
+    from edgeopt.train.outputs import compare
 
-    row = compare(task, reference, reference, labels).get("teacher") or {}
+    row = compare(task, reference, reference, labels).teacher or {}
     return row or {"reference": "the unpruned model"}
 
 
 def recover(pruned: LoadedModel, unpruned: LoadedModel, train, evald, *, task: str, epochs: int, batch_size: int,
             lr: float | None, seed: int, checkpoint_dir: Path, progress: bool,
-            log: Callable[[str], None] = lambda m: None) -> dict:
+            log: Callable[[str], None] = lambda m: None) -> Recovery:
     """Distil the unpruned model into the pruned one on ``train`` (labels optional); early stopping
     on held-out ``evald``. Returns the training record."""
     import torch
 
-    from edgeopt.distill import objectives
-    from edgeopt.distill.batches import augment as augment_inputs
-    from edgeopt.distill.batches import collate, pooled, tensors
-    from edgeopt.distill.run import _lengths
     from edgeopt.models.trainable import trainable
-    from edgeopt.train import TrainConfig, cached_outputs, fit
+    from edgeopt.train import TrainConfig, cached_outputs, fit, objectives
+    from edgeopt.train.batches import augment as augment_inputs
+    from edgeopt.train.batches import collate, pooled, tensors
+    from edgeopt.train.outputs import lengths
+    from edgeopt.train.outputs import outputs as module_outputs
 
     names = unpruned.io.input_names
 
@@ -116,7 +117,7 @@ def recover(pruned: LoadedModel, unpruned: LoadedModel, train, evald, *, task: s
                           dict(zip(names, tensors(collate(train, idx), names)))).float().numpy()
 
     log(f"caching the unpruned model's outputs on {len(train)} samples")
-    t_train = cached_outputs(teacher_run, len(train), lengths=_lengths(train))
+    t_train = cached_outputs(teacher_run, len(train), lengths=lengths(train))
     t_eval = outputs(unpruned, evald)
     text = pruned.family in ("hf", "sentence-transformers") or pruned.is_text
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr or (1e-4 if text else 1e-3), seed=seed,
@@ -133,9 +134,7 @@ def recover(pruned: LoadedModel, unpruned: LoadedModel, train, evald, *, task: s
         return objectives.loss(task, s, torch.from_numpy(t_train[idx]), None if labels is None else labels[idx])
 
     def evaluate(m):
-        from edgeopt.distill.run import _outputs
-
-        return objectives.score(task, _outputs(m, evald, names), t_eval, evald.labels)
+        return objectives.score(task, module_outputs(m, evald, names), t_eval, evald.labels)
 
     from edgeopt.models.trainable import set_mode
 
@@ -144,11 +143,11 @@ def recover(pruned: LoadedModel, unpruned: LoadedModel, train, evald, *, task: s
     kept = {k: v.detach().clone() for k, v in module.state_dict().items()}
     log(f"recovering by distillation from the unpruned model ({task}, {len(train)} samples, up to {epochs} epochs)")
     trained = fit(module, n_samples=len(train), loss_fn=loss_fn, evaluate=evaluate, cfg=cfg,
-                  fingerprint={"prune-recovery": True}, lengths=_lengths(train), log=log)
-    record = {"lr": cfg.lr, "batch_size": batch_size, "score_before": start["score"], **trained.to_json()}
+                  fingerprint={"prune-recovery": True}, lengths=lengths(train), log=log)
+    note = None
     if trained.best_score is not None and trained.best_score < start["score"]:
         module.load_state_dict(kept)
         set_mode(module, False)
-        record["kept"] = "pruned weights: no recovery epoch scored better on the held-out data"
-        log(record["kept"])
-    return record
+        note = "pruned weights: no recovery epoch scored better on the held-out data"
+        log(note)
+    return Recovery(lr=cfg.lr, batch_size=batch_size, score_before=start["score"], training=trained, kept=note)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-def save(loaded, module, folder: Path, *, task: str, example: dict, width: int, grew: dict, report: dict) -> None:
+@dataclass(frozen=True)
+class UpdateRecord:
+    """How the model was updated, recorded in model.json (``update``) beside the model."""
+    method: str
+    metric: str
+    forgetting: float | None
+
+
+def save(loaded, module, folder: Path, *, task: str, example: dict, width: int, grew: dict,
+         record: UpdateRecord) -> None:
     import torch
 
-    from edgeopt.distill.batches import tensors
-    from edgeopt.distill.outputs import save_student
     from edgeopt.models.pt2_folder import write_pt2_folder
     from edgeopt.models.trainable import user_module
+    from edgeopt.train.batches import tensors
+    from edgeopt.train.write import save_model
 
     names = list(loaded.metadata.get("class_names") or [])
     if names and width > len(names):
@@ -21,11 +31,10 @@ def save(loaded, module, folder: Path, *, task: str, example: dict, width: int, 
         config = getattr(inner, "config", None)
         if config is not None and "output" in grew:
             config.num_labels = width  # also resets id2label / label2id to the new size
-        save_student(loaded, folder, task=task, example=example, class_names=names or None)
+        save_model(loaded, folder, task=task, example=example, class_names=names or None)
         return
     id_space = {name: g["to"] for name, g in grew.items() if name != "output"}
-    extra = {"update": {"method": report["method"], "metric": report["metric"], "forgetting": report["forgetting"]},
-             "outputs": width, "id_space": id_space or None}
+    extra = {"update": asdict(record), "outputs": width, "id_space": id_space or None}
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():

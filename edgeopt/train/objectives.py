@@ -59,7 +59,9 @@ def score(task: str, student: np.ndarray, teacher: np.ndarray, labels: np.ndarra
     return {"score": -mse, "mse_to_teacher": mse}
 
 
-def infer_task(task: str | None, teacher, labels_present: bool) -> str:
+def infer_task(task: str | None, teacher, labels_present: bool, labels: np.ndarray | None = None) -> str:
+    """--task, else the model's own, else read from its outputs: several columns and labels are
+    classify; one column and 0/1 ``labels`` are binary (a click / yes-no model)."""
     known = teacher.metadata.get("task")
     if task is not None:
         if task not in TASKS:
@@ -77,6 +79,8 @@ def infer_task(task: str | None, teacher, labels_present: bool) -> str:
     width = shape[-1] if len(shape) >= 2 else 1
     if len(shape) == 2 and isinstance(width, int) and width > 1 and labels_present:
         return "classify"
+    if len(shape) <= 2 and width == 1 and labels is not None and len(labels) and np.isin(labels, (0, 1)).all():
+        return "binary"
     raise UsageError(f"cannot tell the task of {teacher.name} (output {tuple(shape)}"
                      f"{', data without labels' if not labels_present else ''}); pass --task "
                      f"{'|'.join(TASKS)}")
