@@ -124,10 +124,10 @@ def test_update_binary_reads_the_output_kind_and_its_gate_can_trip(clicks, tmp_p
                   old_data=clicks / "old.npz", task="binary", progress=False)
     r = update(out=tmp_path / "out", method="lwf", epochs=2, **common)
     rep = r.report
-    assert rep["output_kind"] == kind and rep["metric"] == "auc"
-    assert rep["before"]["old"]["auc"] > 0.7  # a trained model, scored on the scale it outputs
+    assert rep.output_kind == kind and rep.metric == "auc"
+    assert rep.before.old["auc"] > 0.7  # a trained model, scored on the scale it outputs
     pos_rate = float(np.load(clicks / "old.npz")["labels"].mean())
-    assert abs(rep["before"]["old"]["accuracy"] - max(pos_rate, 1 - pos_rate)) > 0.02
+    assert abs(rep.before.old["accuracy"] - max(pos_rate, 1 - pos_rate)) > 0.02
     # a large learning rate on the new rows only: the gate must be able to trip
     with pytest.raises(GateError, match="forgot too much"):
         update(out=tmp_path / "out2", method="finetune", lr=0.05, epochs=3, max_forgetting=0.001, **common)
@@ -280,7 +280,7 @@ def test_dict_input_model_updates_prunes_and_distills(dict_model, tmp_path):
     common = dict(arch=f"{ARCH}:dict_ranker", inputs=[parse_input(s) for s in ctr_models.DICT_INPUTS])
     r = update(model=dict_model / "dict.pt", data=dict_model / "new.npz", old_data=dict_model / "old.npz",
                task="binary", epochs=1, out=tmp_path / "up", progress=False, **common)
-    assert (tmp_path / "up" / "model.pt2").is_file() and r.report["output_kind"] == "probs"
+    assert (tmp_path / "up" / "model.pt2").is_file() and r.report.output_kind == "probs"
     # the CLI, its stderr a pipe as in a CI log: a line per stage with its time, not silence
     r = run_cli("prune", dict_model / "dict.pt", "--arch", common["arch"], *DICT_ARGS, "--ratio", "0.5", "--structured",
                 "--data", dict_model / "old.npz", "--recover-epochs", "1", "--task", "binary", "--no-speed-check",

@@ -63,7 +63,7 @@ def finish(job: Job, ref: Reference, result, rounds: list, *, seconds: float) ->
     """Gate the global model (GateError: nothing written), then write OUT atomically."""
     from edgeopt.atomic import output_dir
     from edgeopt.federate.local import example
-    from edgeopt.update.save import save
+    from edgeopt.update.save import UpdateRecord, save
 
     spec, built = job.spec, ref.built
     state = result.arrays.to_torch_state_dict()
@@ -103,6 +103,6 @@ def finish(job: Job, ref: Reference, result, rounds: list, *, seconds: float) ->
     out = Path(job.out)
     with output_dir(out, marker=REPORT) as stage:
         save(built.loaded, built.module, stage, task=spec.task, example=example(built.loaded), width=built.width,
-             grew=built.grew, report={"method": job.local.method, "metric": spec.metric, "forgetting": forgetting})
+             grew=built.grew, record=UpdateRecord(method=job.local.method, metric=spec.metric, forgetting=forgetting))
         (stage / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     return report

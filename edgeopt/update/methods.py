@@ -50,14 +50,7 @@ def hard_loss(task: str, out, labels, output_kind: str = "logits"):
 
 def lwf_loss(task: str, out, teacher, temperature: float = 2.0, output_kind: str = "logits"):
     """Distillation from the previous model on its own output columns only (new classes are free);
-    probabilities are distilled as the logits they came from. One binary column is distilled by
-    logit matching, ``(s - t)^2 / 8``: the limit of the binary KL ``T^2 KL(sig(t/T) || sig(s/T))``
-    as T grows, equal to it at small disagreements, so strengths keep their meaning. A single
-    column has no other classes for a temperature to bring out; what softening does there is
-    weaken the pull where the old model was confident, which is where a click model forgets.
-    On the CTR ranker of benchmarks/update_ctr.py, KL at T = 2 forgot 0.59x what fine-tuning forgot,
-    T = 4 0.04x at strength 0.75 (new AUC -0.028 vs fine-tuning's), logit matching see
-    docs/PERFORMANCE.md. ``temperature`` applies to classification."""
+    probabilities are distilled as the logits they came from."""
     import torch
 
     from edgeopt.train import objectives
@@ -65,8 +58,6 @@ def lwf_loss(task: str, out, teacher, temperature: float = 2.0, output_kind: str
     if task == "binary" and output_kind == "probs":
         out, teacher = torch.logit(out, eps=1e-6), torch.logit(teacher, eps=1e-6)
     width = teacher.shape[-1]
-    if task == "binary":
-        return ((out[..., :width].reshape(-1) - teacher.reshape(-1)) ** 2).mean() / 8
     return objectives.loss(task, out[..., :width], teacher, None, temperature=temperature)
 
 
