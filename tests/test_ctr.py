@@ -370,3 +370,27 @@ def test_a_missing_data_file_is_reported_before_the_teacher_loads(tmp_path):
     r = run_cli("prune", tmp_path / "no-model.pt", "--ratio", "0.5", "--data", tmp_path / "missing.npz",
                 "-o", tmp_path / "out")
     assert r.returncode == 2 and "missing.npz" in r.stderr
+
+
+def test_openvino_int8_of_a_ranker_compresses_its_tables_and_keeps_the_smallest(clicks, tmp_path):
+    """OpenVINO INT8 of a model with embedding tables tries weight compression (tables in 4 bits,
+    the MLP in 8) beside the QDQ and NNCF routes, and keeps the smallest that passes the gate."""
+    import openvino as ov
+
+    out = tmp_path / "out"
+    r = run_cli("export", clicks / "deepfm_logits.pt", *_arch_args(), "-o", out, "--int8", "--calib",
+                clicks / "old.npz", "--calib-size", "256", "--eval-size", "256", "--no-speed-check",
+                "--max-drop", "0.05")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    kept = next(c for c in m["int8"]["candidates"] if c["runtime"] == "openvino")
+    assert kept["name"] == "openvino-weights" and kept["table_weights"] == "int4_asym", kept
+    assert {v["name"] for v in kept["variants"]} >= {"openvino-qdq", "openvino-nncf", "openvino-weights"}
+    xml = out / "openvino" / "model.int8.xml"
+    consts = {(op.get_element_type().get_type_name(), tuple(op.get_output_shape(0)))
+              for op in ov.Core().read_model(str(xml)).get_ordered_ops() if op.get_type_name() == "Constant"}
+    assert ("u4", (100, 16)) in consts and ("u4", (100, 1)) in consts  # both tables, 4 bits
+    assert ("u8", (128, 134)) in consts  # the MLP's first layer, 8 bits
+    assert not any(t == "f32" and s in ((100, 16), (100, 1)) for t, s in consts)  # no FP32 copy of a table
+    row = next(b for b in m["int8"]["bytes"] if b["int8"] == "openvino/model.int8.xml")
+    assert row["ratio"] < 0.6  # the MLP dominates at 100 rows: tables at 4 bits, MLP at 8, the .xml as text

@@ -99,8 +99,20 @@ class OpenvinoDynamic(Recipe):
 
 
 @dataclass
+class OpenvinoWeights(Recipe):
+    """OpenVINO weight compression of a model with embedding tables: tables and other weights in
+    their own modes, activations FP32 (openvino_nncf.compress_tables)."""
+
+    tables: str = "int4_asym"
+    weights: str = "int8_asym"
+
+    def candidate_fields(self) -> dict:
+        return {"table_weights": self.tables, "other_weights": self.weights}
+
+
+@dataclass
 class Int8Candidate:
-    name: str  # static | dynamic | blockwise | openvino-qdq | openvino-nncf | openvino-dynamic
+    name: str  # static | dynamic | blockwise | openvino-qdq | openvino-nncf | openvino-dynamic | openvino-weights
     path: Path
     runtime: str
     quality: Quality | None = None

@@ -16,6 +16,7 @@ from edgeopt.optimize.quantize import ort
 from edgeopt.optimize.quantize.accuracy_gate import Scorer
 from edgeopt.optimize.quantize.candidate import Int8Candidate
 from edgeopt.optimize.quantize.config import Int8Config
+from edgeopt.optimize.quantize.embeddings import has_tables
 from edgeopt.optimize.quantize.ladder import LadderContext, climb, keep_fastest
 from edgeopt.optimize.quantize.openvino_rungs import openvino_int8
 from edgeopt.optimize.quantize.ort_rungs import ORT_LADDER
@@ -106,7 +107,7 @@ def _context(job: Int8Job, stage: Path, cfg: Int8Config, log) -> LadderContext:
                          dynamic_source=dyn, dynamic_nodes=dyn_nodes, want_qdq=job.want_qdq,
                          fp32_xml=job.fp32_xml if cfg.openvino else None,
                          fused_attention=job.transformer and job.fp32_xml is not None and job.fused_attention,
-                         user_calibration=job.user_calibration)
+                         user_calibration=job.user_calibration, tables=has_tables(job.fp32_onnx))
 
 
 def _move(cand: Int8Candidate | None, final: Path) -> Int8Candidate | None:

@@ -40,6 +40,7 @@ class LadderContext:
     user_calibration: bool = True  # False: edgeopt's built-in titles stand in for the user's data
     probe_xml: Path | None = None  # OpenVINO's speed probe, calibrated in the background
     static_qdq: Int8Candidate | None = None  # the static QDQ model that passed (OpenVINO's QDQ rung)
+    tables: bool = False  # the FP32 graph looks rows up in constant embedding tables (embeddings.has_tables)
     _serial: itertools.count = field(default_factory=itertools.count, repr=False)
 
     @property

@@ -11,7 +11,7 @@ from pathlib import Path
 from edgeopt.data.dataset import Dataset
 from edgeopt.optimize.quantize import speed
 from edgeopt.optimize.quantize.accuracy_gate import describe_score
-from edgeopt.optimize.quantize.candidate import Int8Candidate, NncfIr, OpenvinoDynamic, Recipe
+from edgeopt.optimize.quantize.candidate import Int8Candidate, NncfIr, OpenvinoDynamic, OpenvinoWeights, Recipe
 from edgeopt.optimize.quantize.config import Int8Config
 from edgeopt.optimize.quantize.ladder import LadderContext, Rung, always, climb, keep_fastest
 
@@ -128,6 +128,18 @@ def _dynamic(ctx: LadderContext) -> Int8Candidate:
     return best
 
 
+def _weights(ctx: LadderContext) -> Int8Candidate:
+    """Embedding tables and other weights compressed in their own modes (openvino_nncf.compress_tables)."""
+    from edgeopt.optimize.quantize import openvino_nncf as ovq
+
+    t = time.perf_counter()
+    ctx.log(f"OpenVINO weight compression: embedding tables {ovq.TABLE_MODE}, other weights {ovq.OTHER_MODE}")
+    xml = ovq.save(ovq.compress_tables(ctx.fp32_xml), ctx.work / "weights" / "model.xml")
+    q = ctx.scorer(xml, "openvino", "int8")
+    return Int8Candidate("openvino-weights", xml, "openvino", q, [], ctx.passes(q), time.perf_counter() - t, 1,
+                         recipe=OpenvinoWeights(ovq.TABLE_MODE, ovq.OTHER_MODE))
+
+
 def _has_qdq(ctx: LadderContext, done) -> bool:
     return ctx.static_qdq is not None
 
@@ -139,6 +151,7 @@ NNCF_PERFORMANCE = Rung("openvino-nncf", "openvino", build=_nncf("performance"),
 NNCF_MIXED = Rung("openvino-nncf", "openvino", build=_nncf("mixed"), applies=always)
 NNCF_DEFAULT = Rung("openvino-nncf", "openvino", build=_nncf(None), applies=always)
 DYNAMIC = Rung("openvino-dynamic", "openvino", build=_dynamic, applies=always)
+WEIGHTS = Rung("openvino-weights", "openvino", build=_weights, applies=always)
 
 
 def openvino_ladder(ctx: LadderContext) -> list[Rung]:
@@ -151,9 +164,10 @@ def openvino_ladder(ctx: LadderContext) -> list[Rung]:
     user's calibration data dynamic INT8 goes first: it needs none, and static INT8 calibrated on
     generic titles lost the min-cosine target on real ones.
     Other models: the QDQ conversion and NNCF both, the fastest kept (NNCF placed quantizers
-    better for a CNN)."""
+    better for a CNN); with embedding tables, weight compression too, and the smallest kept
+    (openvino_int8)."""
     if not ctx.transformer:
-        return [FROM_QDQ, NNCF_DEFAULT]
+        return [FROM_QDQ, NNCF_DEFAULT, *([WEIGHTS] if ctx.tables else [])]
     nncf, qdq = [NNCF_PERFORMANCE, NNCF_MIXED], [FROM_QDQ] if ctx.static_qdq is not None else []
     preferred, other = (nncf, qdq) if ctx.fused_attention or not qdq else (qdq, nncf)
     if not ctx.user_calibration:
@@ -174,6 +188,12 @@ def openvino_int8(ctx: LadderContext) -> tuple[Int8Candidate | None, list[Int8Ca
             return None, [probe]
     tried = climb(rungs, ctx, stop_at_first_pass=ctx.transformer)
     best = keep_fastest(tried, ctx, fp32=ctx.fp32_xml)
+    if best is not None and ctx.tables and not ctx.transformer:
+        # tables are most of the bytes and a lookup is cheap at any precision: of the candidates
+        # that passed the gate (and the speed check), the smallest on disk
+        from edgeopt.optimize.quantize.embeddings import artifact_bytes
+
+        best = min((c for c in tried if c.passed and not c.rejected), key=lambda c: artifact_bytes(c.path))
     if best is None:
         slow = any(c.rejected for c in tried)
         ctx.log(f"no OpenVINO INT8 variant {'faster than FP32' if slow else 'passed the gate'}; OpenVINO keeps FP32")
