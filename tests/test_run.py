@@ -183,6 +183,10 @@ BAD = {
     "missing data": ("steps:\n  - distill: {student_layers: 2, data: nothing.txt}\n", "line 4", "nothing.txt: no such"),
     "bad gate": ("steps:\n  - export: {to: [onnx]}\ngates: {latency: {max_ratio: 0.4, vs: teacher}}\n", "line 5",
                  "gates.latency.vs must be one of"),
+    "bad metric": ("steps:\n  - export: {to: [onnx]}\nmeasure: {metric: recall@top}\n", "line 5",
+                   "measure.metric: unknown 'recall@top'"),
+    "lower-is-better metric gated": ("steps:\n  - export: {to: [onnx]}\nmeasure: {metric: logloss}\n"
+                                     "gates: {quality: {min_ratio: 0.9}}\n", "line 5", "logloss is lower-is-better"),
 }
 
 

@@ -217,14 +217,39 @@ def score_quality(recipe, found: list[Variant], log) -> tuple[str, str]:
     ds = load_data(eval_path, io=io, limit=m.eval_size)
     feeds = [{k: np.asarray(v) for k, v in ds.samples[i].items()} for i in range(len(ds))]  # batch 1 each
     reference = probe.samples(feeds)
-    if ds.labels is not None and reference.shape[1] > 1:
+    task = _labelled_task(ds.labels, reference)
+    if task is not None:
+        from edgeopt.update import metrics
+
         labels = np.asarray(ds.labels)
+        metric = m.metric or _update_metric(recipe) or metrics.default(task, reference.shape[1])
+        kind = metrics.detect_output_kind(reference) if task == "binary" else "logits"
         for v in found:
-            v.quality = float((_Runner(v).samples(feeds).argmax(1) == labels).mean())
-        return "top1", f"{len(feeds)} labelled samples of {eval_path}"
+            v.quality = metrics.value(metric, task, _Runner(v).samples(feeds), labels, kind)
+        return metric, f"{len(feeds)} labelled samples of {eval_path}"
     for v in found:
         v.quality = float(_cos(_Runner(v).samples(feeds), reference).mean())
     return "cosine to the teacher", f"{len(feeds)} samples of {eval_path}"
+
+
+def _labelled_task(labels, reference: np.ndarray) -> str | None:
+    """classify for one column per class / item, binary for one column with 0/1 labels, else None
+    (scored by cosine to the teacher)."""
+    if labels is None:
+        return None
+    if reference.ndim == 2 and reference.shape[1] > 1:
+        return "classify"
+    return "binary" if set(np.unique(np.asarray(labels)).tolist()) <= {0, 1} else None
+
+
+def _update_metric(recipe) -> str | None:
+    """The metric an update step is gated on, so the side-by-side table speaks the same one."""
+    for s in recipe.steps:
+        if s.kind.name == "update":
+            metric = s.config.given().get("metric")
+            if isinstance(metric, str):
+                return metric
+    return None
 
 
 # -- latency --------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ class Measure:
     runs: int = 30  # calls per burst
     queries: int = 300  # judged queries scored (seeded sample)
     eval_size: int = 1000  # held-out texts / samples scored (and the search pool's distractors)
+    metric: str | None = None  # labelled samples: top1, recall@K, mrr@K, auc... (edgeopt.update.metrics)
 
 
 @dataclass(frozen=True)
@@ -243,9 +244,30 @@ def _measure(src: Source) -> Measure:
     for k, v in value.items():
         if k not in names:
             raise _unknown(k, names, "measure", src, "measure")
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if k == "metric":
+            _check_metric(v, src)
+        elif isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise UsageError(f"{src.path}{src.line('measure', k)}: measure.{k} must be an integer >= 1, got {v!r}")
     return Measure(**value)
+
+
+def _check_metric(value, src: Source) -> None:
+    from edgeopt.update import metrics
+
+    where = f"{src.path}{src.line('measure', 'metric')}: measure.metric"
+    if not isinstance(value, str):
+        raise UsageError(f"{where} must be a metric name such as top1, recall@20 or auc, got {value!r}")
+    for task in ("classify", "binary", "regress"):
+        try:
+            name, _ = metrics.parse(value, task)
+        except UsageError as e:
+            if "unknown" in str(e):
+                raise UsageError(f"{where}: {e}".replace("--metric ", "")) from None
+            continue
+        if not metrics.higher_is_better(name) and "quality" in (src.data.get("gates") or {}):
+            raise UsageError(f"{where} {value} is lower-is-better; the quality gate (a ratio to the teacher's) "
+                             "needs one such as auc, top1 or recall@K")
+        return
 
 
 def load_recipe(path: str | Path, *, out: str | Path | None = None, model: str | Path | None = None) -> Recipe:
