@@ -136,7 +136,7 @@ def test_recsys_recipe_on_yoochoose(tmp_path):
     assert q["metric"] == "recall@20"
     # the later period's clicks were learned (more than chance over ~2,900 items by far) and the earlier
     # period's kept: the update's own forgetting gate (max_forgetting 0.3) passed, and it is far tighter
-    assert q["after"]["new"] > q["before"]["new"] + 0.01, q
+    assert q["after"]["new"]["recall@20"] > q["before"]["new"]["recall@20"] + 0.01, q
     assert q["forgetting"] <= 0.02, q
     package = doc["steps"][-1]
     assert package["delta"] is True and package["version"] == "1.1"
