@@ -63,6 +63,7 @@ def finish(job: Job, ref: Reference, result, rounds: list, *, seconds: float) ->
     """Gate the global model (GateError: nothing written), then write OUT atomically."""
     from edgeopt.atomic import output_dir
     from edgeopt.federate.local import example
+    from edgeopt.federate.secagg import report as secure_report
     from edgeopt.update.save import UpdateRecord, save
 
     spec, built = job.spec, ref.built
@@ -88,7 +89,7 @@ def finish(job: Job, ref: Reference, result, rounds: list, *, seconds: float) ->
                   "total_up": sum(r.bytes_up_per_store * r.replied for r in rounds)},
         "privacy": ({"mechanism": "flwr LocalDpMod (client-side clipping + Gaussian noise)", **asdict(job.dp)}
                     if job.dp else None),
-        "secure_aggregation": False,
+        "secure_aggregation": secure_report(job),
         "settings": {"rounds": job.rounds, "fraction": job.fraction, "min_stores": job.min_stores,
                      "round_timeout": job.round_timeout, "local": asdict(job.local),
                      "proximal_mu": job.proximal_mu if job.strategy == "fedprox" else None,
