@@ -394,3 +394,29 @@ def test_openvino_int8_of_a_ranker_compresses_its_tables_and_keeps_the_smallest(
     assert not any(t == "f32" and s in ((100, 16), (100, 1)) for t, s in consts)  # no FP32 copy of a table
     row = next(b for b in m["int8"]["bytes"] if b["int8"] == "openvino/model.int8.xml")
     assert row["ratio"] < 0.6  # the MLP dominates at 100 rows: tables at 4 bits, MLP at 8, the .xml as text
+
+
+def test_lwf_on_one_binary_column_matches_logits_the_high_temperature_limit_of_kl():
+    """LwF on a click model distils logits: its gradient is half the binary KL's at a high
+    temperature (BINARY_LWF_SCALE = 1/16 against the limit's 1/8); probabilities distil as the
+    logits they came from; a classifier keeps the temperature KL."""
+    import torch
+
+    from edgeopt.train import objectives
+    from edgeopt.update.methods import BINARY_LWF_SCALE, lwf_loss
+
+    teacher = torch.tensor([[3.0], [-2.0], [0.5], [6.0]])
+    student = torch.tensor([[1.0], [1.0], [-0.5], [2.0]], requires_grad=True)
+    loss = lwf_loss("binary", student, teacher)
+    assert float(loss) == pytest.approx(BINARY_LWF_SCALE * float(((student - teacher) ** 2).mean()))
+    (g,) = torch.autograd.grad(loss, student)
+    s2 = student.detach().clone().requires_grad_(True)
+    (g_kl,) = torch.autograd.grad(objectives.loss("binary", s2, teacher, temperature=200.0), s2)
+    assert torch.allclose(2 * g, g_kl, rtol=1e-3)
+    at_t2 = torch.autograd.grad(objectives.loss("binary", s2, teacher, temperature=2.0), s2)[0]
+    assert not torch.allclose(2 * g, at_t2, rtol=0.05)  # a confident teacher pulls harder than at T = 2
+    probs = lwf_loss("binary", torch.sigmoid(student), torch.sigmoid(teacher), output_kind="probs")
+    assert float(probs) == pytest.approx(float(loss), rel=1e-4)
+    logits = torch.tensor([[2.0, -1.0, 0.0]])
+    assert float(lwf_loss("classify", logits, logits.flip(-1), temperature=2.0)) == pytest.approx(
+        float(objectives.loss("classify", logits, logits.flip(-1), None, temperature=2.0)))
