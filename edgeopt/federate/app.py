@@ -55,9 +55,16 @@ def client_app(job: Job | None = None):
 
     from edgeopt.federate import local, secagg, wire
 
-    mods = [secagg.secure_mod]  # Flower's secaggplus_mod on the messages of SecAgg+ (--secagg), else a no-op
-    if job is not None and job.dp is not None:
-        mods.append(LocalDpMod(job.dp.clip, job.dp.sensitivity, job.dp.epsilon, job.dp.delta))
+    def private(msg, context, call_next):
+        """Flower's LocalDpMod when the job asks for it; read per message, so the module-level app
+        (deployment, where the job arrives in the run config) applies it too."""
+        dp = _job(job, context).dp
+        if dp is None:
+            return call_next(msg, context)
+        return LocalDpMod(dp.clip, dp.sensitivity, dp.epsilon, dp.delta)(msg, context, call_next)
+
+    # Flower's secaggplus_mod on the messages of SecAgg+ (--secagg, else a no-op), then DP (--dp-clip)
+    mods = [secagg.secure_mod, private]
     app = ClientApp()
 
     @app.train(mods=mods)  # DP on the update a store sends; its evaluation replies carry no weights
