@@ -156,13 +156,23 @@ def test_onnxruntime_provider_choice_says_what_exists(export):
         get_runtime("onnxruntime").load(str(export.out / "model.onnx"), device="tpu")
 
 
-def test_export_names_engines_with_the_tag_the_device_matches():
+def test_export_names_engines_with_the_tag_the_device_matches(monkeypatch):
+    """Export names an engine for the GPU nvidia-smi lists and the TensorRT installed; the device
+    reads the same two facts through the same functions and picks exactly such engines."""
     from edgeopt.export.tensorrt import engine_filename
-    from edgeopt.runtime.tensorrt import engine_tag, matches
+    from edgeopt.runtime import tensorrt as trt
 
-    name = f"tensorrt/{engine_filename('fp16', '8.9', '10.13.0.35')}"
-    assert matches(name, engine_tag("8.9", "10.13.2")) and matches(name, "sm89-trt10.13")
-    assert not matches(name, engine_tag("9.0", "10.13.0")) and not matches(name, engine_tag("8.9", "10.14.0"))
+    gpus = [{"name": "NVIDIA L4", "memory": "23034 MiB", "compute_capability": "8.9"}]
+    monkeypatch.setattr(trt, "nvidia_gpus", lambda: gpus)
+    monkeypatch.setattr(trt, "version", lambda: "10.13.0.35")
+    name = f"tensorrt/{engine_filename('fp16', gpus[0]['compute_capability'], trt.version())}"
+    assert trt.device_tag() == ("sm89-trt10.13", "") and trt.matches(name, trt.device_tag()[0])
+    assert not trt.matches(name, trt.engine_tag("9.0", "10.13.0"))
+    assert not trt.matches(name, trt.engine_tag("8.9", "10.14.0"))
+    monkeypatch.setattr(trt, "nvidia_gpus", lambda: [])
+    assert trt.device_tag() == (None, "no NVIDIA GPU (nvidia-smi missing or lists none)")
+    monkeypatch.setattr(trt, "version", lambda: None)
+    assert trt.device_tag() == (None, "tensorrt is not installed")
 
 
 def test_tensorrt_specs_are_read_from_the_engine():

@@ -1,5 +1,6 @@
-"""TensorRT on the build side: the GPUs here, availability and I/O specs around the device runtime's
-engine (edgeopt/runtime/tensorrt.py), which runs serialized engines (.plan) on NVIDIA GPUs.
+"""TensorRT on the build side: availability and I/O specs around the device runtime's engine
+(edgeopt/runtime/tensorrt.py), which runs serialized engines (.plan) on NVIDIA GPUs and knows the
+GPUs here (nvidia_gpus) and the engine tag, re-exported for export, bench and doctor.
 
 Everything here imports tensorrt lazily, so the module loads on machines without it and
 ``availability`` explains why it cannot run. Engine *building* lives in ``edgeopt.export.tensorrt``.
@@ -7,12 +8,9 @@ Everything here imports tensorrt lazily, so the module loads on machines without
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 from edgeopt.backends.base import Availability, EngineSession
 from edgeopt.errors import UnavailableError
-from edgeopt.runtime.tensorrt import gpu_arch_tag, version as tensorrt_version
+from edgeopt.runtime.tensorrt import gpu_arch_tag, nvidia_gpus, version as tensorrt_version
 from edgeopt.spec import TensorSpec
 
 HINT = "pip install 'edgeopt[tensorrt]' on a machine with an NVIDIA GPU (see Dockerfile.gpu)"
@@ -20,24 +18,6 @@ _TRT_TO_NP = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": 
               "INT8": "int8", "BOOL": "bool", "UINT8": "uint8", "BF16": "bfloat16"}
 
 __all__ = ["HINT", "TensorRtRuntime", "gpu_arch_tag", "io_specs", "nvidia_gpus", "tensorrt_version"]
-
-
-def nvidia_gpus() -> list[dict]:
-    """GPUs reported by nvidia-smi: name, memory and compute capability; [] when there is none."""
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return []
-    try:
-        out = subprocess.run([smi, "--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            gpus.append({"name": parts[0], "memory": parts[1], "compute_capability": parts[2]})
-    return gpus
 
 
 def io_specs(engine, is_input) -> tuple[list[TensorSpec], list[TensorSpec]]:

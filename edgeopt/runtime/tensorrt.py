@@ -34,25 +34,36 @@ def version() -> str | None:
     return None
 
 
-def device_tag() -> tuple[str | None, str]:
-    """('sm89-trt10.3', '') for this device, or (None, why not)."""
+def nvidia_gpus() -> list[dict]:
+    """GPUs reported by nvidia-smi: name, memory and compute capability; [] when there is none."""
     import shutil
     import subprocess
 
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run([smi, "--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            gpus.append({"name": parts[0], "memory": parts[1], "compute_capability": parts[2]})
+    return gpus
+
+
+def device_tag() -> tuple[str | None, str]:
+    """('sm89-trt10.3', '') for this device's first GPU, or (None, why not)."""
     trt_version = version()
     if trt_version is None:
         return None, "tensorrt is not installed"
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return None, "no NVIDIA GPU (nvidia-smi not found)"
-    try:
-        out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.split()
-    except (OSError, subprocess.SubprocessError):
-        return None, "nvidia-smi lists no usable GPU"
-    if not out:
-        return None, "nvidia-smi lists no GPU"
-    return engine_tag(out[0], trt_version), ""
+    gpus = nvidia_gpus()
+    if not gpus:
+        return None, "no NVIDIA GPU (nvidia-smi missing or lists none)"
+    return engine_tag(gpus[0]["compute_capability"], trt_version), ""
 
 
 def gpu_arch_tag(compute_capability: str) -> str:
