@@ -257,16 +257,18 @@ def _wait_listening(port: int, proc, seconds: float) -> None:
 
 @flower
 @pytest.mark.slow
-def test_deployment_engine_on_loopback(world, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--secagg"]], ids=["plain", "secagg"])
+def test_deployment_engine_on_loopback(world, tmp_path, extra):
     """The same app on Flower's deployment engine: `federate --flower-app` writes the Flower App, a
     SuperLink and 3 SuperNodes (one store each) run as processes on 127.0.0.1, `flwr run` submits
-    2 rounds, and the SuperLink's ServerApp writes OUT, all within a bounded time."""
+    2 rounds, and the SuperLink's ServerApp writes OUT, all within a bounded time; also with
+    SecAgg+ (the module-level apps read --secagg from the run config)."""
     import subprocess
 
     bin_dir = Path(sys.executable).parent
     out, app, home = tmp_path / "out", tmp_path / "app", tmp_path / "flwr-home"
     r = run_cli(*_base(world, out, "--stores", world / "stores", "--old-data", world / "old.npz", "--rounds", "2",
-                       "--round-timeout", "120", "--flower-app", app))
+                       "--round-timeout", "120", "--flower-app", app, *extra))
     assert r.returncode == 0 and (app / "pyproject.toml").is_file(), r.stderr
     assert not out.exists()
     link = _free_port()
@@ -309,6 +311,7 @@ def test_deployment_engine_on_loopback(world, tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert [(row["sampled"], row["replied"]) for row in rep["rounds"]] == [(3, 3), (3, 3)]
     assert rep["forgetting"] is not None and (out / "model.pt2").is_file()
+    assert bool(rep["secure_aggregation"]) == bool(extra)
 
 
 @flower

@@ -42,7 +42,8 @@ from edgeopt.cli.options import console, model_options
 @click.option("--dp-delta", type=float, default=1e-5, show_default=True)
 @click.option("--wire", type=click.Choice(["full", "rows", "compact"]), help="What each store sends back: every "
               "array (full), dense arrays + only the embedding rows its data read (rows), or rows with each value's "
-              "high 16 bits, update --compact-delta's rounding (compact) [default: rows; full with --dp-clip/--secagg].")
+              "high 16 bits, update --compact-delta's rounding (compact) "
+              "[default: rows; full with --dp-clip/--secagg].")
 @click.option("--secagg", is_flag=True, help="Secure aggregation with Flower's SecAgg+: the server only sees the "
               "sum of the stores' masked updates (rows still averaged over the stores that read them).")
 @click.option("--secagg-shares", type=float, default=1.0, show_default=True, metavar="N",
@@ -65,8 +66,8 @@ from edgeopt.cli.options import console, model_options
 @click.option("-v", "--verbose", is_flag=True, help="Print Flower's log and each step (on stderr).")
 def command(model, stores, rounds, strategy, local_epochs, method, strength, old_data, old_eval, max_forgetting,
             fraction, min_stores, round_timeout, proximal_mu, server_lr, id_space, dp_clip, dp_epsilon, dp_delta,
-            wire, secagg, secagg_shares, secagg_threshold, secagg_clip, task, metric, batch_size, lr, seed, flower_app, arch,
-            arch_kwargs, trust_pickle, inputs, out, as_json, verbose):
+            wire, secagg, secagg_shares, secagg_threshold, secagg_clip, task, metric, batch_size, lr, seed, flower_app,
+            arch, arch_kwargs, trust_pickle, inputs, out, as_json, verbose):
     """Update MODEL across the stores in DIR with Flower (simulation engine, one SuperNode per store):
     each store trains on its own file, only weights travel, and the server aggregates with
     --strategy. The global model is written to OUT like an update (OUT/model.pt2 + report.json:
@@ -94,7 +95,8 @@ def command(model, stores, rounds, strategy, local_epochs, method, strength, old
                  method=method, strength=strength, old_data=old_data, old_eval=old_eval,
                  max_forgetting=max_forgetting, fraction=fraction, min_stores=min_stores, round_timeout=round_timeout,
                  proximal_mu=proximal_mu, server_lr=server_lr, id_space=id_space, dp=dp, secagg=secure, wire=wire,
-                 task=task, metric=metric, batch_size=batch_size, lr=lr, seed=seed, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
+                 task=task, metric=metric, batch_size=batch_size, lr=lr, seed=seed, arch=arch,
+                 arch_kwargs=parse_kwargs(arch_kwargs),
                  trust_pickle=trust_pickle, inputs=list(inputs), verbose=verbose, flower_app=flower_app,
                  log=log)
     if as_json:

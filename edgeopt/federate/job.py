@@ -42,7 +42,8 @@ class SecAgg:
         if not (self.shares > 2 or 0 < self.shares <= 1):
             raise UsageError(f"--secagg-shares must be > 2 (a count) or in (0, 1] (a share of the stores), "
                              f"got {self.shares}")
-        if not (0 < self.threshold <= 1 or (self.threshold >= 2 and (self.shares <= 1 or self.threshold < self.shares))):
+        count_ok = self.threshold >= 2 and (self.shares <= 1 or self.threshold < self.shares)
+        if not (0 < self.threshold <= 1 or count_ok):
             raise UsageError(f"--secagg-threshold must be in (0, 1] or a count from 2 below --secagg-shares, "
                              f"got {self.threshold}")
         if not (self.clip > 0 and 0 < self.quantization < self.modulus):

@@ -146,7 +146,8 @@ def federate(*, model: str | Path, stores: str | Path, out: str | Path, rounds: 
              id_space: int | None = None, dp=None, secagg=None, wire: str | None = None, task: str | None = None,
              metric: str | None = None, eval_size: int = 2000, seed: int = 0, arch: str | None = None,
              arch_kwargs: dict | None = None, trust_pickle: bool = False, inputs=None, cpus: int | None = None,
-             verbose: bool = False, flower_app: str | Path | None = None, log: Callable[[str], None] = lambda m: None) -> FederateResult:
+             verbose: bool = False, flower_app: str | Path | None = None,
+             log: Callable[[str], None] = lambda m: None) -> FederateResult:
     """Federated update of ``model`` over the stores in ``stores``; see the module docstring.
     ``dp``: a job.Privacy (Flower's LocalDpMod on every store) or None; ``secagg``: a job.SecAgg
     (Flower's SecAgg+, secagg.py) or None. ``wire``: what stores send back (wire.py) [rows; full with
