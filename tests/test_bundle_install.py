@@ -177,6 +177,13 @@ def test_wrong_key(bundles, keys, dest):
     assert v.returncode == r.returncode  # install and verify agree on a failed verification
 
 
+def test_max_bytes_refuses_a_bundle_too_big_to_unpack(bundles, keys, dest):
+    before = tree_digest(dest)
+    r = run_cli("install", bundles["v2"], "--dest", dest, "--public-key", keys["good"].public_key, "--max-bytes", "1000")
+    assert r.returncode == 1 and "more than the limit of 1000" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and tree_digest(dest) == before
+
+
 def test_truncated_archive(bundles, keys, dest, tmp_path):
     data = bundles["v2"].read_bytes()
     with tarfile.open(bundles["v2"]) as tar:

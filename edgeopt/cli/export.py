@@ -15,7 +15,7 @@ from edgeopt.cli.options import console, model_options
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Output folder (default: MODEL name + '-edgeopt').")
-@click.option("--to", "targets", default="onnx,openvino", show_default=True,
+@click.option("--to", "to", default="onnx,openvino", show_default=True,
               help="Comma-separated targets: onnx, openvino, tensorrt, mobile (ORT-format files for ONNX Runtime Mobile).")
 @click.option("--fp16", is_flag=True, help="Also write OpenVINO IR with FP16-compressed weights.")
 @click.option("--int8", is_flag=True, help="Add accuracy-gated INT8 artifacts (model.int8.onnx, openvino/model.int8.xml).")
@@ -63,7 +63,7 @@ from edgeopt.cli.options import console, model_options
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
-def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, reference,
+def command(model, out, to, fp16, int8, int8_mode, calib, eval_data, metric, max_drop, min_cosine, reference,
             calib_method, speed_check, calib_size, eval_size, eval_batch, exporter, atol, rtol, threads, shape_buckets, mobile_shapes,
             arch, arch_kwargs, trust_pickle, inputs, as_json, verbose):
     """Export MODEL, verify every artifact against it, and write OUT/manifest.json.
@@ -88,7 +88,7 @@ def command(model, out, targets, fp16, int8, int8_mode, calib, eval_data, metric
                 con.print(f"[dim]{time.perf_counter() - t0:6.1f} s[/dim]  {msg}", highlight=False)
             status.update(msg)
 
-        result = export(model, out, to=targets, fp16=fp16, int8=int8, int8_mode=int8_mode, calib=calib,
+        result = export(model, out, to=to, fp16=fp16, int8=int8, int8_mode=int8_mode, calib=calib,
                         eval_data=eval_data, metric=metric, max_drop=max_drop, min_cosine=min_cosine,
                         calib_method=calib_method, speed_check=speed_check, calib_size=calib_size,
                         eval_size=eval_size, eval_batch=eval_batch, exporter=exporter, atol=atol, rtol=rtol,

@@ -18,8 +18,12 @@ from edgeopt.cli.options import console
 @click.option("--allow-downgrade", is_flag=True, help="Install a version older than the current one.")
 @click.option("--allow-unsigned", is_flag=True,
               help="Install without checking a signature (an unsigned bundle, or no --public-key).")
+@click.option("--max-bytes", type=click.IntRange(min=1), default=16 << 30, show_default=True, metavar="N",
+              help="Refuse a bundle that unpacks to more than N bytes (a zip bomb, or a disk too small).")
+@click.option("--health-timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              metavar="S", help="Seconds the health check (golden inputs in a fresh process) may take.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-def command(bundle, dest, public_key, allow_downgrade, allow_unsigned, as_json):
+def command(bundle, dest, public_key, allow_downgrade, allow_unsigned, max_bytes, health_timeout, as_json):
     """Unpack BUNDLE safely, check every file and the signature, refuse downgrades and expired bundles,
     run its golden inputs through the device runtime in a fresh process, then switch DIR/<name>/current
     atomically (the previous version stays for `edgeopt rollback`). Exit 0 installed, 1 verification (tampered,
@@ -30,7 +34,8 @@ def command(bundle, dest, public_key, allow_downgrade, allow_unsigned, as_json):
     con = console()
     with con.status("installing") as status:
         r = install(bundle=bundle, dest=dest, public_key=public_key, allow_downgrade=allow_downgrade,
-                    allow_unsigned=allow_unsigned, log=lambda m: status.update(m))
+                    allow_unsigned=allow_unsigned, max_bytes=max_bytes, health_timeout=health_timeout,
+                    log=lambda m: status.update(m))
     if as_json:
         click.echo(json.dumps(r.to_json()))
         return
