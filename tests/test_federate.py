@@ -93,7 +93,7 @@ def test_federate_cli_end_to_end(world, tmp_path):
     assert last > 0.6 and last >= first - 0.05
     assert rep["forgetting"] <= 0.2 and rep["passed"]
     assert rep["bytes"]["total_down"] == sum(r["bytes_down_per_store"] * r["sampled"] for r in rep["rounds"])
-    assert rep["privacy"] is None and rep["seconds"] > 0
+    assert rep["privacy"] is None and rep["seconds"] > 0 and rep["settings"]["wire"] == "rows"
 
     from edgeopt.models import load_model
 
@@ -321,13 +321,15 @@ def test_yoochoose_benchmark_smoke(tmp_path):
     import subprocess
 
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "federate_yoochoose.py"), "--limit", "600",
-                        "--stores", "3", "--rounds", "1", "--epochs", "1", "--update-epochs", "1", "--json",
-                        str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
+                        "--stores", "3", "--rounds", "1", "--epochs", "1", "--update-epochs", "1",
+                        "--wires", "rows,compact", "--json", str(tmp_path / "r.json")],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "r.json").read_text())
     assert set(res["runs"]) >= {"federated", "centralized update (pooled stores)", "stores alone (mean)"}
     assert len(res["runs"]["stores alone (each)"]) == 3 and res["data"]["items_new_in_later_period"] > 0
-    assert res["runs"]["federated"]["bytes_per_store_per_round"]["down"] > 0
+    fed, compact = (res["runs"][k]["bytes_per_store_per_round"] for k in ("federated", "federated --wire compact"))
+    assert fed["down"] > fed["up"] > compact["up"] > 0 and res["runs"]["federated"]["wire"] == "rows"
 
 
 @flower

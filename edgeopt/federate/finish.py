@@ -91,7 +91,7 @@ def finish(job: Job, ref: Reference, result, rounds: list, *, seconds: float) ->
                     if job.dp else None),
         "secure_aggregation": secure_report(job),
         "settings": {"rounds": job.rounds, "fraction": job.fraction, "min_stores": job.min_stores,
-                     "round_timeout": job.round_timeout, "local": asdict(job.local),
+                     "round_timeout": job.round_timeout, "wire": job.wire, "local": asdict(job.local),
                      "proximal_mu": job.proximal_mu if job.strategy == "fedprox" else None,
                      "server_lr": job.server_lr if job.strategy == "fedadam" else None, "seed": spec.seed},
         "seconds": round(seconds, 1),
