@@ -2,7 +2,7 @@
 when asked, with its speed measured on the exported runtime, and OUT/report.json.
 
 Named stages over the training core (edgeopt.train): ``_validate`` and ``_load`` read and check
-everything before any work (flags, model, data); ``_Pruner`` makes a pruned copy at a ratio and
+everything before any work (flags, model, data); ``Pruner`` (pruner.py) makes a pruned copy at a ratio and
 ``_prune`` picks the ratio (given, or searched for --target-speedup); ``_speed`` times both models
 right after pruning (latency does not depend on the weights), so a prune that buys no speed fails
 before ``_quality`` spends time on recovery; ``_write`` writes OUT atomically.
@@ -10,7 +10,6 @@ before ``_quality`` spends time on recovery; ``_write`` writes OUT atomically.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import tempfile
@@ -20,51 +19,15 @@ from typing import Callable
 
 from edgeopt.errors import GateError, UsageError
 from edgeopt.models.base import LoadedModel
+from edgeopt.prune.pruner import PRUNABLE, TRANSFORMERS, Pruner, default_round_to, widths
 from edgeopt.prune.report import (Counts, Gate, Macs, PruneBytes, PruneData, PrunedModel, PruneQuality, PruneReport,
                                   Recovery, RuntimeLatency)
 from edgeopt.train.report import REPORT
-TRANSFORMERS = ("hf", "sentence-transformers")
-PRUNABLE = ("state_dict", "pickle", *TRANSFORMERS)
-
-
 @dataclass
 class PruneResult:
     out: Path
     passed: bool
     report: PruneReport
-
-
-def default_round_to() -> tuple[int, str]:
-    """Kept widths in multiples of the CPU's float32 vector width: onnxruntime's NCHWc convolutions
-    and OpenVINO's blocked layouts work in blocks of 16 channels with AVX-512 and 8 with AVX2; a
-    width off the block pads to the next one (Torch-Pruning #38: 3x slower in ORT until rounded)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    if "avx512f" in flags:
-        return 16, "16: the float32 block of AVX-512 kernels (this CPU has avx512f)"
-    return 8, "8: the float32 block of AVX2 kernels"
-
-
-def _copy(model: LoadedModel) -> LoadedModel:
-    """A deep copy of the model's module as a new LoadedModel (the original stays the reference)."""
-    from edgeopt.models.adapter import torch_reference
-
-    module = copy.deepcopy(model.module)
-    meta = dict(model.metadata)
-    if model.family == "sentence-transformers":
-        meta["sentence_transformer"] = module.st
-    return dataclasses.replace(model, module=module, reference=torch_reference(module, model.io), metadata=meta)
-
-
-def _widths(model: LoadedModel) -> dict:
-    from edgeopt.prune.structured import layer_widths
-    from edgeopt.models.hf_layers import encoder_layers
-
-    if model.family in TRANSFORMERS:
-        return {f"layer.{i}": {"heads": L.heads, "ffn": L.neurons} for i, L in enumerate(encoder_layers(model.module))}
-    return {k.removeprefix("inner."): v for k, v in layer_widths(model.module).items()}
 
 
 def _validate(ratio, target_speedup, structured, round_to, recover_epochs, data, head_ratio, mac_weight=0.0):
@@ -97,53 +60,6 @@ class _Data:
     task: str | None
     train: object | None  # edgeopt.data Dataset (None without --data)
     eval: object | None
-
-
-@dataclass(frozen=True)
-class _Pruner:
-    """Makes a pruned copy of ``model`` at a ratio, checked to run, and says what was done."""
-    model: LoadedModel
-    data: _Data
-    structured: bool
-    rounding: int | None
-    auto_round: bool  # no --round-to: the default block may be halved for a ratio
-    head_ratio: float | None
-    importance_samples: int
-    mac_weight: float
-
-    def __call__(self, r: float) -> tuple[LoadedModel, dict]:
-        from edgeopt.prune import recover as rec
-        from edgeopt.prune import structured as st
-        from edgeopt.prune import transformer as tr
-        from edgeopt.prune import unstructured as un
-
-        m, ds = self.model, self.data.train
-        p = _copy(m)
-        args = rec.example_args(m, ds)
-        if not self.structured:
-            keep = st.output_layers(p.module, args)
-            info = un.prune_weights(p.module, r, keep)
-        elif m.family in TRANSFORMERS:
-            run_data = None
-            if ds is not None:
-                def run_data():
-                    for b, _ in rec.batches(m, ds, self.importance_samples):
-                        p.module(*b)
-            info = {"layers": tr.prune_encoder(p.module, ratio=r, head_ratio=r if self.head_ratio is None
-                                               else self.head_ratio, round_to=self.rounding, run_data=run_data,
-                                               name=m.name)}
-        else:
-            grads = None
-            if ds is not None:
-                grads = st.taylor_gradients(p.module, rec.batches(m, ds, self.importance_samples),
-                                            rec.taylor_loss(self.data.task))
-            used = st.prune_channels(p.module, args, ratio=r, round_to=self.rounding, gradients=grads, name=m.name,
-                                     auto_round=self.auto_round, mac_weight=self.mac_weight)
-            info = {"round_to": used}
-        st.check_forward(p.module, args, m.name)
-        for prm in p.module.parameters():
-            prm.requires_grad_(False)
-        return p, info
 
 
 @dataclass
@@ -193,7 +109,7 @@ def _read_data(m: LoadedModel, *, data, eval_data, task, limit, eval_size, seed)
     return _Data(task=task, train=ds, eval=evald)
 
 
-def _prune(make: _Pruner, measure, *, ratio, target_speedup, round_reason, log) -> _Pruned:
+def _prune(make: Pruner, measure, *, ratio, target_speedup, round_reason, log) -> _Pruned:
     """The pruned model at ``ratio``, or at the least ratio that reaches ``target_speedup``."""
     from edgeopt.prune import speed
 
@@ -229,7 +145,7 @@ def _describe(m: LoadedModel, p: _Pruned, d: _Data, *, model, target_speedup, st
     args = example_args(m, None)[:] if ds is None else example_args(m, ds, 1)
     macs_b, params_b = count_macs(m.module, args)
     macs_a, params_a = count_macs(p.model.module, args)
-    before, after = _widths(m), _widths(p.model)
+    before, after = widths(m), widths(p.model)
     sparsity = note = None
     if structured and m.family in TRANSFORMERS:
         importance = "FFN activations / head contributions on --data" if ds is not None else "weight norms"
@@ -373,7 +289,7 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
     if not structured:
         rounding, round_reason = None, "unstructured: widths unchanged"
     d = _read_data(m, data=data, eval_data=eval_data, task=task, limit=limit, eval_size=eval_size, seed=seed)
-    make = _Pruner(model=m, data=d, structured=structured, rounding=rounding, auto_round=round_to is None,
+    make = Pruner(model=m, train=d.train, task=d.task, structured=structured, rounding=rounding, auto_round=round_to is None,
                    head_ratio=head_ratio, importance_samples=importance_samples, mac_weight=mac_weight)
 
     work = tempfile.TemporaryDirectory(prefix="edgeopt-prune-")
