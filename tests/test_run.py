@@ -113,6 +113,30 @@ def test_chain_report_and_cache(workspace):
     onnx.load(str(out / "03-export" / "model.onnx"))  # rebuilt, a real model again
 
 
+def test_openvino_artifacts_are_measured_on_openvino(workspace):
+    recipe = _recipe(workspace, "both.yaml", """\
+model: tiny-st
+data: {train: train.txt, eval: eval.txt}
+steps:
+  - export: {int8: true, to: [onnx, openvino], max_drop: 0.05, min_cosine: 0.5, speed_check: false, eval_size: 60}
+gates:
+  quality: {min_ratio: 0.5}
+measure: {rounds: 2, runs: 5, eval_size: 60}
+""")
+    out = workspace / "both-out"
+    r = run_cli("run", recipe, "-o", out, "--json")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)["measurements"]
+    assert m["runtime"] == "onnxruntime, openvino"
+    ov = [v for v in m["variants"] if v["runtime"] == "openvino"]
+    assert {v["precision"] for v in ov} == {"fp32", "int8"}, m["variants"]
+    for v in ov:
+        assert v["artifact"].endswith(".xml") and v["quality"] > 0.5 and v["latency_p50_ms"] > 0
+        assert v["bytes"] > Path(v["artifact"]).stat().st_size  # the .bin counted too
+    gate = json.loads(r.stdout)["gates"][0]
+    assert "model.int8.onnx" in gate["detail"]  # the gate judges the onnxruntime INT8 artifact
+
+
 def test_killed_step_resumes_at_the_first_miss(workspace):
     recipe = _recipe(workspace, "kill.yaml", """\
 model: tiny-st

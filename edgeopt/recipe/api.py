@@ -51,7 +51,9 @@ def _gates(recipe: Recipe, measurements) -> list[GateVerdict]:
     out: list[GateVerdict] = []
     finals = [v for v in measurements.variants if v.final_candidate]
     last = [v for v in finals if v.step == finals[-1].step] if finals else []  # the last export step's
-    final = next((v for v in last if v.precision == "int8"), last[0] if last else None)
+    # its INT8 artifact on onnxruntime, else on another runtime, else its FP32 one
+    final = next((v for v in last if v.precision == "int8" and v.runtime == "onnxruntime"),
+                 next((v for v in last if v.precision == "int8"), last[0] if last else None))
     if final is None:
         for name in ("quality", "latency"):
             if getattr(recipe, f"{name}_gate") is not None:

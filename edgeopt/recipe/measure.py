@@ -35,13 +35,21 @@ class Variant:
     folder: Path  # the export folder it came from (tokenizer/, manifest.json)
     step: str  # the step label that made it, or "teacher"
     final_candidate: bool = False  # an export step's artifact: what the gates judge
+    runtime: str = "onnxruntime"  # what it runs on: an OpenVINO IR on OpenVINO, the rest on onnxruntime
     quality: float | None = None
     latency_p50_ms: float | None = None
     ratios: dict = field(default_factory=dict)
 
+    @property
+    def bytes(self) -> int:
+        weights = self.onnx.with_suffix(".bin")  # an OpenVINO IR's weights beside its .xml
+        return self.onnx.stat().st_size + (weights.stat().st_size if self.runtime == "openvino" and weights.is_file()
+                                           else 0)
+
     def to_json(self) -> dict:
         return {"name": self.name, "artifact": str(self.onnx), "precision": self.precision, "step": self.step,
-                "bytes": self.onnx.stat().st_size, "quality": self.quality, "latency_p50_ms": self.latency_p50_ms,
+                "runtime": self.runtime,
+                "bytes": self.bytes, "quality": self.quality, "latency_p50_ms": self.latency_p50_ms,
                 "latency_ratios": self.ratios}
 
 
@@ -56,7 +64,8 @@ class Measurements:
         return next(v for v in self.variants if v.name == name)
 
     def to_json(self) -> dict:
-        return {"metric": self.metric, "eval": self.eval_source, "runtime": RUNTIME, "threads": THREADS,
+        runtimes = ", ".join(sorted({v.runtime for v in self.variants}))
+        return {"metric": self.metric, "eval": self.eval_source, "runtime": runtimes, "threads": THREADS,
                 "batch": 1, "rounds": self.rounds, "variants": [v.to_json() for v in self.variants]}
 
 
@@ -115,6 +124,10 @@ def variants(recipe, runner, outcomes, log) -> list[Variant]:
                 if art["format"] == "onnx" and "onnxruntime" in art.get("runtimes", []):
                     out.append(Variant(f"{o.step.name} {art['precision'].upper()} ({art['path']})",
                                        target / art["path"], art["precision"], target, o.step.label, True))
+                elif art["format"] == "openvino":  # the IR on its own runtime, in the same interleaved run
+                    out.append(Variant(f"{o.step.name} {art['precision'].upper()} ({art['path']}, openvino)",
+                                       target / art["path"], art["precision"], target, o.step.label, True,
+                                       runtime="openvino"))
     return out
 
 
@@ -152,7 +165,8 @@ class _Runner:
     def __init__(self, variant: Variant):
         from edgeopt.backends import get_runtime
 
-        self.session = get_runtime(RUNTIME).load(str(variant.onnx), threads=THREADS, precision=variant.precision)
+        self.session = get_runtime(variant.runtime).load(str(variant.onnx), threads=THREADS,
+                                                         precision=variant.precision)
         manifest = json.loads((variant.folder / "manifest.json").read_text())
         self.names = [i["name"] for i in manifest["inputs"]]
         self.output = manifest["outputs"][0]["name"]
@@ -277,14 +291,14 @@ def _feeds_file(recipe, variant: Variant, work: Path) -> Path:
     return path
 
 
-def child(onnx: str, precision: str, feeds: str) -> None:
+def child(onnx: str, precision: str, feeds: str, runtime: str = RUNTIME) -> None:
     """The timed process of one variant (``python -m edgeopt.recipe.measure ...``)."""
     import itertools
 
     from edgeopt.backends import get_runtime
     from edgeopt.bench.interleave import serve
 
-    session = get_runtime(RUNTIME).load(onnx, threads=THREADS, precision=precision)
+    session = get_runtime(runtime).load(onnx, threads=THREADS, precision=precision)
     data = np.load(feeds)
     rows: dict[int, dict] = {}
     for key in data.files:  # the session feeds each graph the inputs it reads
@@ -298,8 +312,8 @@ def time_variants(recipe, found: list[Variant], work: Path, log) -> None:
     from edgeopt.bench.interleave import interleaved, ratios
 
     feeds = _feeds_file(recipe, found[0], work)
-    commands = {v.name: [sys.executable, "-m", "edgeopt.recipe.measure", str(v.onnx), v.precision, str(feeds)]
-                for v in found}
+    commands = {v.name: [sys.executable, "-m", "edgeopt.recipe.measure", str(v.onnx), v.precision, str(feeds),
+                         v.runtime] for v in found}
     m = recipe.measure
     log(f"timing {len(found)} variants: {m.rounds} interleaved rounds of {m.runs} calls, each in its own process")
     per = interleaved(commands, rounds=m.rounds, runs=m.runs)
@@ -318,4 +332,4 @@ def measure(recipe, runner, outcomes, work: Path, log: Callable[[str], None]) ->
 
 
 if __name__ == "__main__":
-    child(*sys.argv[1:4])
+    child(*sys.argv[1:5])
