@@ -30,19 +30,26 @@ class DeepFM(nn.Module):
 
 
 class DCN(nn.Module):
-    """DCN-style: one shared embedding table (fields offset into it), cross layers and a deep tower."""
+    """DCN-style: one shared embedding table (fields offset into it), cross layers and a deep tower.
+    ``field_dims``: each field's own number of ids, offsets their running sum (DeepCTR's and
+    pytorch-fm's FeaturesEmbedding); else every field has ``vocab`` ids."""
 
-    def __init__(self, fields=8, vocab=100, dim=8, dense=6, cross=2, hidden=64):
+    def __init__(self, fields=8, vocab=100, dim=8, dense=6, cross=2, hidden=64, field_dims=None):
         super().__init__()
         self.vocab = vocab
-        self.table = nn.Embedding(fields * vocab, dim)
+        if field_dims is not None:
+            fields = len(field_dims)
+            starts = torch.tensor([0, *field_dims[:-1]]).cumsum(0)
+            self.register_buffer("offsets", starts, persistent=False)
+        self.table = nn.Embedding(sum(field_dims) if field_dims else fields * vocab, dim)
         width = fields * dim + dense
         self.cross = nn.ModuleList(nn.Linear(width, width) for _ in range(cross))
         self.deep = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Linear(width + hidden, 1)
 
     def forward(self, cats, dense):
-        offsets = torch.arange(cats.shape[1], device=cats.device) * self.vocab
+        offsets = (self.offsets if hasattr(self, "offsets") else
+                   torch.arange(cats.shape[1], device=cats.device) * self.vocab)
         x0 = torch.cat([self.table(cats + offsets).flatten(1), dense], dim=1)
         x = x0
         for layer in self.cross:
@@ -78,16 +85,35 @@ class FloatIds(nn.Module):
         return self.head(self.emb(x.long()).flatten(1))
 
 
+class CodedIds(nn.Module):
+    """Category codes in a float tensor that start at ``base`` (raw codes 100..119, as a feature
+    pipeline may hand them over), shifted to table rows inside: neither normal floats nor small
+    whole numbers are codes it can embed; only the user's rows are."""
+
+    def __init__(self, fields=4, vocab=20, dim=4, base=100):
+        super().__init__()
+        self.base = base
+        self.emb = nn.Embedding(vocab, dim)
+        self.head = nn.Linear(fields * dim, 1)
+
+    def forward(self, x):
+        return self.head(self.emb(x.long() - self.base).flatten(1))
+
+
 def float_ids():
     return FloatIds()
+
+
+def coded_ids():
+    return CodedIds()
 
 
 def deepfm(fields=8, vocab=100, dim=16, dense=6, hidden=128, probs=False):
     return DeepFM(fields, vocab, dim, dense, hidden, probs)
 
 
-def dcn(fields=8, vocab=100, dim=8, dense=6):
-    return DCN(fields, vocab, dim, dense)
+def dcn(fields=8, vocab=100, dim=8, dense=6, field_dims=None):
+    return DCN(fields, vocab, dim, dense, field_dims=field_dims)
 
 
 def dict_ranker(vocab=50):

@@ -161,14 +161,57 @@ def test_ids_drawn_below_the_table_a_small_vocabulary_exports(tmp_path):
     assert all(f["cats"].max() < 5 for f in onnx_source.sample_feeds())
 
 
-def test_shared_table_with_offsets_keeps_the_small_default_range(tmp_path):
+def test_shared_table_with_offsets_bounds_each_field_by_its_own_rows(tmp_path):
+    """DCN-style offsets into one table (the model matrix's dcn): each field owns vocab rows. With
+    5 ids per field the old per-input bound (0..9, capped by the 40-row table) sent the last field
+    past the table and the model was refused at load."""
     from edgeopt.models import load_model
     from edgeopt.spec import parse_input
 
-    path = _save(tmp_path, ctr_models.dcn(), "dcn.pt")
-    model = load_model(path, arch=f"{ARCH}:dcn", inputs=[parse_input(s) for s in ctr_models.DEEPFM_INPUTS])
+    inputs = [parse_input(s) for s in ctr_models.DEEPFM_INPUTS]
+    for vocab in (100, 5):
+        path = _save(tmp_path, ctr_models.dcn(vocab=vocab), f"dcn{vocab}.pt")
+        limits = load_model(path, arch=f"{ARCH}:dcn", arch_kwargs={"vocab": vocab}, inputs=inputs).metadata["id_limits"]
+        assert limits.exact == {"cats": vocab} and limits.ranges == {"cats": vocab}
+
+
+DIMS = (3, 50, 7, 1000, 4, 20, 9, 2)  # each field's own number of ids (DeepCTR / pytorch-fm offsets)
+
+
+def test_ids_stay_below_each_columns_own_table(tmp_path):
+    """``cats`` of 8 fields with 3 .. 1000 ids each, offset into one table: every sample edgeopt makes
+    (probe, trace, verification; bench feeds and golden inputs from the exported graphs) keeps
+    each column below its own field's size, and user data past a field's size is named by column."""
+    from edgeopt.bench.child import make_feeds
+    from edgeopt.bundle.golden import make_inputs
+    from edgeopt.models import load_model
+    from edgeopt.models.graph_ids import index_limits
+    from edgeopt.models.ids import check_ids
+    from edgeopt.spec import parse_input
+
+    kwargs = {"field_dims": list(DIMS)}
+    path = _save(tmp_path, ctr_models.dcn(**kwargs), "dcn.pt")
+    model = load_model(path, arch=f"{ARCH}:dcn", arch_kwargs=kwargs,
+                       inputs=[parse_input(s) for s in ctr_models.DEEPFM_INPUTS])
     limits = model.metadata["id_limits"]
-    assert limits.exact == {} and limits.ranges == {"cats": 10}  # ids + offsets: not read as one table
+    assert limits.exact == {"cats": DIMS} and limits.ranges == {"cats": DIMS}
+    for feeds in model.sample_feeds():
+        assert (feeds["cats"] < np.array(DIMS)).all() and feeds["cats"][:, 3].max() > 9  # not the 0..9 default
+    out = tmp_path / "out"
+    r = run_cli("export", path, "--arch", f"{ARCH}:dcn", "--arch-kwargs", json.dumps(kwargs), *RANKER_INPUTS,
+                "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert index_limits(out / "model.onnx", "onnx") == {"cats": DIMS}
+    assert index_limits(out / "openvino" / "model.xml", "openvino") == {"cats": DIMS}
+    manifest = json.loads((out / "manifest.json").read_text())
+    specs = [parse_input(s) for s in ctr_models.DEEPFM_INPUTS]
+    bench = make_feeds(specs, batch=64, seq_len=8, limits={"cats": list(DIMS)})  # as JSON hands it to the child
+    golden = make_inputs(out, manifest, None)
+    for feeds, top in ((bench, np.array(DIMS)), (golden, np.minimum(DIMS, 100))):  # golden ids stay under 100
+        assert (feeds["cats"] >= 0).all() and (feeds["cats"] < top).all()
+    bad = {"cats": np.array([[2, 0, 0, 0, 0, 0, 0, 1], [0, 0, 6, 0, 0, 0, 0, 2]]), "dense": np.zeros((2, 6), "f4")}
+    with pytest.raises(UsageError, match=r"input cats \(column 7\) holds id 2, but the embedding table it indexes has 2 rows"):
+        check_ids([bad], limits.exact, "calib.npz")
 
 
 def test_ids_in_a_float_tensor_load_with_whole_number_samples(tmp_path):
@@ -176,6 +219,31 @@ def test_ids_in_a_float_tensor_load_with_whole_number_samples(tmp_path):
     r = run_cli("export", path, "--arch", f"{ARCH}:float_ids", "--input", "x:1x4:float32", "--to", "onnx",
                 "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
+
+
+def test_the_input_check_runs_on_the_users_rows_when_there_are_some(tmp_path):
+    """Codes 100..119 in a float tensor: made-up samples (normal floats, whole numbers 0..9) are
+    not codes, so without data the load is refused; with labelled rows the check runs on them, the
+    model's samples are those rows, and export (ONNX verified on them) and INT8 go through."""
+    from edgeopt.models import load_model
+    from edgeopt.spec import parse_input
+
+    path = _save(tmp_path, ctr_models.coded_ids(), "coded.pt")
+    rng = np.random.default_rng(0)
+    x = (100 + rng.integers(0, 20, (300, 4))).astype("float32")
+    np.savez(tmp_path / "rows.npz", x=x, labels=(x[:, 0] > 110).astype("int64"))
+    args = ["--arch", f"{ARCH}:coded_ids", "--input", "x:1x4:float32", "--to", "onnx"]
+    r = run_cli("export", path, *args, "-o", tmp_path / "refused")
+    assert r.returncode == 2 and "rejected the inputs" in r.stderr and not (tmp_path / "refused").exists()
+    model = load_model(path, arch=f"{ARCH}:coded_ids", inputs=[parse_input("x:1x4:float32")],
+                       rows=tmp_path / "rows.npz")
+    assert [f["x"].tolist() for f in model.sample_feeds()] == [x[:1].tolist(), x[:3].tolist()]
+    out = tmp_path / "out"
+    r = run_cli("export", path, *args, "-o", out, "--int8", "--calib", tmp_path / "rows.npz", "--calib-size", "64",
+                "--eval-size", "64", "--no-speed-check", "--max-drop", "0.05")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["artifacts"][0]["verification"]["passed"] and m["int8"]["metric"] == "auc"
 
 
 def test_a_size_that_disagrees_with_the_model_names_input_size_and_need(clicks, tmp_path):
@@ -408,7 +476,7 @@ def test_lwf_on_one_binary_column_matches_logits_the_high_temperature_limit_of_k
     teacher = torch.tensor([[3.0], [-2.0], [0.5], [6.0]])
     student = torch.tensor([[1.0], [1.0], [-0.5], [2.0]], requires_grad=True)
     loss = lwf_loss("binary", student, teacher)
-    assert float(loss) == pytest.approx(BINARY_LWF_SCALE * float(((student - teacher) ** 2).mean()))
+    assert float(loss) == pytest.approx(BINARY_LWF_SCALE * float(((student.detach() - teacher) ** 2).mean()))
     (g,) = torch.autograd.grad(loss, student)
     s2 = student.detach().clone().requires_grad_(True)
     (g_kl,) = torch.autograd.grad(objectives.loss("binary", s2, teacher, temperature=200.0), s2)

@@ -68,10 +68,13 @@ def make_feeds(specs, *, batch: int, seq_len: int, seed: int = 0, limits: dict |
                 arr = np.zeros(shape, dtype=spec.dtype)
             else:
                 low, high = (1000, 2000) if "id" in name else (0, 10)
-                rows = (limits or {}).get(spec.name)
-                if rows is not None and high > rows:
+                rows = (limits or {}).get(spec.name)  # one number, or one per column
+                if isinstance(rows, list) and (not shape or shape[-1] != len(rows)):
+                    rows = min(rows)
+                if rows is not None and high > np.min(rows):
+                    rows = np.asarray(rows)
                     low, high = (rows // 2 if "id" in name else 0), rows
-                arr = rng.integers(low, max(high, low + 1), size=shape).astype(spec.dtype)
+                arr = rng.integers(low, np.maximum(high, low + 1), size=shape).astype(spec.dtype)
         else:
             arr = rng.standard_normal(shape).astype("float32" if spec.dtype == "bfloat16" else spec.dtype)
         feeds[spec.name] = arr

@@ -60,7 +60,10 @@ def make_inputs(folder: Path, manifest: dict, golden: str | None) -> dict[str, n
         elif spec["dtype"] == "bool":
             feeds[spec["name"]] = np.ones(shape, bool)
         else:
-            feeds[spec["name"]] = rng.integers(0, min(limits.get(spec["name"], 2), 100), shape).astype(spec["dtype"])
+            high = np.minimum(np.asarray(limits.get(spec["name"], 2)), 100)  # one bound, or one per column
+            if high.ndim and (not shape or shape[-1] != high.size):
+                high = high.min()
+            feeds[spec["name"]] = rng.integers(0, high, shape).astype(spec["dtype"])
     return feeds
 
 

@@ -64,7 +64,7 @@ def export(model: "str | os.PathLike | LoadedModel", out: str | os.PathLike | No
             raise UsageError(f"--reference {reference}: edgeopt cannot run this model to score against it; "
                              "give a Hugging Face / sentence-transformers folder, a .pt2 or an .onnx file")
     loaded = model if not isinstance(model, (str, os.PathLike)) else _load(model, arch, arch_kwargs, trust_pickle,
-                                                                            inputs)
+                                                                            inputs, calib or eval_data)
     log(f"loaded {loaded.name} ({loaded.family})")
     return export_model(loaded, out if out is not None else default_out(loaded.source), opts, log=log)
 
@@ -78,11 +78,11 @@ def _mobile_shapes(value: "str | dict | None", targets: tuple[str, ...]) -> dict
     return parse_mobile_shapes(value) if isinstance(value, str) or value is None else dict(value)
 
 
-def _load(path, arch, arch_kwargs, trust_pickle, inputs) -> "LoadedModel":
+def _load(path, arch, arch_kwargs, trust_pickle, inputs, rows=None) -> "LoadedModel":
     from edgeopt.models import load_model
     from edgeopt.models.arch import parse_kwargs
     from edgeopt.spec import parse_input
 
     specs = [parse_input(s) if isinstance(s, str) else s for s in inputs] or None
     kwargs = parse_kwargs(arch_kwargs) if isinstance(arch_kwargs, str) or arch_kwargs is None else arch_kwargs
-    return load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, inputs=specs)
+    return load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, inputs=specs, rows=rows)

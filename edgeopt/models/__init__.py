@@ -14,9 +14,11 @@ FORMATS_HELP = ("a folder with config.json or modules.json, .pt2, TorchScript .p
 
 
 def load_model(path: str | os.PathLike, *, arch: str | None = None, arch_kwargs: dict | str | None = None,
-               trust_pickle: bool = False, inputs: list[TensorSpec | str] | None = None) -> LoadedModel:
+               trust_pickle: bool = False, inputs: list[TensorSpec | str] | None = None,
+               rows: str | os.PathLike | None = None) -> LoadedModel:
     """``arch_kwargs`` and ``inputs`` as the CLI gives them (JSON, NAME:SHAPE:DTYPE) or parsed: every
-    command's Python API, and so a recipe, takes either."""
+    command's Python API, and so a recipe, takes either. ``rows``: the user's labelled data (an
+    .npz keyed by input name): a PyTorch model's input check runs on its first rows."""
     from edgeopt.models import torch_files as tf
     from edgeopt.models.arch import parse_kwargs
     from edgeopt.spec import parse_input
@@ -50,22 +52,22 @@ def load_model(path: str | os.PathLike, *, arch: str | None = None, arch_kwargs:
 
         return load_onnx(p, inputs)
     if suffix == ".safetensors":
-        return tf.load_state_dict_model(p, arch, arch_kwargs or {}, inputs)
+        return tf.load_state_dict_model(p, arch, arch_kwargs or {}, inputs, rows)
     if suffix not in (".pt2", ".pt", ".pth", ".ts", ".bin", ".ckpt"):
         raise UsageError(f"unknown model format {suffix or p.name!r}; expected {FORMATS_HELP}")
     kind = tf.zip_kind(p)
     if kind == "pt2":
-        return tf.load_pt2(p, inputs)
+        return tf.load_pt2(p, inputs, rows)
     if suffix == ".pt2":
         raise UsageError(f"{p.name} is not a torch.export archive (truncated or corrupt?); re-save it with torch.export.save")
     if kind == "torchscript":
-        return tf.load_torchscript(p, inputs)
+        return tf.load_torchscript(p, inputs, rows)
     if trust_pickle:
         try:
             tf.read_state_dict(p)
         except UsageError:
-            return tf.load_pickled_module(p, inputs)
-    return tf.load_state_dict_model(p, arch, arch_kwargs or {}, inputs)
+            return tf.load_pickled_module(p, inputs, rows)
+    return tf.load_state_dict_model(p, arch, arch_kwargs or {}, inputs, rows)
 
 
 __all__ = ["Feeds", "LoadedModel", "load_model"]

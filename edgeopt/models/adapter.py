@@ -123,7 +123,7 @@ def make_adapter(module, input_names: list[str], output_keys: list[str] | None =
 def random_feeds(inputs: tuple[TensorSpec, ...], *, batch: int, seed: int, id_ranges: dict[str, int] | None = None,
                  float_ids: int | None = None) -> dict[str, np.ndarray]:
     """Seeded sample inputs from specs: normal floats, non-negative ints below ``id_ranges[name]``
-    (the rows of the table they index, models/ids.py; else 0..9), random bools. ``float_ids``: the
+    (the rows of the table they index, one number or one per column, models/ids.py; else 0..9), random bools. ``float_ids``: the
     model keeps ids in float tensors, so floats are whole numbers below it too."""
     rng = np.random.default_rng(seed)
     id_ranges = id_ranges or {}
@@ -141,7 +141,10 @@ def random_feeds(inputs: tuple[TensorSpec, ...], *, batch: int, seed: int, id_ra
         elif spec.name == "token_type_ids":  # segment ids: one segment
             arr = np.zeros(shape, dtype=spec.dtype)
         else:
-            arr = rng.integers(0, max(1, id_ranges.get(spec.name, 10)), size=shape).astype(spec.dtype)
+            high = np.maximum(1, np.asarray(id_ranges.get(spec.name, 10)))
+            if high.ndim and (not shape or shape[-1] != high.size):  # per-column bounds of another width
+                high = high.min()
+            arr = rng.integers(0, high, size=shape).astype(spec.dtype)
         feeds[spec.name] = arr
     return feeds
 

@@ -58,44 +58,82 @@ def _check_reads(reads: set, inputs, name) -> None:
                          "--input or fix its name")
 
 
-def _finish(path, family, module, inputs, style=None, **extra) -> LoadedModel:
+def user_rows(rows, inputs) -> dict | None:
+    """The first rows of the user's labelled data (an .npz keyed by input name), cast to each
+    input's dtype, when it holds every input at the shape ``--input`` gives; else None."""
+    import numpy as np
+
+    if rows is None or Path(rows).suffix != ".npz" or not Path(rows).is_file():
+        return None
+    try:
+        with np.load(rows, allow_pickle=False) as z:
+            if not all(s.name in z.files for s in inputs):
+                return None
+            arrays = {s.name: z[s.name][:3] for s in inputs}
+    except (OSError, ValueError):
+        return None
+    for s in inputs:
+        a = arrays[s.name]
+        if not len(a) or a.ndim != len(s.shape) or any(isinstance(d, int) and a.shape[i] != d
+                                                       for i, d in enumerate(s.shape) if i):
+            return None
+        arrays[s.name] = np.ascontiguousarray(a.astype("float32" if s.dtype == "bfloat16" else s.dtype))
+    return arrays
+
+
+def _finish(path, family, module, inputs, style=None, rows=None, **extra) -> LoadedModel:
+    """``rows``: the user's labelled data (user_rows): the input check runs on its first rows, and
+    when edgeopt's made-up samples are what the model rejects, the model's samples are those rows."""
     import torch
 
-    from edgeopt.models.ids import DEFAULT_ID_RANGE, id_limits
+    from edgeopt.models.ids import DEFAULT_ID_RANGE, id_limits, smallest
 
     adapter = make_adapter(module, [s.name for s in inputs], style=style)
     zeros = random_feeds(inputs, batch=2, seed=0, id_ranges={s.name: 1 for s in inputs})
     limits = id_limits(module if isinstance(module, torch.fx.GraphModule) else adapter, inputs, zeros)
     float_ids = None
+    real = user_rows(rows, inputs)
     # the keys a dict-input forward reads (a torch.export program's keys are its own: not checked)
     track = adapter.style == "dict" and not isinstance(module, torch.fx.GraphModule)
     reads: set = set()
     adapter.reads = reads if track else None
     try:
-        outputs = _probe(adapter, inputs, path.name, limits.ranges, None)
-    except UsageError as e:  # ids kept in a float tensor reject normal floats: try whole numbers before failing
-        if "no --input names" in str(e):  # a dict-input model missing a key: no size will fix that
-            raise
-        float_ids = min([DEFAULT_ID_RANGE, *limits.ranges.values()])
+        if real is not None:
+            try:
+                outputs = probe_outputs(adapter, inputs, path.name, feeds=real)
+            except UsageError:  # the data is at fault, or --input: the data check or the made-up probe says which
+                real = None
         try:
-            outputs = _probe(adapter, inputs, path.name, limits.ranges, float_ids)
-        except UsageError:
-            float_ids = None
-        if float_ids is None:
-            from edgeopt.models.shapes import explain_rejection
+            made_up = _probe(adapter, inputs, path.name, limits.ranges, None)
+            outputs = made_up if real is None else outputs
+            real = None  # the made-up samples are taken too: they cover the id ranges
+        except UsageError as e:  # ids kept in a float tensor reject normal floats: try whole numbers before failing
+            if "no --input names" in str(e):  # a dict-input model missing a key: no size will fix that
+                raise
+            if real is None:
+                float_ids = min([DEFAULT_ID_RANGE, *map(smallest, limits.ranges.values())])
+                try:
+                    outputs = _probe(adapter, inputs, path.name, limits.ranges, float_ids)
+                except UsageError:
+                    float_ids = None
+                if float_ids is None:
+                    from edgeopt.models.shapes import explain_rejection
 
-            explain_rejection(adapter, inputs, path.name, limits.ranges)
-            raise
+                    explain_rejection(adapter, inputs, path.name, limits.ranges)
+                    raise
     finally:
         adapter.reads = None
     if track:
         _check_reads(reads, inputs, path.name)
     io = IOSpec(inputs, outputs)
+
+    def samples():
+        if real is not None:  # the model takes the user's rows and rejects made-up ones
+            return [{n: a[:b] for n, a in real.items()} for b in (1, 3)]
+        return [random_feeds(inputs, batch=b, seed=b, id_ranges=limits.ranges, float_ids=float_ids) for b in (1, 3)]
+
     model = LoadedModel(name=path.stem, source=path, family=family, io=io, module=adapter,
-                        reference=torch_reference(adapter, io),
-                        sample_feeds=lambda: [random_feeds(inputs, batch=b, seed=b, id_ranges=limits.ranges,
-                                                           float_ids=float_ids) for b in (1, 3)],
-                        **extra)
+                        reference=torch_reference(adapter, io), sample_feeds=samples, **extra)
     model.metadata["id_limits"] = limits
     return model
 
@@ -130,7 +168,7 @@ def _dict_keys(ep) -> list[str] | None:
     return [str(k) for k in spec.context]
 
 
-def load_pt2(path: Path, inputs) -> LoadedModel:
+def load_pt2(path: Path, inputs, rows=None) -> LoadedModel:
     import torch
 
     try:
@@ -159,21 +197,21 @@ def load_pt2(path: Path, inputs) -> LoadedModel:
         found = [TensorSpec(a.name, b.dtype, b.shape) for a, b in zip(inputs, found)]
     max_batch = _max_batch(ep, user_inputs)
     module = ep.module()
-    model = _finish(path, "pt2", module, tuple(found), style="args" if keys is None else "dict")
+    model = _finish(path, "pt2", module, tuple(found), style="args" if keys is None else "dict", rows=rows)
     model.metadata["exported_program"] = ep
     if max_batch is not None:
         model.metadata["max_batch"] = max_batch
     return model
 
 
-def load_torchscript(path: Path, inputs) -> LoadedModel:
+def load_torchscript(path: Path, inputs, rows=None) -> LoadedModel:
     import torch
 
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:
         raise UsageError(f"{path.name} is not a readable TorchScript file ({first_line(e, 120)})") from None
-    model = _finish(path, "torchscript", module, _need_inputs(path, "TorchScript", inputs))
+    model = _finish(path, "torchscript", module, _need_inputs(path, "TorchScript", inputs), rows=rows)
     model.metadata["export_module"] = module  # the TorchScript exporter takes script modules as they are
     return model
 
@@ -264,16 +302,16 @@ def fit_state_dict(model, state: dict, arch: str) -> None:
     model.load_state_dict(state)
 
 
-def load_state_dict_model(path: Path, arch: str | None, arch_kwargs: dict, inputs) -> LoadedModel:
+def load_state_dict_model(path: Path, arch: str | None, arch_kwargs: dict, inputs, rows=None) -> LoadedModel:
     state = read_state_dict(path)
     if not arch:
         raise UsageError(f"{path.name} is a state dict (weights only); pass --arch MODULE:FACTORY to build the model")
     model = build_from_arch(arch, arch_kwargs).eval()
     fit_state_dict(model, state, arch)
-    return _finish(path, "state_dict", model, _need_inputs(path, "a state dict", inputs))
+    return _finish(path, "state_dict", model, _need_inputs(path, "a state dict", inputs), rows=rows)
 
 
-def load_pickled_module(path: Path, inputs) -> LoadedModel:
+def load_pickled_module(path: Path, inputs, rows=None) -> LoadedModel:
     import torch
 
     try:
@@ -282,4 +320,4 @@ def load_pickled_module(path: Path, inputs) -> LoadedModel:
         raise UsageError(f"{path.name} could not be unpickled: {first_line(e, 160)}") from None
     if not isinstance(module, torch.nn.Module):
         raise UsageError(f"{path.name} unpickled to {type(module).__name__}, not a torch.nn.Module")
-    return _finish(path, "pickle", module.eval(), _need_inputs(path, "a pickled module", inputs))
+    return _finish(path, "pickle", module.eval(), _need_inputs(path, "a pickled module", inputs), rows=rows)
