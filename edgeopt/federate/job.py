@@ -57,6 +57,14 @@ class SecAgg:
                     quantization_range=int(self.quantization), modulus_range=int(self.modulus))
 
 
+def check_wire(wire: str, dp, secagg) -> None:
+    if wire not in WIRES:
+        raise UsageError(f"--wire {wire!r} does not exist; choose one of {', '.join(WIRES)}")
+    if wire != "full" and (dp is not None or secagg is not None):
+        raise UsageError(f"--wire {wire} does not go with --dp-clip or --secagg (Flower's LocalDpMod and "
+                         "SecAgg+ need every store's whole arrays); use --wire full")
+
+
 @dataclass(frozen=True)
 class Job:
     spec: ModelSpec
@@ -85,11 +93,7 @@ class Job:
             raise UsageError(f"--fraction must be in (0, 1], got {self.fraction}")
         if not self.round_timeout > 0:
             raise UsageError(f"--round-timeout must be > 0, got {self.round_timeout}")
-        if self.wire not in WIRES:
-            raise UsageError(f"--wire {self.wire!r} does not exist; choose one of {', '.join(WIRES)}")
-        if self.wire != "full" and (self.dp is not None or self.secagg is not None):
-            raise UsageError(f"--wire {self.wire} does not go with --dp-clip or --secagg (Flower's LocalDpMod and "
-                             "SecAgg+ need every store's whole arrays); use --wire full")
+        check_wire(self.wire, self.dp, self.secagg)
 
     def to_json(self) -> dict:
         return asdict(self)

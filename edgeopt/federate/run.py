@@ -64,6 +64,7 @@ def prepare(*, model, stores, out, old_data=None, old_eval=None, method="finetun
     secure = job_kwargs.get("secagg")
     if job_kwargs.get("wire") is None:  # Flower's LocalDpMod and SecAgg+ need whole arrays (wire.py)
         job_kwargs["wire"] = "full" if secure is not None or job_kwargs.get("dp") is not None else "rows"
+    jobs.check_wire(job_kwargs["wire"], job_kwargs.get("dp"), secure)  # before Flower is required
     if secure is not None and job_kwargs.get("dp") is not None:
         raise UsageError("--secagg with --dp-clip is not built: a SecAgg+ reply holds weight changes and row masks, "
                          "which Flower's LocalDpMod refuses (it wants back the weights it was sent); choose one")
