@@ -210,7 +210,8 @@ def test_ids_stay_below_each_columns_own_table(tmp_path):
     for feeds, top in ((bench, np.array(DIMS)), (golden, np.minimum(DIMS, 100))):  # golden ids stay under 100
         assert (feeds["cats"] >= 0).all() and (feeds["cats"] < top).all()
     bad = {"cats": np.array([[2, 0, 0, 0, 0, 0, 0, 1], [0, 0, 6, 0, 0, 0, 0, 2]]), "dense": np.zeros((2, 6), "f4")}
-    with pytest.raises(UsageError, match=r"input cats \(column 7\) holds id 2, but the embedding table it indexes has 2 rows"):
+    with pytest.raises(UsageError, match=r"input cats \(column 7\) holds id 2, but the embedding table it indexes "
+                                         r"has 2 rows"):
         check_ids([bad], limits.exact, "calib.npz")
 
 

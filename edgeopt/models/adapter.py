@@ -123,8 +123,9 @@ def make_adapter(module, input_names: list[str], output_keys: list[str] | None =
 def random_feeds(inputs: tuple[TensorSpec, ...], *, batch: int, seed: int, id_ranges: dict[str, int] | None = None,
                  float_ids: int | None = None) -> dict[str, np.ndarray]:
     """Seeded sample inputs from specs: normal floats, non-negative ints below ``id_ranges[name]``
-    (the rows of the table they index, one number or one per column, models/ids.py; else 0..9), random bools. ``float_ids``: the
-    model keeps ids in float tensors, so floats are whole numbers below it too."""
+    (the rows of the table they index, one number or one per column, models/ids.py; else 0..9),
+    random bools. ``float_ids``: the model keeps ids in float tensors, so floats are whole numbers
+    below it too."""
     rng = np.random.default_rng(seed)
     id_ranges = id_ranges or {}
     feeds = {}
