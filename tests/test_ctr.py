@@ -477,7 +477,7 @@ def test_lwf_on_one_binary_column_matches_logits_the_high_temperature_limit_of_k
     teacher = torch.tensor([[3.0], [-2.0], [0.5], [6.0]])
     student = torch.tensor([[1.0], [1.0], [-0.5], [2.0]], requires_grad=True)
     loss = lwf_loss("binary", student, teacher)
-    assert float(loss) == pytest.approx(BINARY_LWF_SCALE * float(((student.detach() - teacher) ** 2).mean()))
+    assert loss.item() == pytest.approx(BINARY_LWF_SCALE * float(((student.detach() - teacher) ** 2).mean()))
     (g,) = torch.autograd.grad(loss, student)
     s2 = student.detach().clone().requires_grad_(True)
     (g_kl,) = torch.autograd.grad(objectives.loss("binary", s2, teacher, temperature=200.0), s2)
@@ -485,7 +485,7 @@ def test_lwf_on_one_binary_column_matches_logits_the_high_temperature_limit_of_k
     at_t2 = torch.autograd.grad(objectives.loss("binary", s2, teacher, temperature=2.0), s2)[0]
     assert not torch.allclose(2 * g, at_t2, rtol=0.05)  # a confident teacher pulls harder than at T = 2
     probs = lwf_loss("binary", torch.sigmoid(student), torch.sigmoid(teacher), output_kind="probs")
-    assert float(probs) == pytest.approx(float(loss), rel=1e-4)
+    assert probs.item() == pytest.approx(loss.item(), rel=1e-4)
     logits = torch.tensor([[2.0, -1.0, 0.0]])
     assert float(lwf_loss("classify", logits, logits.flip(-1), temperature=2.0)) == pytest.approx(
         float(objectives.loss("classify", logits, logits.flip(-1), None, temperature=2.0)))
