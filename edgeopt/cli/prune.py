@@ -39,6 +39,10 @@ from edgeopt.cli.options import console, model_options
 @click.option("--speed-check/--no-speed-check", default=True, show_default=True,
               help="Export and time unpruned and pruned models; a structured prune that is not faster exits 1.")
 @click.option("--limit", type=int, help="Use at most this many samples of --data.")
+@click.option("--eval-size", type=int, default=1000, show_default=True,
+              help="Most held-out samples quality is measured on.")
+@click.option("--importance-samples", type=int, default=256, show_default=True,
+              help="Samples of --data the channel / head / neuron importance is estimated on.")
 @click.option("--seq-len", type=int, default=32, show_default=True, help="Text models: tokens per timed input.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @model_options
@@ -46,7 +50,8 @@ from edgeopt.cli.options import console, model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, ratio, target_speedup, structured, round_to, head_ratio, mac_weight, data, eval_data, task,
-            recover_epochs, batch_size, lr, runtime, target, speed_check, limit, seq_len, seed, arch, arch_kwargs,
+            recover_epochs, batch_size, lr, runtime, target, speed_check, limit, eval_size, importance_samples, seq_len,
+            seed, arch, arch_kwargs,
             trust_pickle, inputs, out, as_json, verbose):
     """Prune MODEL and write it to OUT in its input's family (a Hugging Face folder stays a folder,
     with its per-layer widths in config.json; a plain PyTorch model becomes model.pt2) with
@@ -68,7 +73,8 @@ def command(model, ratio, target_speedup, structured, round_to, head_ratio, mac_
     result = prune(model=model, out=out, ratio=ratio, target_speedup=target_speedup, structured=structured,
                    round_to=round_to, head_ratio=head_ratio, mac_weight=mac_weight, data=data, eval_data=eval_data,
                    task=task, recover_epochs=recover_epochs, batch_size=batch_size, lr=lr, runtime=runtime,
-                   target=target, speed_check=speed_check, limit=limit, seq_len=seq_len, seed=seed, arch=arch,
+                   target=target, speed_check=speed_check, limit=limit, eval_size=eval_size,
+                   importance_samples=importance_samples, seq_len=seq_len, seed=seed, arch=arch,
                    arch_kwargs=parse_kwargs(arch_kwargs), trust_pickle=trust_pickle,
                    inputs=[parse_input(s) for s in inputs] or None, progress=not as_json, log=log)
     if as_json:

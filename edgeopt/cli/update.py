@@ -40,6 +40,12 @@ from edgeopt.cli.options import console, model_options
 @click.option("--lr", type=float, help="Peak learning rate [default: 5e-5 transformers, 1e-3 others].")
 @click.option("--replay-limit", type=int, metavar="N", help="replay: at most N old samples.")
 @click.option("--eval-size", type=int, default=2000, show_default=True, help="Most held-out samples per slice.")
+@click.option("--fisher-samples", type=int, default=512, show_default=True,
+              help="ewc: old samples the Fisher information (each weight's importance) is estimated on.")
+@click.option("--temperature", type=float, default=2.0, show_default=True,
+              help="lwf: softmax temperature of the previous model's soft targets.")
+@click.option("--patience", type=int, default=2, show_default=True,
+              help="Stop after this many epochs without a better validation score.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--compact-delta", is_flag=True, help="Move each changed weight (by at most 2^-8 of it) to keep the "
               "previous version's low 16 bits, so a delta bundle (package --base) ships about half the bytes per "
@@ -49,7 +55,7 @@ from edgeopt.cli.options import console, model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, data, old_data, method, strength, tune, max_forgetting, task, metric, eval_data, old_eval, epochs,
-            batch_size, lr, replay_limit, eval_size, seed, compact_delta, output_kind, arch, arch_kwargs, trust_pickle, inputs, out, as_json,
+            batch_size, lr, replay_limit, eval_size, fisher_samples, temperature, patience, seed, compact_delta, output_kind, arch, arch_kwargs, trust_pickle, inputs, out, as_json,
             verbose):
     """Update MODEL on new --data without forgetting what it learnt from --old-data, and write it to
     OUT in its own family (a Hugging Face folder, else OUT/model.pt2) with OUT/report.json: old- and
@@ -74,7 +80,8 @@ def command(model, data, old_data, method, strength, tune, max_forgetting, task,
     result = update(model=model, data=data, out=out, old_data=old_data, method=method, task=task, metric=metric,
                     epochs=epochs, batch_size=batch_size, lr=lr, strength=strength, replay_limit=replay_limit,
                     max_forgetting=max_forgetting, tune=tune, eval_data=eval_data, old_eval=old_eval,
-                    eval_size=eval_size, seed=seed, compact_delta=compact_delta, output_kind=output_kind, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
+                    eval_size=eval_size, fisher_samples=fisher_samples, temperature=temperature, patience=patience,
+                    seed=seed, compact_delta=compact_delta, output_kind=output_kind, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
                     trust_pickle=trust_pickle, inputs=[parse_input(s) for s in inputs] or None, log=log)
     if as_json:
         click.echo(json.dumps(result.report.to_json(), indent=2))

@@ -361,7 +361,7 @@ def _write(out: Path, loaded: LoadedModel, m: _Models, d: _Data, report: UpdateR
 
 
 def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: str | Path | None = None,
-           method: str = "finetune", task: str | None = None, metric: str | None = None, epochs: int = 3,
+           method: str = "lwf", task: str | None = None, metric: str | None = None, epochs: int = 3,
            batch_size: int = 32, lr: float | None = None, strength: float | None = None,
            replay_limit: int | None = None, max_forgetting: float | None = None, tune: bool = False,
            eval_data: str | Path | None = None, old_eval: str | Path | None = None, eval_size: int = 2000,
