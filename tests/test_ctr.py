@@ -245,6 +245,12 @@ def test_the_input_check_runs_on_the_users_rows_when_there_are_some(tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "manifest.json").read_text())
     assert m["artifacts"][0]["verification"]["passed"] and m["int8"]["metric"] == "auc"
+    # update takes --data as those rows too: the model loads and trains on them
+    from edgeopt.update import update
+
+    r = update(model=path, arch=f"{ARCH}:coded_ids", inputs=["x:batchx4:float32"], data=tmp_path / "rows.npz",
+               out=tmp_path / "updated", method="finetune", epochs=1, eval_size=60, progress=False)
+    assert r.report.task == "binary" and (tmp_path / "updated" / "report.json").is_file()
 
 
 def test_a_size_that_disagrees_with_the_model_names_input_size_and_need(clicks, tmp_path):

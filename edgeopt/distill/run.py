@@ -92,11 +92,11 @@ def _check(*, student, student_layers, latency_budget, data, eval_data, alpha, t
             check_exists(spec, flag)
 
 
-def _load(path, arch, kwargs, trust_pickle, inputs, role) -> LoadedModel:
+def _load(path, arch, kwargs, trust_pickle, inputs, role, rows=None) -> LoadedModel:
     from edgeopt.models import load_model
 
-    try:
-        return load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, inputs=inputs)
+    try:  # rows: the input check runs on the user's own rows (an .npz), not only on made-up ones
+        return load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, inputs=inputs, rows=rows)
     except UsageError as e:
         msg = str(e).replace("--arch-kwargs", f"--{role}-arch-kwargs").replace("--arch ", f"--{role}-arch ")
         raise UsageError(f"{role} {path}: {msg}") from None
@@ -177,7 +177,7 @@ def _make_student(teacher: LoadedModel, d: _Data, workdir: Path, *, student, stu
         folder, kept = distributed.broadcast((folder, kept))
         model = load_model(folder)
     else:
-        model = _load(student, student_arch, student_arch_kwargs, trust_pickle, inputs, "student")
+        model = _load(student, student_arch, student_arch_kwargs, trust_pickle, inputs, "student", data)
     if model.io.input_names != teacher.io.input_names:
         raise UsageError(f"teacher takes {', '.join(teacher.io.input_names)} but the student takes "
                          f"{', '.join(model.io.input_names)}; they must read the same inputs")
@@ -357,7 +357,7 @@ def distill(*, teacher: str | Path, data: str | Path, out: str | Path, student: 
     if main:
         check_out(out, "distill")
 
-    teacher_m = _load(teacher, teacher_arch, teacher_arch_kwargs, trust_pickle, inputs, "teacher")
+    teacher_m = _load(teacher, teacher_arch, teacher_arch_kwargs, trust_pickle, inputs, "teacher", data)
     if student_layers is not None:
         check_layers(teacher_m, student_layers)
     if latency_budget is not None:

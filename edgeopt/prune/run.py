@@ -73,10 +73,11 @@ class _Pruned:
     search: list[dict] | None
 
 
-def _load(model, *, arch, arch_kwargs, trust_pickle, inputs, structured, mac_weight) -> LoadedModel:
+def _load(model, *, arch, arch_kwargs, trust_pickle, inputs, structured, mac_weight, rows=None) -> LoadedModel:
     from edgeopt.models import load_model
 
-    m = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs)
+    # rows: the input check runs on the user's own rows (an .npz), not only on made-up ones
+    m = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs, rows=rows)
     if m.family not in PRUNABLE or m.module is None:
         raise UsageError(f"{m.name} is {m.family}: prune needs the model's PyTorch code (a state dict with --arch, a "
                          "Hugging Face / sentence-transformers folder, or a pickled module with --trust-pickle)")
@@ -284,7 +285,7 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
         if spec:
             check_exists(spec, flag)
     m = _load(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs,
-              structured=structured, mac_weight=mac_weight)
+              structured=structured, mac_weight=mac_weight, rows=data)
     rounding, round_reason = (round_to, f"{round_to}: given") if round_to else default_round_to()
     if not structured:
         rounding, round_reason = None, "unstructured: widths unchanged"

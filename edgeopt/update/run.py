@@ -130,10 +130,12 @@ def _check(*, data, out, old_data, eval_data, old_eval, method, strength, max_fo
             check_exists(spec, flag)  # before the model loads
 
 
-def _load(model, *, arch, arch_kwargs, trust_pickle, inputs, batch_size) -> LoadedModel:
+def _load(model, *, arch, arch_kwargs, trust_pickle, inputs, batch_size, rows=None) -> LoadedModel:
     from edgeopt.models import load_model
 
-    loaded = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs)
+    # rows: the input check runs on the user's own rows (an .npz), not only on made-up ones
+    loaded = load_model(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs,
+                        rows=rows)
     if loaded.module is None:
         raise UsageError(f"{loaded.name} is {loaded.family}: updating needs the PyTorch model it came from")
     max_batch = loaded.metadata.get("max_batch")  # the .pt2's own constraint, kept when writing it back
@@ -383,7 +385,7 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
            temperature=temperature, output_kind=output_kind, epochs=epochs, batch_size=batch_size, lr=lr,
            patience=patience)
     loaded = _load(model, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle, inputs=inputs,
-                   batch_size=batch_size)
+                   batch_size=batch_size, rows=data)
     d = _read_data(loaded, data=data, old_data=old_data, eval_data=eval_data, old_eval=old_eval, task=task,
                    metric=metric, max_forgetting=max_forgetting, eval_size=eval_size, seed=seed)
     m = _prepare(loaded, d, data=data, output_kind=output_kind, seed=seed, log=log)
