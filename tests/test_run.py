@@ -143,7 +143,7 @@ model: tiny-st
 data: {train: train.txt, eval: eval.txt}
 steps:
   - distill: {student_layers: 2, epochs: 1, latency: false, seed: 3}
-  - prune: {structured: true, ratio: 0.5, head_ratio: 0, recover_epochs: 2, speed_check: false}
+  - prune: {structured: true, ratio: 0.5, head_ratio: 0, recover_epochs: 3, speed_check: false}
   - export: {to: [onnx]}
 """)
     out = workspace / "kill-out"
@@ -152,7 +152,7 @@ steps:
     deadline = time.time() + 300
     try:
         for line in proc.stderr:
-            if "prune: recovering" in line:  # inside the step, before its recovery training ends
+            if "prune: epoch 1:" in line:  # inside the step: its first recovery epoch checkpointed, two to go
                 break
             assert time.time() < deadline
         proc.send_signal(signal.SIGKILL)
@@ -163,6 +163,8 @@ steps:
     assert r.returncode == 0, r.stderr
     assert [s["cache"] for s in _report(out)["steps"]] == ["hit", "miss", "miss"]
     assert "[1/3] distill: cache hit" in r.stderr
+    assert "prune: resuming training from the checkpoint" in r.stderr  # epoch 1 is not trained again
+    assert "prune: epoch 1:" not in r.stderr and "prune: epoch 2:" in r.stderr
 
 
 def test_plan_is_fast_and_loads_no_model(workspace):

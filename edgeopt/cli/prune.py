@@ -45,13 +45,14 @@ from edgeopt.cli.options import console, model_options
               help="Samples of --data the channel / head / neuron importance is estimated on.")
 @click.option("--seq-len", type=int, default=32, show_default=True, help="Text models: tokens per timed input.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted recovery from OUT.checkpoint/ (same command).")
 @model_options
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, ratio, target_speedup, structured, round_to, head_ratio, mac_weight, data, eval_data, task,
             recover_epochs, batch_size, lr, runtime, target, speed_check, limit, eval_size, importance_samples, seq_len,
-            seed, arch, arch_kwargs,
+            seed, resume, arch, arch_kwargs,
             trust_pickle, inputs, out, as_json, verbose):
     """Prune MODEL and write it to OUT in its input's family (a Hugging Face folder stays a folder,
     with its per-layer widths in config.json; a plain PyTorch model becomes model.pt2) with
@@ -70,13 +71,21 @@ def command(model, ratio, target_speedup, structured, round_to, head_ratio, mac_
     con = console()
     log = stage_log(con, verbose, stdout_free=not as_json)  # a line per stage with -v, and in a CI log
 
-    result = prune(model=model, out=out, ratio=ratio, target_speedup=target_speedup, structured=structured,
-                   round_to=round_to, head_ratio=head_ratio, mac_weight=mac_weight, data=data, eval_data=eval_data,
-                   task=task, recover_epochs=recover_epochs, batch_size=batch_size, lr=lr, runtime=runtime,
-                   target=target, speed_check=speed_check, limit=limit, eval_size=eval_size,
-                   importance_samples=importance_samples, seq_len=seq_len, seed=seed, arch=arch,
-                   arch_kwargs=parse_kwargs(arch_kwargs), trust_pickle=trust_pickle,
-                   inputs=[parse_input(s) for s in inputs] or None, progress=not as_json, log=log)
+    try:
+        result = prune(model=model, out=out, ratio=ratio, target_speedup=target_speedup, structured=structured,
+                       round_to=round_to, head_ratio=head_ratio, mac_weight=mac_weight, data=data,
+                       eval_data=eval_data, task=task, recover_epochs=recover_epochs, batch_size=batch_size, lr=lr,
+                       runtime=runtime, target=target, speed_check=speed_check, limit=limit, eval_size=eval_size,
+                       importance_samples=importance_samples, seq_len=seq_len, seed=seed, resume=resume, arch=arch,
+                       arch_kwargs=parse_kwargs(arch_kwargs), trust_pickle=trust_pickle,
+                       inputs=[parse_input(s) for s in inputs] or None, progress=not as_json, log=log)
+    except KeyboardInterrupt:
+        import sys
+
+        from edgeopt.train.checkpoint import interrupted_message
+
+        click.echo(interrupted_message(Path(out)), err=True)
+        sys.exit(130)
     if as_json:
         click.echo(json.dumps(result.report.to_json(), indent=2))
         return

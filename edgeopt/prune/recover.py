@@ -95,9 +95,18 @@ def before(task: str, reference: np.ndarray, labels) -> dict:
     return row or {"reference": "the unpruned model"}
 
 
+def ck_fingerprint(cfg, extra: dict | None) -> dict:
+    """What a recovery checkpoint must match to be resumed: the training settings and what the caller
+    adds (the pruned widths, the data size)."""
+    from edgeopt.train.checkpoint import fingerprint
+
+    return fingerprint(prune_recovery=True, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                       **(extra or {}))
+
+
 def recover(pruned: LoadedModel, unpruned: LoadedModel, train, evald, *, task: str, epochs: int, batch_size: int,
-            lr: float | None, seed: int, checkpoint_dir: Path, progress: bool,
-            log: Callable[[str], None] = lambda m: None) -> Recovery:
+            lr: float | None, seed: int, checkpoint_dir: Path, progress: bool, resume: bool = False,
+            fingerprint: dict | None = None, log: Callable[[str], None] = lambda m: None) -> Recovery:
     """Distil the unpruned model into the pruned one on ``train`` (labels optional); early stopping
     on held-out ``evald``. Returns the training record."""
     import torch
@@ -121,7 +130,7 @@ def recover(pruned: LoadedModel, unpruned: LoadedModel, train, evald, *, task: s
     t_eval = outputs(unpruned, evald)
     text = pruned.family in ("hf", "sentence-transformers") or pruned.is_text
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr or (1e-4 if text else 1e-3), seed=seed,
-                      checkpoint_dir=checkpoint_dir, progress=progress, patience=max(2, epochs))
+                      checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, patience=max(2, epochs))
     labels = None if train.labels is None or task == "embed" else torch.from_numpy(np.asarray(train.labels))
     module = trainable(pruned)
     do_augment = task != "embed"
@@ -143,7 +152,7 @@ def recover(pruned: LoadedModel, unpruned: LoadedModel, train, evald, *, task: s
     kept = {k: v.detach().clone() for k, v in module.state_dict().items()}
     log(f"recovering by distillation from the unpruned model ({task}, {len(train)} samples, up to {epochs} epochs)")
     trained = fit(module, n_samples=len(train), loss_fn=loss_fn, evaluate=evaluate, cfg=cfg,
-                  fingerprint={"prune-recovery": True}, lengths=lengths(train), log=log)
+                  fingerprint=ck_fingerprint(cfg, fingerprint), lengths=lengths(train), log=log)
     note = None
     if trained.best_score is not None and trained.best_score < start["score"]:
         module.load_state_dict(kept)

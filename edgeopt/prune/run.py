@@ -11,7 +11,6 @@ before ``_quality`` spends time on recovery; ``_write`` writes OUT atomically.
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,8 +194,13 @@ def _speed(m: LoadedModel, p: _Pruned, measure, *, runtime, structured, target_s
     return {runtime: latency}, gate
 
 
-def _quality(m: LoadedModel, p: _Pruned, d: _Data, out: Path, *, recover_epochs, batch_size, lr, seed, progress,
-             log) -> tuple[PruneQuality | None, Recovery | None]:
+def checkpoint_dir(out: Path) -> Path:
+    """Where recovery checkpoints each epoch (as distill does): OUT.checkpoint/ beside OUT."""
+    return out.parent / f"{out.name}.checkpoint"
+
+
+def _quality(m: LoadedModel, p: _Pruned, d: _Data, out: Path, *, recover_epochs, batch_size, lr, seed, resume,
+             progress, log) -> tuple[PruneQuality | None, Recovery | None]:
     """The pruned model against the unpruned one on the held-out data, before and after recovery."""
     from edgeopt.prune import recover as rec
 
@@ -209,14 +213,15 @@ def _quality(m: LoadedModel, p: _Pruned, d: _Data, out: Path, *, recover_epochs,
                            after_pruning=rec.quality(task, ref, rec.outputs(p.model, evald), evald.labels))
     if not recover_epochs:
         return quality, None
-    ck = out.parent / f".{out.name}.prune-checkpoint-{os.getpid()}"
-    try:
-        recovery = rec.recover(p.model, m, d.train, evald, task=task, epochs=recover_epochs, batch_size=batch_size,
-                               lr=lr, seed=seed, checkpoint_dir=ck, progress=progress, log=log)
-    finally:
+    ck = checkpoint_dir(out)
+    if not resume and ck.exists():
         import shutil
 
-        shutil.rmtree(ck, ignore_errors=True)
+        shutil.rmtree(ck)  # an earlier interrupted run's: this one starts afresh
+    # the pruned widths are in the fingerprint: a checkpoint resumes only into the same pruned network
+    recovery = rec.recover(p.model, m, d.train, evald, task=task, epochs=recover_epochs, batch_size=batch_size,
+                           lr=lr, seed=seed, checkpoint_dir=ck, resume=resume, progress=progress, log=log,
+                           fingerprint={"widths": widths(p.model), "ratio": p.ratio, "samples": len(d.train)})
     after = rec.quality(task, ref, rec.outputs(p.model, evald), evald.labels)
     return dataclasses.replace(quality, after_recovery=after), recovery
 
@@ -258,12 +263,15 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
           recover_epochs: int = 0, batch_size: int = 32, lr: float | None = None, runtime: str = "onnxruntime",
           target: str = "cpu", speed_check: bool = True, limit: int | None = None, eval_size: int = 1000,
           importance_samples: int = 256, seq_len: int = 32, seed: int = 0, arch: str | None = None,
-          arch_kwargs: dict | None = None, trust_pickle: bool = False, inputs=None, progress: bool = True,
-          log: Callable[[str], None] = lambda m: None, latency_fn: Callable | None = None) -> PruneResult:
+          arch_kwargs: dict | None = None, trust_pickle: bool = False, inputs=None, resume: bool = False,
+          progress: bool = True, log: Callable[[str], None] = lambda m: None,
+          latency_fn: Callable | None = None) -> PruneResult:
     """Prune ``model`` (``ratio`` of its channels / weights, or the least that reaches
     ``target_speedup`` x its exported latency) and write it to ``out``.
 
     ``latency_fn(model, label) -> {"p50_ms": ...}`` replaces the export + bench measurement (tests).
+    ``resume``: recovery continues from the checkpoint an interrupted run left in OUT.checkpoint/
+    (the pruning itself is deterministic for the same model, data and settings, and is redone).
     Raises UsageError on bad input (nothing written), GateError when the structured prune is not
     faster on the runtime (OUT/report.json is written, without the model) or the target is unmet.
     """
@@ -316,9 +324,12 @@ def prune(*, model: str | Path, out: str | Path, ratio: float | None = None, tar
                                 f"not written; report: {out / REPORT}. Prune more, raise --round-to, or pass "
                                 "--no-speed-check")
         quality, recovery = _quality(m, p, d, out, recover_epochs=recover_epochs, batch_size=batch_size, lr=lr,
-                                     seed=seed, progress=progress, log=log)
+                                     seed=seed, resume=resume, progress=progress, log=log)
         report = dataclasses.replace(report, quality=quality, recovery=recovery)
         report = _write(out, m, p, d, report, structured=structured, data=data)
+        import shutil
+
+        shutil.rmtree(checkpoint_dir(out), ignore_errors=True)
         return PruneResult(out=out, passed=True, report=report)
     finally:
         work.cleanup()

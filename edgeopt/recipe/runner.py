@@ -20,6 +20,8 @@ from edgeopt.errors import GateError, UsageError
 from edgeopt.recipe import cache as cache_mod
 from edgeopt.recipe.recipe import Recipe, Step
 
+RESUMABLE = ("distill", "prune")  # steps that checkpoint their training each epoch in OUT.checkpoint/
+
 
 @dataclass
 class StepPlan:
@@ -246,7 +248,7 @@ class Runner:
     def _build(self, step: Step, key: str) -> cache_mod.Entry:
         partial = self.cache.partial(key)
         checkpoint = partial / f"{self.name}.checkpoint" / "last.pt"
-        resume = step.kind.name == "distill" and checkpoint.is_file()
+        resume = step.kind.name in RESUMABLE and checkpoint.is_file()
         if partial.exists() and not resume:
             shutil.rmtree(partial)
         partial.mkdir(parents=True, exist_ok=True)
@@ -256,7 +258,7 @@ class Runner:
         try:
             self._call(step, partial / self.name, resume)
         except KeyboardInterrupt:
-            raise  # the partial folder stays: a distill resumes from its checkpoint next time
+            raise  # the partial folder stays: distill / prune resume from its checkpoint next time
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)  # a failure is never cached
             raise
@@ -273,7 +275,7 @@ class Runner:
         log = lambda m: self.log(f"  {step.name}: {m}")  # noqa: E731
         if kind.produces == "model":
             kw.update(out=str(out), log=log)
-            if kind.name == "distill":
+            if kind.name in RESUMABLE:
                 kw["resume"] = resume
             fn(**kw)
         elif kind.name == "export":

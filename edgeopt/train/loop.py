@@ -185,13 +185,13 @@ def fit(module, *, n_samples: int, loss_fn: Callable, cfg: TrainConfig, fingerpr
             else:
                 bad += 1
             stopped = bad >= cfg.patience and epoch + 1 < cfg.epochs
-            log(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()
-                                                    if k != "epoch" and isinstance(v, float)))
-            if cfg.checkpoint_dir is not None and rank == 0:
+            if cfg.checkpoint_dir is not None and rank == 0:  # saved before the epoch is reported done
                 checkpoint.save(cfg.checkpoint_dir, {
                     "epoch": epoch, "model": module.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "history": history, "best_score": best_score,
                     "best_epoch": best_epoch, "best_state": best_state, "bad": bad, "fingerprint": fingerprint})
+            log(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()
+                                                    if k != "epoch" and isinstance(v, float)))
             distributed.barrier()
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1)
