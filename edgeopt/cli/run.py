@@ -35,7 +35,7 @@ def command(recipe, out, plan, start, only, no_cache, cache, no_measure, as_json
     The recipe is validated before any work (unknown keys, types, files, step order).
     Each step is cached by content (its input's bytes, its keys, the data's hashes, the
     library versions): a re-run after Ctrl-C, a kill or a failure starts at the first
-    step that is not cached, and a killed distill or prune resumes from its last checkpoint.
+    step that is not cached, and a killed distill, prune or update resumes from its last checkpoint.
     Ends with OUT/report.json and OUT/report.html (every variant's quality and latency
     side by side, a quality-versus-latency plot, each gate's verdict).
 

@@ -47,6 +47,7 @@ from edgeopt.cli.options import console, model_options
 @click.option("--patience", type=int, default=2, show_default=True,
               help="Stop after this many epochs without a better validation score.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.checkpoint/ (same command).")
 @click.option("--compact-delta", is_flag=True, help="Move each changed weight (by at most 2^-8 of it) to keep the "
               "previous version's low 16 bits, so a delta bundle (package --base) ships about half the bytes per "
               "changed weight; metrics and the forgetting gate measure the weights as written.")
@@ -55,7 +56,7 @@ from edgeopt.cli.options import console, model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each step with the seconds elapsed (on stderr).")
 def command(model, data, old_data, method, strength, tune, max_forgetting, task, metric, eval_data, old_eval, epochs,
-            batch_size, lr, replay_limit, eval_size, fisher_samples, temperature, patience, seed, compact_delta, output_kind, arch, arch_kwargs, trust_pickle, inputs, out, as_json,
+            batch_size, lr, replay_limit, eval_size, fisher_samples, temperature, patience, seed, resume, compact_delta, output_kind, arch, arch_kwargs, trust_pickle, inputs, out, as_json,
             verbose):
     """Update MODEL on new --data without forgetting what it learnt from --old-data, and write it to
     OUT in its own family (a Hugging Face folder, else OUT/model.pt2) with OUT/report.json: old- and
@@ -77,12 +78,21 @@ def command(model, data, old_data, method, strength, tune, max_forgetting, task,
         if verbose:
             con.print(f"[dim]{time.perf_counter() - t0:6.1f} s[/dim]  {msg}", highlight=False)
 
-    result = update(model=model, data=data, out=out, old_data=old_data, method=method, task=task, metric=metric,
-                    epochs=epochs, batch_size=batch_size, lr=lr, strength=strength, replay_limit=replay_limit,
-                    max_forgetting=max_forgetting, tune=tune, eval_data=eval_data, old_eval=old_eval,
-                    eval_size=eval_size, fisher_samples=fisher_samples, temperature=temperature, patience=patience,
-                    seed=seed, compact_delta=compact_delta, output_kind=output_kind, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
-                    trust_pickle=trust_pickle, inputs=[parse_input(s) for s in inputs] or None, log=log)
+    try:
+        result = update(model=model, data=data, out=out, old_data=old_data, method=method, task=task, metric=metric,
+                        epochs=epochs, batch_size=batch_size, lr=lr, strength=strength, replay_limit=replay_limit,
+                        max_forgetting=max_forgetting, tune=tune, eval_data=eval_data, old_eval=old_eval,
+                        eval_size=eval_size, fisher_samples=fisher_samples, temperature=temperature,
+                        patience=patience, seed=seed, resume=resume, compact_delta=compact_delta,
+                        output_kind=output_kind, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs),
+                        trust_pickle=trust_pickle, inputs=[parse_input(s) for s in inputs] or None, log=log)
+    except KeyboardInterrupt:
+        import sys
+
+        from edgeopt.train.checkpoint import interrupted_message
+
+        click.echo(interrupted_message(Path(out)), err=True)
+        sys.exit(130)
     if as_json:
         click.echo(json.dumps(result.report.to_json(), indent=2))
         return

@@ -20,7 +20,7 @@ from edgeopt.errors import GateError, UsageError
 from edgeopt.recipe import cache as cache_mod
 from edgeopt.recipe.recipe import Recipe, Step
 
-RESUMABLE = ("distill", "prune")  # steps that checkpoint their training each epoch in OUT.checkpoint/
+RESUMABLE = ("distill", "prune", "update")  # steps that checkpoint their training each epoch in OUT.checkpoint/
 
 
 @dataclass

@@ -40,7 +40,7 @@ def interrupted_message(out: Path) -> str:
     """What to tell a user who pressed Ctrl-C: resume only when an epoch finished and left a
     checkpoint (OUT.checkpoint/last.pt); before that there is nothing to resume from."""
     folder = out.parent / (out.name + ".checkpoint")
-    if (folder / LAST).is_file():
+    if folder.is_dir() and any(folder.rglob(LAST)):  # update keeps one per candidate strength
         return (f"edgeopt: interrupted; nothing written to {out}. Continue with the same command plus --resume "
                 f"(checkpoint: {folder})")
     return (f"edgeopt: interrupted before the first epoch ended; nothing written to {out} and no checkpoint to "

@@ -252,10 +252,17 @@ def _scores(module, d: _Data, ds, names, kind: str, columns=None) -> dict | None
     return mt.all_values(d.metric, d.task, column_outputs(module, ds, names)[..., :columns], ds.labels, kind)
 
 
+def checkpoint_dir(out: Path) -> Path:
+    """Where training checkpoints each epoch (as distill and prune do): OUT.checkpoint/, one folder
+    per candidate strength."""
+    return out.parent / f"{out.name}.checkpoint"
+
+
 def _train(m: _Models, d: _Data, names, *, method, strength, tune, replay_limit, fisher_samples, temperature, epochs,
-           batch_size, lr, patience, max_forgetting, seed, progress, log) -> _Training:
+           batch_size, lr, patience, max_forgetting, seed, ckroot, resume, progress, log) -> _Training:
     """Train each candidate strength from the same start; keep the best (within --max-forgetting on
-    the validation slice, then the best mean validation score)."""
+    the validation slice, then the best mean validation score). Each candidate checkpoints in
+    ``ckroot``/candidate-N; ``resume`` continues those an interrupted run left (and runs the rest)."""
     import torch
 
     from edgeopt.train import TrainConfig, cached_outputs, fit
@@ -300,7 +307,14 @@ def _train(m: _Models, d: _Data, names, *, method, strength, tune, replay_limit,
     candidates = methods.TUNE_GRID[method] if tune else [strength if strength is not None else
                                                          methods.DEFAULT_STRENGTH[method]]
     tried, best, samples_seen = [], None, 0
-    for cand in candidates:
+    if resume and not any(ckroot.glob("candidate-*/last.pt")):
+        raise UsageError(f"--resume: no checkpoint in {ckroot}; run without --resume to start training")
+    if not resume and ckroot.exists():
+        import shutil
+
+        shutil.rmtree(ckroot)  # an earlier interrupted run's: this one starts afresh
+    for i, cand in enumerate(candidates):
+        ck = ckroot / f"candidate-{i}"
         module.load_state_dict(init_state)
         train = new_fit
         if method == "replay":
@@ -324,11 +338,12 @@ def _train(m: _Models, d: _Data, names, *, method, strength, tune, replay_limit,
             return loss
 
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, patience=patience,
-                          seed=seed, progress=progress)
+                          seed=seed, progress=progress, checkpoint_dir=ck, resume=resume and (ck / "last.pt").is_file())
         label = "" if cand is None else f" (strength {cand})"
         log(f"training: {method}{label} on {len(train)} samples, up to {epochs} epoch(s)")
         res = fit(module, n_samples=len(train), loss_fn=loss_fn, cfg=cfg, evaluate=evaluate,
-                  fingerprint=fingerprint(method=method, strength=cand, samples=len(train)), log=log)
+                  fingerprint=fingerprint(method=method, strength=cand, samples=len(train), epochs=epochs, lr=lr,
+                                          batch_size=batch_size, seed=seed), log=log)
         samples_seen += res.epochs_run * len(train)
         extra_forward += res.epochs_run * ((len(new_val) if new_val else 0) + (len(old_val) if old_val else 0))
         last = res.history[res.best_epoch - 1] if res.history else {}
@@ -369,12 +384,13 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
            eval_data: str | Path | None = None, old_eval: str | Path | None = None, eval_size: int = 2000,
            fisher_samples: int = 512, temperature: float = 2.0, patience: int = 2, seed: int = 0,
            arch: str | None = None, arch_kwargs: dict | None = None, trust_pickle: bool = False, inputs=None,
-           compact_delta: bool = False, output_kind: str | None = None, progress: bool = True,
+           compact_delta: bool = False, output_kind: str | None = None, resume: bool = False, progress: bool = True,
            log: Callable[[str], None] = lambda m: None) -> UpdateResult:
     """Update ``model`` on ``data`` with ``method``; see the module docstring. ``compact_delta``:
     changed weights keep the previous version's low 16 bits (update/compact.py), measured after.
     ``output_kind``: 'logits' or 'probs' for a binary model (None: detected from its outputs on the
-    new data), which picks the loss and the accuracy threshold."""
+    new data), which picks the loss and the accuracy threshold. ``resume``: training continues from
+    the checkpoints an interrupted run left in OUT.checkpoint/."""
     from edgeopt.models.trainable import set_mode
     from edgeopt.update import metrics as mt
 
@@ -400,7 +416,11 @@ def update(*, model: str | Path, data: str | Path, out: str | Path, old_data: st
     lr = lr or (5e-5 if transformer else 1e-3)
     t = _train(m, d, names, method=method, strength=strength, tune=tune, replay_limit=replay_limit,
                fisher_samples=fisher_samples, temperature=temperature, epochs=epochs, batch_size=batch_size, lr=lr,
-               patience=patience, max_forgetting=max_forgetting, seed=seed, progress=progress, log=log)
+               patience=patience, max_forgetting=max_forgetting, seed=seed, ckroot=checkpoint_dir(out), resume=resume,
+               progress=progress, log=log)
+    import shutil
+
+    shutil.rmtree(checkpoint_dir(out), ignore_errors=True)  # trained: nothing left to resume
     set_mode(m.module, False)
     compact = None
     if compact_delta:
