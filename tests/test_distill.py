@@ -406,3 +406,24 @@ def test_image_folder_with_augmentation_keeps_class_names(images, tmp_path):
     assert result.report.settings.augment and result.report.data.labels
     assert result.report.data.eval_samples == 4
     assert load_model(tmp_path / "out").metadata["class_names"] == classes
+
+
+def test_a_student_built_by_its_arch_can_be_pruned_next(images, tmp_path):
+    """distill keeps an arch-built student's weights beside its program (model.state.pt): with --arch
+    the folder loads as that module again (what prune needs: its code); without, as the program."""
+    import torch
+
+    from edgeopt.models import load_model
+    from edgeopt.prune import prune
+
+    out = _run(images, tmp_path / "student", epochs=1).out
+    assert (out / "model.state.pt").is_file()
+    program = load_model(out)
+    module = load_model(out, arch=TINY, arch_kwargs={"num_classes": 10, "width": 8})
+    assert program.family == "pt2" and module.family == "state_dict"
+    feeds = module.sample_feeds()[0]
+    for a, b in zip(program.reference(feeds).values(), module.reference(feeds).values()):
+        assert torch.allclose(torch.as_tensor(a), torch.as_tensor(b), atol=1e-5)
+    r = prune(model=out, arch=TINY, arch_kwargs={"num_classes": 10, "width": 8}, out=tmp_path / "pruned",
+              structured=True, ratio=0.5, round_to=2, speed_check=False, progress=False)
+    assert r.report.parameters.pruned < r.report.parameters.unpruned

@@ -54,7 +54,10 @@ def test_photo_recipe(tmp_path):
     r = run_cli("run", ws / "photo.yaml", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(r.stdout)
-    assert [s["name"] for s in doc["steps"]] == ["distill", "export", "prune", "export-2", "bench"]
+    assert [s["name"] for s in doc["steps"]] == ["distill", "prune", "export", "bench"]
+    # the student's own channels were pruned: prune read the distilled student, rebuilt by its arch
+    prune = doc["steps"][1]
+    assert prune["parameters"] < doc["steps"][0]["parameters"], (prune, doc["steps"][0])
     assert doc["measurements"]["metric"] == "top1"
     teacher = doc["measurements"]["variants"][0]
     assert teacher["name"] == "teacher FP32" and teacher["quality"] > 0.6  # it learned the three colours

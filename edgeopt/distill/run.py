@@ -304,7 +304,7 @@ def _write(out: Path, teacher: LoadedModel, student: _Student, d: _Data, trained
     kept, s_model = student.kept, student.model
     with output_dir(out, marker=REPORT) as stage:
         save_model(s_model, stage, task=d.task, example=collate(student.train, range(min(2, len(student.train)))),
-                   class_names=class_names(data))
+                   class_names=class_names(data), state_dict=s_model.family == "state_dict")
         t_latency = s_latency = None
         if latency:
             t_latency = (student.budget.teacher if student.budget is not None

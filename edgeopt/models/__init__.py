@@ -42,7 +42,7 @@ def load_model(path: str | os.PathLike, *, arch: str | None = None, arch_kwargs:
         if (p / "model.pt2").is_file():  # output of distill / prune / update
             from edgeopt.models.pt2_folder import load_pt2_folder
 
-            return load_pt2_folder(p, inputs)
+            return load_pt2_folder(p, inputs, arch=arch, arch_kwargs=arch_kwargs, rows=rows)
         raise UsageError(f"{p} is a folder without config.json or modules.json; expected {FORMATS_HELP}")
     if p.stat().st_size == 0:
         raise UsageError(f"{p.name} is empty; check the file")

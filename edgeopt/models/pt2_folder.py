@@ -16,6 +16,7 @@ from edgeopt.models.base import LoadedModel
 from edgeopt.spec import TensorSpec
 
 META = "model.json"
+STATE = "model.state.pt"  # the weights alone, beside the program, when the module came from user code
 DEFAULT_MAX_BATCH = 4096
 
 
@@ -50,9 +51,12 @@ def _renamed(reference, names):
     return run
 
 
-def load_pt2_folder(folder: Path, inputs) -> LoadedModel:
+def load_pt2_folder(folder: Path, inputs, *, arch: str | None = None, arch_kwargs: dict | None = None,
+                    rows=None) -> LoadedModel:
+    """The program in model.pt2; with ``arch`` and a model.state.pt beside it, the user's module
+    built by ``arch`` with those weights instead (what prune and update need: the module's code)."""
     from edgeopt.models.base import model_name
-    from edgeopt.models.torch_files import load_pt2
+    from edgeopt.models.torch_files import load_pt2, load_state_dict_model
 
     meta = {}
     if (folder / META).is_file():
@@ -61,7 +65,10 @@ def load_pt2_folder(folder: Path, inputs) -> LoadedModel:
         except ValueError as e:
             raise UsageError(f"{folder / META} is not valid JSON ({e}); re-run the command that wrote it") from None
     recorded = [TensorSpec.from_json(s) for s in meta.get("inputs") or []]
-    model = load_pt2(folder / "model.pt2", inputs or recorded or None)
+    if arch and (folder / STATE).is_file():
+        model = load_state_dict_model(folder / STATE, arch, arch_kwargs or {}, inputs or recorded or None, rows)
+    else:
+        model = load_pt2(folder / "model.pt2", inputs or recorded or None)
     model.name = model_name(folder)
     model.source = folder
     names = meta.get("output_names")

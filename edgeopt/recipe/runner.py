@@ -103,6 +103,13 @@ class Runner:
                     kw.setdefault(f"{prefix}{opt}", opts[opt])
             if opts.get("trust_pickle") and "trust_pickle" in kind.wired:
                 kw.setdefault("trust_pickle", True)
+        elif kind.name in ("prune", "update"):  # they need the module's code: a student built by student_arch
+            source = self.recipe.steps[step.input_step]
+            given = source.config.given() if source.kind.name == "distill" else {}
+            if "student_arch" in given:  # distill kept its weights beside the program (model.state.pt)
+                kw.setdefault("arch", given["student_arch"])
+                if "student_arch_kwargs" in given:
+                    kw.setdefault("arch_kwargs", given["student_arch_kwargs"])
         if "inputs" in opts and "inputs" in kind.wired:
             kw.setdefault("inputs", list(opts["inputs"]))
 

@@ -27,8 +27,11 @@ def class_names(data) -> list[str] | None:
     return None
 
 
-def save_model(model: LoadedModel, folder: Path, *, task: str, example: dict, class_names=None) -> None:
-    """Write the trained model so that load_model reads it as the kind it was loaded from."""
+def save_model(model: LoadedModel, folder: Path, *, task: str, example: dict, class_names=None,
+               state_dict: bool = False) -> None:
+    """Write the trained model so that load_model reads it as the kind it was loaded from.
+    ``state_dict``: also its weights alone (model.state.pt), so that a command needing the module's
+    code (prune, update) can rebuild it with ``--arch`` when the architecture is unchanged."""
     import torch
 
     from edgeopt.models.pt2_folder import write_pt2_folder
@@ -50,6 +53,10 @@ def save_model(model: LoadedModel, folder: Path, *, task: str, example: dict, cl
         write_pt2_folder(folder, model.module, args, model.io.inputs, task=task, class_names=class_names,
                          tokenizer=model.tokenizer, max_length=model.max_length,
                          max_batch=model.metadata.get("max_batch"))
+        if state_dict:
+            from edgeopt.models.pt2_folder import STATE
+
+            torch.save(user_module(model).state_dict(), folder / STATE)
 
 
 def parameters(model: LoadedModel) -> int:
