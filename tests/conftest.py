@@ -62,3 +62,26 @@ def run_cli(*args, cwd=None, timeout=600):
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout,
                           env=env)
+
+
+@pytest.fixture()
+def first_epoch_interrupt(monkeypatch):
+    """``arm()``: the training loop raises KeyboardInterrupt right after it checkpointed its first
+    epoch (what Ctrl-C there does); ``disarm()``: it trains on. For the resume tests."""
+    import edgeopt.train.loop as loop
+
+    real_save = loop.checkpoint.save
+
+    def save_then_interrupt(folder, state):
+        real_save(folder, state)
+        if state["epoch"] == 0:
+            raise KeyboardInterrupt
+
+    class Switch:
+        def arm(self):
+            monkeypatch.setattr(loop.checkpoint, "save", save_then_interrupt)
+
+        def disarm(self):
+            monkeypatch.setattr(loop.checkpoint, "save", real_save)
+
+    return Switch()

@@ -186,25 +186,16 @@ def test_same_seed_same_student_other_seed_another(images, tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_interrupted_run_resumes_to_the_same_student(images, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_student(images, tmp_path, first_epoch_interrupt):
     import torch
 
-    import edgeopt.train.loop as loop
-
     whole = _student_weights(_run(images, tmp_path / "whole", epochs=3, patience=3).out)
-    real_save = loop.checkpoint.save
-
-    def save_then_interrupt(folder, state):
-        real_save(folder, state)
-        if state["epoch"] == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop.checkpoint, "save", save_then_interrupt)
+    first_epoch_interrupt.arm()
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         _run(images, out, epochs=3, patience=3)
     assert not out.exists() and (tmp_path / "resumed.checkpoint" / "last.pt").is_file()
-    monkeypatch.setattr(loop.checkpoint, "save", real_save)
+    first_epoch_interrupt.disarm()
     result = _run(images, out, epochs=3, patience=3, resume=True)
     assert result.report.training.resumed_at_epoch == 1
     assert [h["epoch"] for h in result.report.training.history] == [1, 2, 3]
@@ -213,10 +204,10 @@ def test_interrupted_run_resumes_to_the_same_student(images, tmp_path, monkeypat
     # a different command refuses the checkpoint of another run
     from edgeopt.errors import UsageError
 
-    monkeypatch.setattr(loop.checkpoint, "save", save_then_interrupt)
+    first_epoch_interrupt.arm()
     with pytest.raises(KeyboardInterrupt):
         _run(images, tmp_path / "other", epochs=3, patience=3)
-    monkeypatch.setattr(loop.checkpoint, "save", real_save)
+    first_epoch_interrupt.disarm()
     with pytest.raises(UsageError, match="different run"):
         _run(images, tmp_path / "other", epochs=3, patience=3, resume=True, seed=5)
 

@@ -206,29 +206,21 @@ def test_cli_chain_structured_recovery_then_export(images, tmp_path):
         assert e.returncode == 0, e.stderr
 
 
-def test_interrupted_recovery_resumes_to_the_same_pruned_model(images, tmp_path, monkeypatch):
+def test_interrupted_recovery_resumes_to_the_same_pruned_model(images, tmp_path, first_epoch_interrupt):
     """Recovery checkpoints each epoch in OUT.checkpoint/ as distill does; --resume redoes the
     (deterministic) pruning and continues training from there, to what an uninterrupted run writes."""
-    import edgeopt.train.loop as loop
     from edgeopt.errors import UsageError
     from edgeopt.prune import prune
 
     kw = dict(**cnn(images), structured=True, ratio=0.5, round_to=4, data=images / "unlabeled.npz", task="classify",
               recover_epochs=3, lr=3e-3, speed_check=False)
     whole = prune(**kw, out=tmp_path / "whole").report
-    real_save = loop.checkpoint.save
-
-    def save_then_interrupt(folder, state):
-        real_save(folder, state)
-        if state["epoch"] == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop.checkpoint, "save", save_then_interrupt)
+    first_epoch_interrupt.arm()
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         prune(**kw, out=out)
     assert not out.exists() and (tmp_path / "resumed.checkpoint" / "last.pt").is_file()
-    monkeypatch.setattr(loop.checkpoint, "save", real_save)
+    first_epoch_interrupt.disarm()
     with pytest.raises(UsageError, match="different run"):  # another ratio: another pruned network
         prune(**{**kw, "ratio": 0.25}, out=out, resume=True)
     resumed = prune(**kw, out=out, resume=True).report

@@ -255,27 +255,19 @@ def test_compact_delta_moves_changed_weights_to_the_nearest_value_keeping_the_lo
         assert (np.abs(kept - new) <= np.abs(other - new) + 1e-12).all()
 
 
-def test_interrupted_update_resumes_to_the_same_model(gru, tmp_path, monkeypatch):
+def test_interrupted_update_resumes_to_the_same_model(gru, tmp_path, first_epoch_interrupt):
     """Each candidate strength checkpoints every epoch in OUT.checkpoint/; --resume continues the one
     an interrupted run was training, to what an uninterrupted run writes."""
-    import edgeopt.train.loop as loop
     from edgeopt.errors import UsageError
 
     kw = dict(method="lwf", epochs=3, patience=3)
     whole = _update(gru, tmp_path / "whole", **kw).report
-    real_save = loop.checkpoint.save
-
-    def save_then_interrupt(folder, state):
-        real_save(folder, state)
-        if state["epoch"] == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop.checkpoint, "save", save_then_interrupt)
+    first_epoch_interrupt.arm()
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         _update(gru, out, **kw)
     assert not out.exists() and (tmp_path / "resumed.checkpoint" / "candidate-0" / "last.pt").is_file()
-    monkeypatch.setattr(loop.checkpoint, "save", real_save)
+    first_epoch_interrupt.disarm()
     with pytest.raises(UsageError, match="different run"):
         _update(gru, out, **{**kw, "epochs": 4}, resume=True)
     resumed = _update(gru, out, **kw, resume=True).report
