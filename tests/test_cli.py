@@ -69,3 +69,18 @@ def test_bad_flags_and_values_get_one_line_and_exit_2(args, expected):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("edgeopt: error: ") and expected in lines[0], result.output
     assert "--help'" in lines[0]
+
+
+def test_json_stdout_stays_one_document_when_user_code_prints(tmp_path):
+    """A model's own module printing on import (DeepCTR-Torch prints a version notice) goes to stderr
+    under --json: stdout is the one document a script parses."""
+    import torch
+
+    (tmp_path / "noisy.py").write_text('print("a notice from the library, on stdout")\nimport torch\n\n\n'
+                                       "def lin():\n    return torch.nn.Linear(4, 2)\n")
+    torch.save(torch.nn.Linear(4, 2).state_dict(), tmp_path / "lin.pt")
+    r = subprocess.run([sys.executable, "-m", "edgeopt.cli", "export", str(tmp_path / "lin.pt"), "--arch",
+                        f"{tmp_path / 'noisy.py'}:lin", "--input", "x:batchx4:float32", "--to", "onnx", "-o",
+                        str(tmp_path / "out"), "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["artifacts"] and "a notice from the library" in r.stderr

@@ -100,8 +100,11 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         # the subcommand's arguments, for -v on a bug (ctx.protected_args is deprecated in Click 9)
         argv = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        from edgeopt.cli.options import json_to_stdout
+
         try:
-            return super().invoke(ctx)
+            with json_to_stdout(argv):  # --json: stdout holds the one document, whatever libraries print
+                return super().invoke(ctx)
         except EdgeoptError as e:
             abort(str(e), e.exit_code)
         except click.UsageError as e:  # a bad flag or value: one line too, not Click's usage block

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgeopt.cli.options import echo_json
+
 
 def _line(r) -> str:
     if r.status == "installed":
@@ -46,7 +48,7 @@ def command(repo_url, root, public_key, dest, device_id, channel, interval, once
 
     config = AgentConfig(repo_url, root, public_key, dest, device_id, channel, report_url, interval)
     agent = Agent(config, log=lambda m: click.echo(f"{device_id}: {m}", err=True))
-    show = (lambda r: click.echo(json.dumps(r.to_json()), nl=True)) if as_json else (lambda r: click.echo(_line(r)))
+    show = (lambda r: echo_json(json.dumps(r.to_json()))) if as_json else (lambda r: click.echo(_line(r)))
     reports = agent.run(once=once, on_report=show)
     if once and (agent.transient_error or any(r.status == "failed" for r in reports)):
         raise click.exceptions.Exit(1)

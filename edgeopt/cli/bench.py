@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console, model_options
+from edgeopt.cli.options import console, echo_json, model_options
 
 
 @click.command()
@@ -71,7 +71,7 @@ def command(artifact, runtimes, targets, profiles_file, batches, seq_len, cold_r
                        trust_pickle=trust_pickle, inputs=inputs, log=log)
     doc = result.document
     if json_out == "-":
-        click.echo(json.dumps(doc, indent=2))
+        echo_json(json.dumps(doc, indent=2))
     elif json_out:
         Path(json_out).write_text(json.dumps(doc, indent=2) + "\n")
     if pb_out:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console
+from edgeopt.cli.options import console, echo_json
 
 
 @click.command()
@@ -42,7 +42,7 @@ def command(out, titles, as_json):
 
     result = run_demo(out, titles_path=titles, log=log)
     if as_json:
-        click.echo(json.dumps(result.document, indent=2, default=str))
+        echo_json(json.dumps(result.document, indent=2, default=str))
     else:
         for note in result.document.get("notes", []):
             con.print(note, highlight=False)

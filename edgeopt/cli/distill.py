@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console
+from edgeopt.cli.options import console, echo_json
 
 
 @click.command()
@@ -114,7 +114,7 @@ def command(teacher, student, student_layers, latency_budget, data, eval_data, j
     if result.out is None:
         return
     if as_json:
-        click.echo(json.dumps(result.report.to_json(), indent=2))
+        echo_json(json.dumps(result.report.to_json(), indent=2))
         return
     print_report(con, result.report, result.out)
 

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from edgeopt.cli.options import echo_json
+
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
@@ -19,7 +21,7 @@ def command(as_json):
 
     data = report()
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        echo_json(json.dumps(data, indent=2))
         return
     con = Console()
     table = Table(title="runtimes")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console, model_options
+from edgeopt.cli.options import console, echo_json, model_options
 
 
 @click.command()
@@ -95,7 +95,7 @@ def command(model, out, to, fp16, int8, int8_mode, calib, eval_data, metric, max
                         threads=threads, shape_buckets=shape_buckets, mobile_shapes=mobile_shapes, reference=reference, arch=arch, arch_kwargs=arch_kwargs,
                         trust_pickle=trust_pickle, inputs=inputs, log=log)
     if as_json:
-        click.echo(json.dumps(result.manifest.to_json(), indent=2))
+        echo_json(json.dumps(result.manifest.to_json(), indent=2))
     else:
         print_artifacts(con, result.manifest.artifacts, title=f"{result.manifest.name} -> {out}")
         print_int8_notes(con, result.manifest.int8)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console, model_options
+from edgeopt.cli.options import console, echo_json, model_options
 
 
 @click.command()
@@ -100,7 +100,7 @@ def command(model, stores, rounds, strategy, local_epochs, method, strength, old
                  trust_pickle=trust_pickle, inputs=list(inputs), verbose=verbose, flower_app=flower_app,
                  log=log)
     if as_json:
-        click.echo(json.dumps(r.report, indent=2))
+        echo_json(json.dumps(r.report, indent=2))
         return
     if flower_app is not None:
         click.echo(f"Flower App for {len(r.report['stores'])} stores in {flower_app}: start a SuperLink and one "

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgeopt.cli.options import echo_json
+
 _reports = click.option("--reports", required=True, type=click.Path(path_type=Path), metavar="DIR",
                         help="The folder agents report into (--report-url DIR).")
 
@@ -26,7 +28,7 @@ def status_command(reports, as_json):
 
     counts = version_counts(read_reports(reports))
     if as_json:
-        click.echo(json.dumps({m: {v: {"running": c.running, "failed": c.failed, "waiting": c.waiting}
+        echo_json(json.dumps({m: {v: {"running": c.running, "failed": c.failed, "waiting": c.waiting}
                                    for v, c in per.items()} for m, per in counts.items()}))
         return
     if not counts:
@@ -56,7 +58,7 @@ def promote_command(version, to, repo, keys, reports, max_failures, model, as_js
     r = promote(repo=repo, keys=keys, reports=reports, version=version, to=to, max_failures=max_failures,
                 model=model)
     if as_json:
-        click.echo(json.dumps(r.to_json()))
+        echo_json(json.dumps(r.to_json()))
         return
     click.echo(f"promoted {r.model} {r.version} from {r.rollout_before:g} % to {r.rollout:g} % "
                f"({r.failed} of {r.tried} devices that tried it failed)")
@@ -76,7 +78,7 @@ def halt_command(version, repo, keys, reason, model, as_json):
 
     r = halt(repo=repo, keys=keys, version=version, reason=reason, model=model)
     if as_json:
-        click.echo(json.dumps(r.to_json()))
+        echo_json(json.dumps(r.to_json()))
         return
     click.echo(f"halted {r.model} {r.version} at {r.rollout:g} % ({r.reason}); devices running it roll back")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console
+from edgeopt.cli.options import console, echo_json
 
 
 @click.command()
@@ -37,7 +37,7 @@ def command(bundle, dest, public_key, allow_downgrade, allow_unsigned, max_bytes
                     allow_unsigned=allow_unsigned, max_bytes=max_bytes, health_timeout=health_timeout,
                     log=lambda m: status.update(m))
     if as_json:
-        click.echo(json.dumps(r.to_json()))
+        echo_json(json.dumps(r.to_json()))
         return
     h = r.health
     click.echo(f"installed {r.name} {r.version} -> {r.current} (signature {r.signature}; "

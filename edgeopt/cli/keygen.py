@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgeopt.cli.options import echo_json
+
 
 @click.command()
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), metavar="NAME",
@@ -18,7 +20,7 @@ def command(out, as_json):
 
     r = keygen(out=out)
     if as_json:
-        click.echo(json.dumps({"private_key": str(r.private_key), "public_key": str(r.public_key), "key_id": r.key_id}))
+        echo_json(json.dumps({"private_key": str(r.private_key), "public_key": str(r.public_key), "key_id": r.key_id}))
         return
     click.echo(f"wrote {r.private_key} (private: sign with it, never ship it) and {r.public_key} (give it to devices)")
     click.echo(f"key id {r.key_id}")

@@ -40,3 +40,41 @@ def console():
     from rich.console import Console
 
     return Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+_JSON_STDOUT = None  # the process's stdout while a --json command runs with sys.stdout on stderr
+
+
+def echo_json(text: str) -> None:
+    """The --json document, on the real stdout: while the command runs, sys.stdout points at stderr
+    (LazyGroup.invoke), so whatever a library prints (DeepCTR-Torch prints a version notice when
+    imported) cannot corrupt the one JSON document a script reads."""
+    import sys
+
+    click.echo(text, file=_JSON_STDOUT or sys.stdout)
+
+
+def json_to_stdout(argv: list[str]):
+    """A context in which print() goes to stderr and echo_json to stdout, when ``argv`` (the
+    subcommand and its arguments) asks for JSON on stdout (bench: ``--json -``)."""
+    import contextlib
+    import sys
+
+    wants = "--json" in argv
+    if wants and argv and argv[0] == "bench":  # bench --json FILE writes a file; '-' means stdout
+        i = argv.index("--json")
+        wants = i + 1 < len(argv) and argv[i + 1] == "-"
+    if not wants:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def swapped():
+        global _JSON_STDOUT
+        _JSON_STDOUT, saved = sys.stdout, sys.stdout
+        sys.stdout = sys.stderr
+        try:
+            yield
+        finally:
+            sys.stdout, _JSON_STDOUT = saved, None
+
+    return swapped()

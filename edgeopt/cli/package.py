@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console
+from edgeopt.cli.options import console, echo_json
 
 
 @click.command()
@@ -43,7 +43,7 @@ def command(out, bundle, sign_key, version, artifacts, golden, bench, expires, b
     data = {"bundle": str(r.bundle), "name": r.name, "version": r.version, "artifacts": r.artifacts, "files": r.files,
             "bytes": r.bytes, "signed": r.signed, "key_id": r.key_id, "expires": r.expires, "skipped": r.skipped, "delta": r.delta}
     if as_json:
-        click.echo(json.dumps(data))
+        echo_json(json.dumps(data))
         return
     for s in r.skipped:
         con.print(f"[yellow]left out[/] {s}")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgeopt.cli.options import echo_json
+
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
@@ -24,7 +26,7 @@ def command(bundle, texts, input_file, runtime, public_key, as_json):
 
     r = predict(bundle=bundle, texts=list(texts), input_file=input_file, runtime=runtime, public_key=public_key)
     if as_json:
-        click.echo(json.dumps(r.to_json()))
+        echo_json(json.dumps(r.to_json()))
         return
     m = r.model
     click.echo(f"{m['name']} {m['version'] or ''} via {m['runtime']} ({m['artifact']})", err=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgeopt.cli.options import echo_json
+
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
@@ -28,7 +30,7 @@ def command(bundle, repo, keys, channel, rollout, public_key, as_json):
 
     r = publish(bundle=bundle, repo=repo, keys=keys, channel=channel, rollout=rollout, public_key=public_key)
     if as_json:
-        click.echo(json.dumps(r.to_json()))
+        echo_json(json.dumps(r.to_json()))
         return
     rel = r.release
     base = f" (delta from {rel.base})" if rel.base else ""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgeopt.cli.options import echo_json
+
 _repo = click.option("--repo", required=True, type=click.Path(path_type=Path), metavar="DIR",
                      help="The repository folder (metadata/ and targets/), served by any static file server.")
 _keys = click.option("--keys", required=True, type=click.Path(path_type=Path), metavar="DIR",
@@ -16,7 +18,7 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print one JSON doc
 
 def _show(r, as_json: bool, what: str) -> None:
     if as_json:
-        click.echo(json.dumps(r.to_json()))
+        echo_json(json.dumps(r.to_json()))
         return
     click.echo(f"{what}: {r.repo} (root version {r.root_version}; signed {', '.join(r.signed)})")
     if r.rotated:

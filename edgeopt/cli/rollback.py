@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgeopt.cli.options import echo_json
+
 
 @click.command()
 @click.argument("target", type=click.Path(path_type=Path), metavar="DEST/NAME")
@@ -18,6 +20,6 @@ def command(target, as_json):
 
     r = rollback(target=target)
     if as_json:
-        click.echo(json.dumps(r.to_json()))
+        echo_json(json.dumps(r.to_json()))
         return
     click.echo(f"{r.name}: current is now {r.current} (was {r.previous}; `edgeopt rollback` again to return)")

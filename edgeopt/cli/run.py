@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console
+from edgeopt.cli.options import console, echo_json
 
 
 @click.command()
@@ -55,7 +55,7 @@ def command(recipe, out, plan, start, only, no_cache, cache, no_measure, as_json
     if plan:
         rows = [p.to_json() for p in result.plan]
         if as_json:
-            click.echo(json.dumps({"recipe": str(result.recipe.path), "out": str(result.recipe.out), "steps": rows},
+            echo_json(json.dumps({"recipe": str(result.recipe.path), "out": str(result.recipe.out), "steps": rows},
                                   indent=2))
             return
         from rich.table import Table
@@ -68,7 +68,7 @@ def command(recipe, out, plan, start, only, no_cache, cache, no_measure, as_json
         con.print(table)
         return
     if as_json:
-        click.echo(json.dumps(result.document, indent=2, default=str))
+        echo_json(json.dumps(result.document, indent=2, default=str))
     else:
         print_summary(con, result)
     if not result.passed:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console, model_options
+from edgeopt.cli.options import console, echo_json, model_options
 
 
 @click.command()
@@ -94,7 +94,7 @@ def command(model, data, old_data, method, strength, tune, max_forgetting, task,
         click.echo(interrupted_message(Path(out)), err=True)
         sys.exit(130)
     if as_json:
-        click.echo(json.dumps(result.report.to_json(), indent=2))
+        echo_json(json.dumps(result.report.to_json(), indent=2))
         return
     print_report(con, result.report, result.out)
 

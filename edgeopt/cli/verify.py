@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgeopt.cli.options import echo_json
+
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
@@ -19,7 +21,7 @@ def command(bundle, public_key, as_json):
 
     r = verify(bundle=bundle, public_key=public_key)
     if as_json:
-        click.echo(json.dumps(r.to_json()))
+        echo_json(json.dumps(r.to_json()))
         return
     click.echo(f"{r.bundle.name}: {r.name} {r.version}, {r.files} files ({r.bytes / 1e6:.1f} MB) match the manifest")
     sig = {"verified": f"signature verified (key {(r.signer or '')[:16]})",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgeopt.cli.options import console
+from edgeopt.cli.options import console, echo_json
 
 
 @click.command()
@@ -32,7 +32,7 @@ def command(out, arch, cache, qemu, as_json):
     with con.status("checking") as status:
         r = verify_target(out, arch=arch, cache=cache, qemu=qemu, log=lambda m: status.update(m))
     if as_json:
-        click.echo(json.dumps({"out": str(r.out), "arch": r.arch, "passed": r.passed, "emulator": r.emulator,
+        echo_json(json.dumps({"out": str(r.out), "arch": r.arch, "passed": r.passed, "emulator": r.emulator,
                                "artifacts": r.artifacts}))
     else:
         for path, v in r.artifacts.items():
