@@ -137,7 +137,8 @@ def test_classifier_writes_a_pt2_folder_that_export_reads(images, tmp_path):
     report = json.loads(r.stdout)
     assert report["task"] == "classify" and report["data"]["labels"]
     assert {"top1", "agreement"} <= set(report["quality"]["student"]) and "top1" in report["quality"]["teacher"]
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.pt2", "report.json"]
+    # model.state.pt: the weights alone too, as --student-arch built the student (prune can take it)
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.pt2", "model.state.pt", "report.json"]
     model = load_model(out)  # no --input needed: model.json keeps the input spec and task
     assert model.family == "pt2" and model.metadata["task"] == "classify" and model.name == "student"
     assert model.io.inputs[0].name == "image" and model.io.outputs[0].shape == ("batch", 10)
