@@ -65,17 +65,21 @@ def user_rows(rows, inputs) -> dict | None:
 
     if rows is None or Path(rows).suffix != ".npz" or not Path(rows).is_file():
         return None
-    try:
+    import zipfile
+
+    try:  # a file that cannot be read is the data loader's to report, with its own message
         with np.load(rows, allow_pickle=False) as z:
             if not all(s.name in z.files for s in inputs):
                 return None
             arrays = {s.name: z[s.name][:3] for s in inputs}
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return None
     for s in inputs:
         a = arrays[s.name]
         if not len(a) or a.ndim != len(s.shape) or any(isinstance(d, int) and a.shape[i] != d
                                                        for i, d in enumerate(s.shape) if i):
+            return None
+        if a.dtype.kind not in "biuf":  # complex, strings, objects: not rows this model reads
             return None
         arrays[s.name] = np.ascontiguousarray(a.astype("float32" if s.dtype == "bfloat16" else s.dtype))
     return arrays
