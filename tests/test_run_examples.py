@@ -109,10 +109,10 @@ def test_search_recipe_on_home_depot(tmp_path):
     assert r.returncode in (0, 1), r.stderr[-3000:]
     doc = json.loads(r.stdout)
     gates = {g["name"]: g for g in doc["gates"]}
-    # the recipe gates on the issue's targets (>= 0.97, <= 0.40x), which this chain meets or misses by a
-    # point depending on the CPU (docs/PERFORMANCE.md); here: clearly better than stock INT8 on both
-    assert gates["quality"]["value"] >= 0.95, gates
-    assert gates["latency"]["value"] <= 0.5, gates
+    # the recipe gates on the issue's targets (>= 0.97, <= 0.40x), met with 1.4 points / 4 % to spare on
+    # the CPU docs/PERFORMANCE.md names; the latency bound here leaves room for other CPUs' INT8 kernels
+    assert gates["quality"]["value"] >= 0.97, gates
+    assert gates["latency"]["value"] <= 0.45, gates
     stock = next(v for v in doc["measurements"]["variants"] if v["name"] == "teacher stock INT8")
     final = next(v for v in doc["measurements"]["variants"] if v["name"] == "export INT8 (model.int8.onnx)")
     assert final["quality"] > stock["quality"], (final, stock)
