@@ -254,8 +254,8 @@ class Runner:
 
     def _build(self, step: Step, key: str) -> cache_mod.Entry:
         partial = self.cache.partial(key)
-        checkpoint = partial / f"{self.name}.checkpoint" / "last.pt"
-        resume = step.kind.name in RESUMABLE and checkpoint.is_file()
+        checkpoints = partial / f"{self.name}.checkpoint"  # update keeps one per candidate strength below it
+        resume = step.kind.name in RESUMABLE and checkpoints.is_dir() and any(checkpoints.rglob("last.pt"))
         if partial.exists() and not resume:
             shutil.rmtree(partial)
         partial.mkdir(parents=True, exist_ok=True)
@@ -265,7 +265,7 @@ class Runner:
         try:
             self._call(step, partial / self.name, resume)
         except KeyboardInterrupt:
-            raise  # the partial folder stays: distill / prune resume from its checkpoint next time
+            raise  # the partial folder stays: distill / prune / update resume from their checkpoints
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)  # a failure is never cached
             raise
