@@ -85,3 +85,25 @@ def first_epoch_interrupt(monkeypatch):
             monkeypatch.setattr(loop.checkpoint, "save", real_save)
 
     return Switch()
+
+
+def criteo_fields():
+    """The Criteo sample as the CTR libraries take it, field by field: the 26 categorical columns
+    label-encoded each on its own (ids from 0) with their vocabulary sizes, the 13 dense columns
+    log1p'd, and the click labels. Skips when the shared data is absent."""
+    import csv
+
+    import numpy as np
+
+    path = SHARED_DATA / "ctr-samples" / "criteo_sample.txt"
+    if not path.is_file():
+        pytest.skip(f"shared data missing: {path} (see ../shared/data/SOURCES.md)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    cats, vocab = [], []
+    for i in range(1, 27):
+        seen: dict[str, int] = {}
+        cats.append(np.array([seen.setdefault(r[f"C{i}"], len(seen)) for r in rows], "int64"))
+        vocab.append(len(seen))
+    dense = [np.array([np.log1p(max(float(r[f"I{i}"] or 0), 0)) for r in rows], "float32") for i in range(1, 14)]
+    return cats, vocab, dense, np.array([int(r["label"]) for r in rows], "int64")

@@ -7,16 +7,14 @@ categorical and 13 dense fields: export (ONNX equal to torch), --int8 gated on A
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED_DATA, run_cli
+from tests.conftest import criteo_fields, run_cli
 
 pytest.importorskip("deepctr_torch", reason="deepctr-torch is not installed (pip install -e .[dev])")
-CRITEO = SHARED_DATA / "ctr-samples" / "criteo_sample.txt"
 
 ARCH = '''from deepctr_torch.inputs import DenseFeat, SparseFeat
 from deepctr_torch.models import DeepFM
@@ -35,20 +33,10 @@ def deepctr(tmp_path_factory):
 
     import torch
 
-    if not CRITEO.is_file():
-        pytest.skip(f"shared data missing: {CRITEO} (see ../shared/data/SOURCES.md)")
     folder = tmp_path_factory.mktemp("deepctr")
-    with open(CRITEO, newline="") as f:
-        rows = list(csv.DictReader(f))
-    cols, vocab = [], []
-    for i in range(1, 27):
-        seen: dict[str, int] = {}
-        cols.append([seen.setdefault(r[f"C{i}"], len(seen)) for r in rows])
-        vocab.append(len(seen))
-    for i in range(1, 14):
-        cols.append([np.log1p(max(float(r[f"I{i}"] or 0), 0)) for r in rows])
-    x = np.array(cols, "float32").T  # DeepCTR's X: the 26 ids, then the 13 dense values
-    np.savez(folder / "criteo.npz", X=x, labels=np.array([int(r["label"]) for r in rows], "int64"))
+    cats, vocab, dense, labels = criteo_fields()
+    x = np.stack([*cats, *dense], axis=1).astype("float32")  # DeepCTR's X: the 26 ids, then the 13 dense values
+    np.savez(folder / "criteo.npz", X=x, labels=labels)
     (folder / "deepctr_arch.py").write_text(ARCH)
     spec = importlib.util.spec_from_file_location("deepctr_arch", folder / "deepctr_arch.py")
     mod = importlib.util.module_from_spec(spec)

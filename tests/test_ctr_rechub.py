@@ -6,16 +6,14 @@ answers equal to torch; OpenVINO too), --int8 gated on AUC and update (probabili
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED_DATA, run_cli
+from tests.conftest import criteo_fields, run_cli
 
 pytest.importorskip("torch_rechub", reason="torch-rechub is not installed (pip install -e .[dev])")
-CRITEO = SHARED_DATA / "ctr-samples" / "criteo_sample.txt"
 
 ARCH = '''from torch_rechub.basic.features import DenseFeature, SparseFeature
 from torch_rechub.models.ranking import DeepFM
@@ -34,19 +32,10 @@ def rechub(tmp_path_factory):
 
     import torch
 
-    if not CRITEO.is_file():
-        pytest.skip(f"shared data missing: {CRITEO} (see ../shared/data/SOURCES.md)")
     folder = tmp_path_factory.mktemp("rechub")
-    with open(CRITEO, newline="") as f:
-        rows = list(csv.DictReader(f))
-    feats, vocab = {}, []
-    for i in range(1, 27):
-        seen: dict[str, int] = {}
-        feats[f"C{i}"] = np.array([seen.setdefault(r[f"C{i}"], len(seen)) for r in rows], "int64")
-        vocab.append(len(seen))
-    for i in range(1, 14):
-        feats[f"I{i}"] = np.array([np.log1p(max(float(r[f"I{i}"] or 0), 0)) for r in rows], "float32")
-    feats["labels"] = np.array([int(r["label"]) for r in rows], "int64")
+    cats, vocab, dense, labels = criteo_fields()
+    feats = {f"C{i + 1}": c for i, c in enumerate(cats)} | {f"I{i + 1}": d for i, d in enumerate(dense)}
+    feats["labels"] = labels
     np.savez(folder / "criteo.npz", **feats)
     (folder / "rechub_arch.py").write_text(ARCH)
     spec = importlib.util.spec_from_file_location("rechub_arch", folder / "rechub_arch.py")
