@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from update_yoochoose import DATA, _spec, prefixes, read, session_gru, split, train  # noqa: E402
+from update_yoochoose import DATA, _spec, finish, number_items, prefixes, read, session_gru, split, train  # noqa: E402
 
 
 def deal(sessions, n_stores: int, n_items: int, ids: dict, seed: int, skew: float = 0.8):
@@ -78,15 +78,7 @@ def main(argv=None) -> int:
     unseen = set(np.random.default_rng(args.seed).choice(later, int(len(later) * args.new_share), replace=False).tolist())
     kept = [s for s in old_s if not unseen.intersection(s.tolist())]
     dropped, old_s = len(old_s) - len(kept), kept
-    ids: dict = {}
-    for s in old_s:
-        for i in s:
-            ids.setdefault(i, len(ids) + 1)
-    n_old_items = len(ids) + 1
-    for s in new_s:
-        for i in s:
-            ids.setdefault(i, len(ids) + 1)
-    n_items = len(ids) + 1
+    ids, n_old_items, n_items = number_items(old_s, new_s)
     work = Path(tempfile.mkdtemp(prefix="federate-yoochoose-"))
     old_tr, old_te = split(old_s, args.seed)
     for k, v in (("old_train", old_tr), ("old_eval", old_te)):
@@ -151,7 +143,7 @@ def main(argv=None) -> int:
         results["runs"]["federated" if i == 0 else f"federated --wire {wire}"] = run
         print("federated", run, file=sys.stderr)
     if args.no_baselines:
-        return _write(results, work, args)
+        return finish(results, args.json, work)
 
     alone = [upd(work / "stores" / f"store{i:02d}.npz", f"alone{i}") for i in range(args.stores)]
     results["runs"]["stores alone (mean)"] = {k: float(np.mean([a[k] for a in alone]))
@@ -166,18 +158,7 @@ def main(argv=None) -> int:
     tg = results["targets"]
     tg["met"] = bool(tg["federated_vs_centralized_recall"] >= 0.95 and tg["federated_over_alone_mean"] > 0
                      and tg["forgetting_vs_centralized"] <= 0.01)
-    return _write(results, work, args)
-
-
-def _write(results: dict, work: Path, args) -> int:
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    return 0
+    return finish(results, args.json, work)
 
 
 if __name__ == "__main__":

@@ -73,11 +73,7 @@ def main(argv=None) -> int:
     new_s = uy.read(uy.DATA / "yoochoose-clicks-100k_test.txt")
     if args.limit:
         old_s, new_s = old_s[:args.limit], new_s[:args.limit]
-    ids: dict = {}
-    for s in old_s + new_s:
-        for i in s:
-            ids.setdefault(i, len(ids) + 1)
-    n_items = len(ids) + 1
+    ids, _, n_items = uy.number_items(old_s, new_s)
     (old_tr, _), (new_tr, new_te) = uy.split(old_s, 0), uy.split(new_s, 0)
     work = Path(tempfile.mkdtemp(prefix="fleet-wire-"))
     for k, v in (("old_train", old_tr), ("new_train", new_tr), ("new_eval", new_te)):
@@ -126,12 +122,7 @@ def main(argv=None) -> int:
     results = {"settings": vars(args), "full_bundle_bytes": full, "delta_bundle_bytes": delta, "polls": polls,
                "update_wire_bytes": upd["metadata"] + upd["bundles"],
                "update_wire_vs_full": round((upd["metadata"] + upd["bundles"]) / full, 3)}
-    shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    return 0
+    return uy.finish(results, args.json, work)
 
 
 if __name__ == "__main__":

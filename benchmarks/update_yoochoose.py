@@ -53,6 +53,33 @@ def read(path: Path) -> list[np.ndarray]:
     return [s[:, 1].astype(np.int64) for s in np.split(raw, cuts) if len(s) >= 2]
 
 
+def number_items(old_s, new_s) -> tuple[dict, int, int]:
+    """Item ids in order of first click, the earlier period first (0 is padding): the id map, the
+    table size the earlier period needs and the size both need."""
+    ids: dict = {}
+    for s in old_s:
+        for i in s:
+            ids.setdefault(i, len(ids) + 1)
+    n_old_items = len(ids) + 1
+    for s in new_s:
+        for i in s:
+            ids.setdefault(i, len(ids) + 1)
+    return ids, n_old_items, len(ids) + 1
+
+
+def finish(results: dict, json_path: str | None, work: Path | None = None) -> int:
+    """Remove the work folder, print the results and write them to --json."""
+    import shutil
+
+    if work is not None:
+        shutil.rmtree(work, ignore_errors=True)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if json_path:
+        Path(json_path).write_text(text + "\n")
+    return 0
+
+
 def prefixes(sessions, ids: dict) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for s in sessions:
@@ -122,15 +149,7 @@ def main(argv=None) -> int:
     old_s, new_s = read(DATA / "yoochoose-clicks-100k_train_full.txt"), read(DATA / "yoochoose-clicks-100k_test.txt")
     if args.limit:
         old_s, new_s = old_s[:args.limit], new_s[:args.limit]
-    ids: dict = {}
-    for s in old_s:
-        for i in s:
-            ids.setdefault(i, len(ids) + 1)
-    n_old_items = len(ids) + 1
-    for s in new_s:
-        for i in s:
-            ids.setdefault(i, len(ids) + 1)
-    n_items = len(ids) + 1
+    ids, n_old_items, n_items = number_items(old_s, new_s)
     (old_tr, old_te), (new_tr, new_te) = split(old_s, args.seed), split(new_s, args.seed)
     sets = {k: prefixes(v, ids) for k, v in (("old_train", old_tr), ("old_eval", old_te), ("new_train", new_tr),
                                               ("new_eval", new_te))}
@@ -194,14 +213,7 @@ def main(argv=None) -> int:
         best = results["best"]
         run(best.split()[0], "--tune" in best, compact=True)
         results["bundle"] = _bundles(work, results)
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    return 0
+    return finish(results, args.json, work)
 
 
 def _spec():
